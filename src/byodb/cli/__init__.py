@@ -1,0 +1,1 @@
+"""The ``byodb`` command."""

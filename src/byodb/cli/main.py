@@ -1,0 +1,162 @@
+"""``byodb`` — serve the app, mint development tokens, manage keys and the main database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from byodb.errors import ByodbError
+from byodb.settings import get_settings
+
+app = typer.Typer(help="byodb: each user's chat content on a PostgreSQL they own.",
+                  no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="The main database.", no_args_is_help=True)
+schema_app = typer.Typer(help="The content schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(schema_app, name="schema")
+err = Console(stderr=True)
+
+
+def _announce_environment() -> None:
+    settings = get_settings()
+    if settings.is_production:
+        err.print("[bold]byodb[/] production mode")
+        return
+    err.print(Panel.fit(
+        "[bold yellow]DEVELOPMENT MODE[/]\n"
+        "Anyone can sign in as any user; tokens and the encryption key are generated and kept\n"
+        f"in {settings.data_dir}/. Private and loopback database hosts are allowed.\n"
+        "Set BYODB_ENV=production (with BYOD_ENCRYPTION_KEY and a JWT issuer) for real use.",
+        border_style="yellow"))
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000) -> None:
+    """Run the app (main database embedded unless BYODB_DATABASE_URL is set)."""
+    import uvicorn
+
+    from byodb.maindb.location import start_main_database
+    from byodb.web.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    try:
+        settings.check_production()
+    except ByodbError as exc:
+        err.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(2) from None
+    _announce_environment()
+    url, cluster = start_main_database(settings)
+    if cluster is not None:
+        err.print(f"main database: embedded PostgreSQL in {cluster.root}")
+    try:
+        uvicorn.run(create_app(settings, main_url=url), host=host, port=port,
+                    log_level="info", proxy_headers=False)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+@app.command()
+def worker() -> None:
+    """Run background jobs in this process (``byodb serve`` also runs them inline)."""
+    from byodb.jobs.queue import ensure_job_schema, make_job_app, use_runtime
+    from byodb.maindb.location import start_main_database
+    from byodb.runtime import build_runtime
+
+    settings = get_settings()
+    settings.check_production()
+    url, _ = start_main_database(settings)
+
+    async def run() -> None:
+        runtime = build_runtime(settings, url)
+        job_app = make_job_app(url)
+        async with job_app.open_async():
+            await ensure_job_schema(runtime.main, job_app)
+            use_runtime(runtime)
+            await job_app.run_worker_async(queues=["byod"], concurrency=4)
+
+    asyncio.run(run())
+
+
+@app.command()
+def token(user_id: Annotated[str, typer.Argument(help="The user id (JWT subject).")],
+          admin: Annotated[bool, typer.Option("--admin", help="Grant the admin role.")] = False,
+          ) -> None:
+    """Print a signed development JWT for USER_ID (development auth only)."""
+    from byodb.web.auth import issue_dev_token
+
+    try:
+        typer.echo(issue_dev_token(get_settings(), user_id, admin=admin))
+    except (ByodbError, ValueError) as exc:
+        err.print(f"[red]error:[/] {getattr(exc, 'message', exc)}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def keygen() -> None:
+    """Print a new encryption key (64 hex characters) for BYOD_ENCRYPTION_KEY."""
+    from byodb.vault import generate_key_hex
+
+    typer.echo(generate_key_hex())
+
+
+@app.command("rotate-key")
+def rotate_key() -> None:
+    """Re-encrypt stored credentials with the current BYOD_ENCRYPTION_KEY (online).
+
+    Put the old key in BYOD_PREVIOUS_ENCRYPTION_KEYS so existing ciphertexts still open.
+    """
+    from byodb.instances.config_store import rotate_credentials
+    from byodb.maindb.location import start_main_database
+    from byodb.maindb.urls import async_url
+    from byodb.vault import Vault
+    from byodb.vault.keys import load_key_ring
+
+    settings = get_settings()
+    url, _ = start_main_database(settings)
+
+    async def run() -> int:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        engine = create_async_engine(async_url(url))
+        try:
+            return await rotate_credentials(engine, Vault(load_key_ring(settings)))
+        finally:
+            await engine.dispose()
+
+    try:
+        count = asyncio.run(run())
+    except ByodbError as exc:
+        err.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(2) from None
+    typer.echo(f"re-encrypted {count} credential(s)")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending main-database migrations (also done at every start)."""
+    from byodb.maindb.location import start_main_database
+    from byodb.maindb.migrate import upgrade_main
+
+    url, _ = start_main_database(get_settings())
+    upgrade_main(url)
+    typer.echo("main database is up to date")
+
+
+@schema_app.command("sql")
+def schema_sql() -> None:
+    """Print the full DDL of the current content schema version."""
+    from byodb.content import content_schema_sql
+
+    typer.echo(content_schema_sql(), nl=False)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,77 @@
+"""Typed errors. Each carries a stable ``code`` for programs and a sentence for people.
+
+The web layer maps every :class:`ByodbError` to ``{"error": {"code", "message"}}`` in one
+place (``byodb.web.errors``). Messages never contain secrets or user content.
+"""
+
+from __future__ import annotations
+
+
+class ByodbError(Exception):
+    """Base of all errors the product reports to a caller."""
+
+    code: str = "error"
+    status: int = 500
+
+    def __init__(self, message: str, *, hint: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if code is not None:
+            self.code = code
+
+
+class ConfigurationError(ByodbError):
+    code = "configuration_error"
+
+
+class InvalidInput(ByodbError):
+    code = "invalid_input"
+    status = 422
+
+
+class NotFound(ByodbError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(ByodbError):
+    code = "conflict"
+    status = 409
+
+
+class Unauthenticated(ByodbError):
+    code = "unauthenticated"
+    status = 401
+
+
+class Forbidden(ByodbError):
+    code = "forbidden"
+    status = 403
+
+
+class RateLimited(ByodbError):
+    code = "rate_limited"
+    status = 429
+
+
+class ByodUnavailable(ByodbError):
+    """The user's own database cannot be used right now; the app blocks instead of falling
+    back to main (DESIGN.md §1.2)."""
+
+    code = "byod_unavailable"
+    status = 503
+
+
+class UnknownTable(ByodbError):
+    """A table the placement map does not know: a programming error, never routed to main."""
+
+    code = "unknown_table"
+    status = 500
+
+
+class DecryptionError(ByodbError):
+    """A ciphertext that does not open: tampered, copied to another row, or unknown key."""
+
+    code = "decryption_failed"
+    status = 500

@@ -1,0 +1,1 @@
+"""One user database's lifecycle: URL guard, connection test, deploy, state, data moves."""

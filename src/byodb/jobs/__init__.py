@@ -1,0 +1,1 @@
+"""Durable background jobs on the main database's queue (procrastinate)."""

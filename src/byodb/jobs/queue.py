@@ -1,0 +1,76 @@
+"""The job queue: a procrastinate app on the main database, and the tasks it runs.
+
+Tasks find the process's :class:`~byodb.runtime.Runtime` through :func:`use_runtime`, set
+once by whoever runs the worker (``byodb serve`` inline, or ``byodb worker``). Payloads carry
+ids only — never credentials or content (DESIGN.md §1, §6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import procrastinate
+from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.tasks import configure_task
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from byodb.maindb.urls import libpq_url
+from byodb.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+_runtime: Runtime | None = None
+
+
+def use_runtime(runtime: Runtime | None) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def current_runtime() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("no runtime: start the worker through byodb serve or byodb worker")
+    return _runtime
+
+
+# Tasks register on this app; a process binds it to main with :func:`make_job_app`.
+job_app = procrastinate.App(connector=procrastinate.PsycopgConnector())
+
+
+def make_job_app(main_url: str) -> procrastinate.App:
+    connector = procrastinate.PsycopgConnector(conninfo=libpq_url(main_url), min_size=1,
+                                               max_size=4)
+    return job_app.with_connector(connector)
+
+
+@job_app.task(name="byodb.provision_user_database", queue="byod", retry=0)
+async def provision_user_database_job(user_id: str, credential_version: int) -> None:
+    from byodb.instances.provisioning import provision_user_database
+
+    await provision_user_database(current_runtime(), user_id, credential_version)
+
+
+async def enqueue_provisioning(app: procrastinate.App, user_id: str,
+                               credential_version: int) -> None:
+    """Queue the deploy+move of a user's database; one at a time per user."""
+    # Deferred through this app's own job manager: tasks keep a link to the app they were
+    # declared on, which is never opened (see procrastinate's with_connector notes).
+    with contextlib.suppress(AlreadyEnqueued):
+        await configure_task(
+            name="byodb.provision_user_database",
+            job_manager=app.job_manager,
+            queue="byod",
+            lock=f"provision:{user_id}",
+            queueing_lock=f"provision:{user_id}:{credential_version}",
+        ).defer_async(user_id=user_id, credential_version=credential_version)
+
+
+async def ensure_job_schema(main: AsyncEngine, app: procrastinate.App) -> None:
+    """Apply procrastinate's schema on main once (it is not re-runnable)."""
+    async with main.connect() as conn:
+        present = (await conn.execute(
+            text("select to_regclass('public.procrastinate_jobs') is not null"))).scalar()
+    if not present:
+        await app.schema_manager.apply_schema_async()

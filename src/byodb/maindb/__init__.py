@@ -1,0 +1,2 @@
+"""The main database: app tables (accounts, settings, BYOD control records) and their
+Alembic migrations, plus the embedded PostgreSQL used when no server is configured."""

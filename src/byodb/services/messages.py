@@ -1,0 +1,123 @@
+"""Messages: list a conversation's messages; post a user message and store the assistant's
+reply (streamed from the chat model, persisted when complete)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import case, func, select, update
+
+from byodb.assistant import ChatModel, ChatTurn
+from byodb.content.tables import conversations, messages
+from byodb.errors import InvalidInput
+from byodb.ids import new_id
+from byodb.routing import Router
+from byodb.services.conversations import fetch_owned_conversation
+from byodb.services.limits import MAX_MESSAGE_CHARS
+from byodb.services.rows import public_columns, row_dict
+
+_COLUMNS = public_columns(messages)
+_CONTEXT_MESSAGES = 40
+
+
+@dataclass(frozen=True)
+class ReplyEvent:
+    """One step of a reply: ``user_message`` | ``delta`` | ``assistant_message``."""
+
+    kind: str
+    data: Any
+
+
+def _approx_tokens(text: str) -> int:
+    return max(1, round(len(text.split()) * 4 / 3)) if text.strip() else 0
+
+
+async def list_messages(router: Router, user_id: str,
+                        conversation_id: UUID) -> list[dict[str, Any]]:
+    async with router.connect(user_id, messages) as conn:
+        await fetch_owned_conversation(conn, user_id, conversation_id)
+        rows = (await conn.execute(
+            select(*_COLUMNS)
+            .where(messages.c.conversation_id == conversation_id,
+                   messages.c.user_id == user_id)
+            .order_by(messages.c.created_at, messages.c.id))).all()
+    return [row_dict(r) for r in rows]
+
+
+async def send_message(router: Router, model: ChatModel, user_id: str,
+                       conversation_id: UUID, content: str) -> AsyncIterator[ReplyEvent]:
+    """Store the user's message, stream the reply, store the reply.
+
+    No database connection is held while the model generates: the reply is written in a
+    second transaction, so a slow model never pins a connection of the user's small pool.
+    """
+    if not isinstance(content, str) or not content.strip():
+        raise InvalidInput("message content is empty")
+    if len(content) > MAX_MESSAGE_CHARS:
+        raise InvalidInput(f"message is longer than {MAX_MESSAGE_CHARS} characters")
+    now = datetime.now(UTC)
+    async with router.connect(user_id, messages) as conn:
+        conversation = await fetch_owned_conversation(conn, user_id, conversation_id)
+        history = (await conn.execute(
+            select(messages.c.role, messages.c.content)
+            .where(messages.c.conversation_id == conversation_id,
+                   messages.c.user_id == user_id, messages.c.status == "complete")
+            .order_by(messages.c.created_at.desc(), messages.c.id.desc())
+            .limit(_CONTEXT_MESSAGES))).all()
+        user_row = (await conn.execute(messages.insert().values(
+            id=new_id(), conversation_id=conversation_id, user_id=user_id, role="user",
+            content=content, status="complete", input_tokens=_approx_tokens(content),
+        ).returning(*_COLUMNS))).one()
+        assistant_id = new_id()
+        await conn.execute(messages.insert().values(
+            id=assistant_id, conversation_id=conversation_id, user_id=user_id,
+            role="assistant", content="", status="generating", model=model.name,
+            parent_message_id=user_row.id, generation_started_at=now,
+        ))
+    yield ReplyEvent("user_message", row_dict(user_row))
+
+    turns = [ChatTurn("system", conversation["system_prompt"])] if conversation.get(
+        "system_prompt") else []
+    turns += [ChatTurn(r.role, r.content) for r in reversed(history)]
+    turns.append(ChatTurn("user", content))
+    pieces: list[str] = []
+    failure: str | None = None
+    try:
+        async for piece in model.stream(turns):
+            pieces.append(piece)
+            yield ReplyEvent("delta", piece)
+    except Exception as exc:  # the model failing must still leave a finished message
+        failure = f"The model failed: {type(exc).__name__}"
+    reply = "".join(pieces)
+    input_tokens = sum(_approx_tokens(t.content) for t in turns)
+    async with router.connect(user_id, messages) as conn:
+        assistant_row = (await conn.execute(
+            update(messages)
+            .where(messages.c.id == assistant_id, messages.c.user_id == user_id)
+            .values(content=reply, status="error" if failure else "complete", error=failure,
+                    input_tokens=input_tokens, output_tokens=_approx_tokens(reply),
+                    generation_completed_at=func.now(), updated_at=func.now())
+            .returning(*_COLUMNS))).one()
+        title = " ".join(content.split()[:8])[:80]
+        await conn.execute(
+            update(conversations)
+            .where(conversations.c.id == conversation_id, conversations.c.user_id == user_id)
+            .values(last_message_at=func.now(), updated_at=func.now(),
+                    message_count=conversations.c.message_count + 2,
+                    title=case((conversations.c.title.is_(None), title),
+                               else_=conversations.c.title)))
+    yield ReplyEvent("assistant_message", row_dict(assistant_row))
+
+
+async def post_message(router: Router, model: ChatModel, user_id: str,
+                       conversation_id: UUID, content: str) -> dict[str, Any]:
+    """Non-streaming form of :func:`send_message`: both stored messages."""
+    result: dict[str, Any] = {}
+    async for event in send_message(router, model, user_id, conversation_id, content):
+        if event.kind != "delta":
+            result[event.kind] = event.data
+    return result

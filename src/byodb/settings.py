@@ -1,0 +1,100 @@
+"""All configuration, read once from environment variables (DESIGN.md §5).
+
+Development is the default and says so loudly; production refuses to start without an
+encryption key and a real JWT issuer (see :func:`Settings.check_production`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from byodb.errors import ConfigurationError
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    """Process-wide settings. Field names map to the environment variables in ``alias``."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+
+    env: Environment = Field(Environment.development, alias="BYODB_ENV")
+    data_dir: Path = Field(Path("byodb-data"), alias="BYODB_DATA_DIR")
+    database_url: str | None = Field(None, alias="BYODB_DATABASE_URL")
+    encryption_key: str | None = Field(None, alias="BYOD_ENCRYPTION_KEY")
+    # Older keys that must keep decrypting after a rotation: "keyid:hex,keyid:hex".
+    previous_encryption_keys: str | None = Field(None, alias="BYOD_PREVIOUS_ENCRYPTION_KEYS")
+    allow_private_hosts: bool | None = Field(None, alias="BYODB_ALLOW_PRIVATE_HOSTS")
+
+    # Auth. Development signs its own tokens; production verifies an issuer's JWKS.
+    jwt_issuer: str | None = Field(None, alias="BYODB_JWT_ISSUER")
+    jwt_audience: str | None = Field(None, alias="BYODB_JWT_AUDIENCE")
+    jwks_url: str | None = Field(None, alias="BYODB_JWKS_URL")
+    admin_claim: str = Field("byodb_admin", alias="BYODB_ADMIN_CLAIM")
+    admin_users: str = Field("", alias="BYODB_ADMIN_USERS")
+
+    # Model provider: offline unless an OpenAI-compatible endpoint is configured.
+    llm_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("BYODB_LLM_BASE_URL", "OPENAI_BASE_URL")
+    )
+    llm_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("BYODB_LLM_API_KEY", "OPENAI_API_KEY")
+    )
+    llm_model: str = Field("gpt-4o-mini", alias="BYODB_LLM_MODEL")
+
+    # Limits of user-database connections.
+    connect_timeout_s: float = Field(5.0, alias="BYODB_CONNECT_TIMEOUT")
+    test_timeout_s: float = Field(15.0, alias="BYODB_TEST_TIMEOUT")
+    deploy_timeout_s: float = Field(300.0, alias="BYODB_DEPLOY_TIMEOUT")
+    user_pool_size: int = Field(2, alias="BYODB_USER_POOL_SIZE")
+    engine_cache_size: int = Field(500, alias="BYODB_ENGINE_CACHE_SIZE")
+    test_rate_limit_per_minute: int = Field(10, alias="BYODB_TEST_RATE_LIMIT")
+
+    # Run background jobs inside `byodb serve` (a separate `byodb worker` may run them too).
+    run_worker_in_app: bool = Field(True, alias="BYODB_INLINE_WORKER")
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.production
+
+    @property
+    def private_hosts_allowed(self) -> bool:
+        """Loopback/private addresses: allowed in development, refused in production."""
+        if self.allow_private_hosts is not None:
+            return self.allow_private_hosts
+        return not self.is_production
+
+    @property
+    def tls_required(self) -> bool:
+        return self.is_production
+
+    @property
+    def admin_user_ids(self) -> frozenset[str]:
+        return frozenset(u.strip() for u in self.admin_users.split(",") if u.strip())
+
+    def check_production(self) -> None:
+        """Refuse to run in production without the secrets production needs."""
+        if not self.is_production:
+            return
+        missing = []
+        if not self.encryption_key:
+            missing.append("BYOD_ENCRYPTION_KEY")
+        if not (self.jwks_url and self.jwt_issuer):
+            missing.append("BYODB_JWKS_URL and BYODB_JWT_ISSUER")
+        if missing:
+            raise ConfigurationError(
+                "production needs " + ", ".join(missing) + " (see README, Configuration)"
+            )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The FastAPI app: JSON API, server-rendered pages, auth."""

@@ -1,0 +1,112 @@
+"""Conversations and their messages (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from byodb.services import conversations as conversation_service
+from byodb.services import messages as message_service
+from byodb.services.limits import MAX_MESSAGE_CHARS, MAX_TITLE_CHARS
+from byodb.web.deps import PrincipalDep, RuntimeDep
+
+router = APIRouter(prefix="/api/conversations", tags=["conversations"])
+
+
+class NewConversation(BaseModel):
+    title: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    model: str | None = Field(None, max_length=200)
+    system_prompt: str | None = Field(None, max_length=MAX_MESSAGE_CHARS)
+
+
+class ConversationChanges(BaseModel):
+    title: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    is_archived: bool | None = None
+    is_pinned: bool | None = None
+    model: str | None = Field(None, max_length=200)
+    system_prompt: str | None = Field(None, max_length=MAX_MESSAGE_CHARS)
+
+
+class NewMessage(BaseModel):
+    content: str = Field(..., min_length=1, max_length=MAX_MESSAGE_CHARS)
+
+
+@router.post("", status_code=201)
+async def create(body: NewConversation, rt: RuntimeDep, me: PrincipalDep) -> dict[str, Any]:
+    return await conversation_service.create_conversation(
+        rt.router, me.user_id, title=body.title, model=body.model,
+        system_prompt=body.system_prompt)
+
+
+@router.get("")
+async def list_(rt: RuntimeDep, me: PrincipalDep, archived: bool | None = False,
+                pinned: bool | None = None,
+                limit: int = Query(50, ge=1, le=200)) -> dict[str, Any]:
+    """Pinned first, then most recent activity. ``archived`` defaults to false."""
+    items = await conversation_service.list_conversations(
+        rt.router, me.user_id, archived=archived, pinned=pinned, limit=limit)
+    return {"items": items}
+
+
+@router.get("/{conversation_id}")
+async def get(conversation_id: UUID, rt: RuntimeDep, me: PrincipalDep) -> dict[str, Any]:
+    return await conversation_service.get_conversation(rt.router, me.user_id, conversation_id)
+
+
+@router.patch("/{conversation_id}")
+async def update(conversation_id: UUID, body: ConversationChanges, rt: RuntimeDep,
+                 me: PrincipalDep) -> dict[str, Any]:
+    return await conversation_service.update_conversation(
+        rt.router, me.user_id, conversation_id, body.model_dump(exclude_unset=True))
+
+
+@router.delete("/{conversation_id}", status_code=204)
+async def delete(conversation_id: UUID, rt: RuntimeDep, me: PrincipalDep) -> Response:
+    await conversation_service.delete_conversation(rt.router, me.user_id, conversation_id)
+    return Response(status_code=204)
+
+
+@router.get("/{conversation_id}/messages")
+async def list_messages(conversation_id: UUID, rt: RuntimeDep,
+                        me: PrincipalDep) -> dict[str, Any]:
+    items = await message_service.list_messages(rt.router, me.user_id, conversation_id)
+    return {"items": items}
+
+
+@router.post("/{conversation_id}/messages", status_code=201)
+async def post_message(conversation_id: UUID, body: NewMessage, rt: RuntimeDep,
+                       me: PrincipalDep) -> dict[str, Any]:
+    """Store the user's message and the assistant's reply; returns both."""
+    return await message_service.post_message(rt.router, rt.chat_model, me.user_id,
+                                              conversation_id, body.content)
+
+
+@router.post("/{conversation_id}/messages/stream")
+async def stream_message(conversation_id: UUID, body: NewMessage, rt: RuntimeDep,
+                         me: PrincipalDep) -> StreamingResponse:
+    """Like posting a message, as server-sent events: ``user_message``, ``delta``…,
+    ``assistant_message`` (or ``error``)."""
+    events = message_service.send_message(rt.router, rt.chat_model, me.user_id,
+                                           conversation_id, body.content)
+    first = await anext(events)  # errors before the first event become normal JSON errors
+
+    async def sse() -> AsyncIterator[str]:
+        yield f"event: {first.kind}\ndata: {json.dumps(first.data)}\n\n"
+        try:
+            async for event in events:
+                yield f"event: {event.kind}\ndata: {json.dumps(event.data)}\n\n"
+        except Exception as exc:
+            from byodb.errors import ByodbError
+
+            code = exc.code if isinstance(exc, ByodbError) else "internal_error"
+            message = exc.message if isinstance(exc, ByodbError) else "the reply failed"
+            yield f"event: error\ndata: {json.dumps({'code': code, 'message': message})}\n\n"
+
+    return StreamingResponse(sse(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,83 @@
+"""The FastAPI application factory and its lifespan (runtime, job worker, listeners)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from byodb import __version__
+from byodb.assistant import ChatModel
+from byodb.instances.guard import Resolver, system_resolver
+from byodb.jobs.queue import ensure_job_schema, make_job_app, use_runtime
+from byodb.maindb.migrate import upgrade_main
+from byodb.runtime import build_runtime
+from byodb.settings import Settings, get_settings
+from byodb.web.api import byod as byod_api
+from byodb.web.api import conversations as conversations_api
+from byodb.web.auth import Authenticator
+from byodb.web.errors import install_error_handlers
+from byodb.web.notify import listen_for_route_changes
+from byodb.web.ratelimit import RateLimiter
+from byodb.web.users import UserDirectory
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, main_url: str | None = None,
+               resolver: Resolver = system_resolver, chat_model: ChatModel | None = None,
+               run_worker: bool | None = None, migrate: bool = True) -> FastAPI:
+    """Build the app. ``main_url`` defaults to ``BYODB_DATABASE_URL``."""
+    settings = settings or get_settings()
+    settings.check_production()
+    url = main_url or settings.database_url
+    if not url:
+        raise RuntimeError("no main database: set BYODB_DATABASE_URL or use `byodb serve`")
+    with_worker = settings.run_worker_in_app if run_worker is None else run_worker
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            await asyncio.to_thread(upgrade_main, url)
+        runtime = build_runtime(settings, url, resolver=resolver, chat_model=chat_model)
+        app.state.runtime = runtime
+        app.state.authenticator = Authenticator(settings)
+        app.state.users = UserDirectory(runtime.main)
+        app.state.test_limiter = RateLimiter(settings.test_rate_limit_per_minute)
+        job_app = make_job_app(url)
+        app.state.job_app = job_app
+        tasks: list[asyncio.Task[None]] = []
+        async with job_app.open_async():
+            await ensure_job_schema(runtime.main, job_app)
+            use_runtime(runtime)
+            tasks.append(asyncio.create_task(listen_for_route_changes(url, runtime.router)))
+            if with_worker:
+                tasks.append(asyncio.create_task(job_app.run_worker_async(
+                    queues=["byod"], concurrency=4, wait=True, install_signal_handlers=False,
+                    name="inline", fetch_job_polling_interval=1.0)))
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                use_runtime(None)
+                await runtime.close()
+
+    app = FastAPI(title="byodb", version=__version__, lifespan=lifespan,
+                  description="Bring your own database: each user's chat content on a "
+                              "PostgreSQL they own.")
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(byod_api.router)
+    app.include_router(conversations_api.router)
+    return app

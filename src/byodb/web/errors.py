@@ -1,0 +1,54 @@
+"""The one place that maps errors to the JSON error shape ``{"error": {"code", "message"}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from byodb.errors import ByodbError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+               415: "unsupported_media_type", 422: "invalid_input", 429: "rate_limited"}
+
+
+def error_body(code: str, message: str, hint: str | None = None) -> dict[str, object]:
+    error: dict[str, object] = {"code": code, "message": message}
+    if hint:
+        error["hint"] = hint
+    return {"error": error}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ByodbError)
+    async def byodb_error(request: Request, exc: ByodbError) -> JSONResponse:
+        if exc.status >= 500 and exc.code != "byod_unavailable":
+            log.error("request failed: %s", exc.code)
+        headers = {"Retry-After": "5"} if exc.status in (429, 503) else None
+        return JSONResponse(error_body(exc.code, exc.message, exc.hint), status_code=exc.status,
+                            headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
+        return JSONResponse(error_body("invalid_input", message), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Never echo the exception: it may hold a URL or user content.
+        log.error("unexpected error: %s", type(exc).__name__)
+        return JSONResponse(error_body("internal_error", "something went wrong on our side"),
+                            status_code=500)

