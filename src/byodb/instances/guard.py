@@ -134,11 +134,13 @@ def classify_address(address: str) -> str:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    if ip in _METADATA_ADDRESSES or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+    if ip in _METADATA_ADDRESSES or ip.is_multicast or ip.is_unspecified:
         return "forbidden"
-    if ip.is_loopback or ip.is_private or ip.is_link_local or not ip.is_global:
+    if ip.is_loopback or ip.is_private or ip.is_link_local:
         return "private"
-    return "public"
+    if ip.is_reserved:
+        return "forbidden"
+    return "private" if not ip.is_global else "public"
 
 
 @dataclass(frozen=True)

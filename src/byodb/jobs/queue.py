@@ -52,6 +52,26 @@ async def provision_user_database_job(user_id: str, credential_version: int) -> 
     await provision_user_database(current_runtime(), user_id, credential_version)
 
 
+@job_app.task(name="byodb.disconnect_user_database", queue="byod", retry=0)
+async def disconnect_user_database_job(user_id: str, credential_version: int, mode: str) -> None:
+    from byodb.instances.disconnect import DisconnectMode, run_disconnect
+
+    await run_disconnect(current_runtime(), user_id, credential_version, DisconnectMode(mode))
+
+
+async def enqueue_disconnect(app: procrastinate.App, user_id: str, credential_version: int,
+                             mode: str) -> None:
+    """Queue a migrate-back or delete of a user's data; serialised with provisioning."""
+    with contextlib.suppress(AlreadyEnqueued):
+        await configure_task(
+            name="byodb.disconnect_user_database",
+            job_manager=app.job_manager,
+            queue="byod",
+            lock=f"provision:{user_id}",
+            queueing_lock=f"disconnect:{user_id}:{credential_version}",
+        ).defer_async(user_id=user_id, credential_version=credential_version, mode=mode)
+
+
 async def enqueue_provisioning(app: procrastinate.App, user_id: str,
                                credential_version: int) -> None:
     """Queue the deploy+move of a user's database; one at a time per user."""

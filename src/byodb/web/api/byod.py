@@ -15,7 +15,7 @@ from byodb.instances.config_store import DatabaseConfig
 from byodb.instances.guard import ConnectionCheckError
 from byodb.instances.probe import run_connection_test
 from byodb.instances.states import ConnectionStatus, DeploymentStatus
-from byodb.jobs.queue import enqueue_provisioning
+from byodb.jobs.queue import enqueue_disconnect, enqueue_provisioning
 from byodb.vault import Secret
 from byodb.web.deps import PrincipalDep, RuntimeDep
 
@@ -130,3 +130,27 @@ async def retry(request: Request, rt: RuntimeDep, me: PrincipalDep) -> JSONRespo
                                    config.credential_version)
         return JSONResponse(byod_state(await _load(rt, me.user_id)), status_code=202)
     return JSONResponse(byod_state(await retry_connection(rt, me.user_id)))
+
+
+@router.post("/disconnect", status_code=202)
+async def disconnect(body: DisconnectBody, request: Request, rt: RuntimeDep,
+                     me: PrincipalDep) -> JSONResponse:
+    """Leave BYOD: ``keep`` (immediate, 200), ``migrate`` back to main or ``delete`` (202;
+    the state is ``moving`` until it ends ``disconnected``)."""
+    from byodb.instances.disconnect import (
+        DisconnectMode,
+        check_can_disconnect,
+        disconnect_keep,
+        start_moving,
+    )
+
+    mode = DisconnectMode(body.mode)
+    config = await _load(rt, me.user_id)
+    check_can_disconnect(config, mode)
+    assert config is not None
+    if mode is DisconnectMode.keep:
+        return JSONResponse(byod_state(await disconnect_keep(rt, me.user_id)))
+    moving = await start_moving(rt, me.user_id, mode)
+    await enqueue_disconnect(request.app.state.job_app, me.user_id, config.credential_version,
+                             mode.value)
+    return JSONResponse(byod_state(moving), status_code=202)
