@@ -8,6 +8,7 @@ version only — never the URL. Progress is written step by step to the config r
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 
 from sqlalchemy import text
@@ -56,11 +57,19 @@ async def provision_user_database(rt: Runtime, user_id: str, credential_version:
     expect = credential_version
     loop = asyncio.get_running_loop()
 
+    reports: list[concurrent.futures.Future[object]] = []
+
     def progress(step: int, total: int, label: str) -> None:
-        asyncio.run_coroutine_threadsafe(update_state(
+        # Called from the deploy thread; each report is written by the event loop.
+        reports.append(asyncio.run_coroutine_threadsafe(update_state(
             rt.main, user_id, expect_credential_version=expect,
             deployment_progress=label, deployment_step=step, deployment_total_steps=total,
-        ), loop)
+        ), loop))
+
+    async def reports_written() -> None:
+        # Progress must never land after (and overwrite) the final state.
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in reports),
+                             return_exceptions=True)
 
     await update_state(rt.main, user_id, deployment=DeploymentStatus.deploying,
                        expect_credential_version=expect, deployment_progress="Connecting",
@@ -78,8 +87,11 @@ async def provision_user_database(rt: Runtime, user_id: str, credential_version:
                     return deploy_content_schema_on(conn, progress=progress,
                                                     timeout_s=rt.settings.deploy_timeout_s)
 
-            outcome = await asyncio.wait_for(asyncio.to_thread(deploy),
-                                             rt.settings.deploy_timeout_s + 5)
+            try:
+                outcome = await asyncio.wait_for(asyncio.to_thread(deploy),
+                                                 rt.settings.deploy_timeout_s + 5)
+            finally:
+                await reports_written()
             await update_state(rt.main, user_id, deployment=DeploymentStatus.deployed,
                                expect_credential_version=expect,
                                schema_version=CONTENT_SCHEMA_VERSION,
