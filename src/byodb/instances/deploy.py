@@ -84,9 +84,9 @@ def deploy_content_schema_on(
         conn.execute(text("select pg_advisory_xact_lock(:k)"), {"k": DEPLOY_LOCK_KEY})
         current = _deployed_version(conn)
         if current is None:
-            statements = content_schema_statements()
-            total = len(statements) + 1
-            for number, statement in enumerate(statements, start=1):
+            creation = content_schema_statements()
+            total = len(creation) + 1
+            for number, statement in enumerate(creation, start=1):
                 report(number, total, _label(statement))
                 conn.exec_driver_sql(statement)
             instance_id = uuid.uuid4()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import text
 
@@ -34,7 +35,7 @@ class DisconnectMode(StrEnum):
     delete = "delete"
 
 
-_ERASED = {"encrypted_url": None, "key_id": None, "schema_version": None,
+_ERASED: dict[str, Any] = {"encrypted_url": None, "key_id": None, "schema_version": None,
            "deployment_step": 0, "deployment_total_steps": 0, "instance_id": None,
            "consecutive_failures": 0, "connection_error": None, "connection_error_code": None,
            "credential_version": udc.c.credential_version + 1}

@@ -86,7 +86,7 @@ async def open_connection(target: CheckedTarget, *, timeout_s: float) -> psycopg
         raise classify_connect_error(exc, target) from None
 
 
-async def read_deployed_version(conn: psycopg.AsyncConnection) -> int | None | str:
+async def read_deployed_version(conn: psycopg.AsyncConnection) -> int | str | None:
     """The version in ``byodb.byodb_meta``; None when no byodb schema (or an empty one);
     ``"conflict"`` when a byodb schema holds something that is not ours."""
     row = await (await conn.execute(
@@ -137,8 +137,10 @@ async def preflight(conn: psycopg.AsyncConnection, *, latest_version: int) -> Co
                         "Run CREATE EXTENSION vector; as an administrator, or enable pgvector "
                         "in your provider's dashboard.") from None
         except (pgerrors.UndefinedFile, pgerrors.FeatureNotSupported):
-            raise _fail("pgvector_missing", "The pgvector extension is not available on this server.",
-                        "Choose a provider or server with pgvector (Neon, Supabase, RDS have it).") from None
+            raise _fail("pgvector_missing",
+                        "The pgvector extension is not available on this server.",
+                        "Choose a provider or server with pgvector (Neon, Supabase and RDS "
+                        "have it).") from None
         try:
             async with conn.transaction():
                 await conn.execute(f"create schema if not exists {CONTENT_SCHEMA}")
@@ -149,7 +151,8 @@ async def preflight(conn: psycopg.AsyncConnection, *, latest_version: int) -> Co
         except pgerrors.InsufficientPrivilege:
             raise _fail("insufficient_privileges",
                         "This user may not create the 'byodb' schema and its tables.",
-                        "Use the database owner, or GRANT CREATE ON DATABASE to this user.") from None
+                        "Use the database owner, or GRANT CREATE ON DATABASE to this "
+                        "user.") from None
     vector = await (await conn.execute(
         "select coalesce((select extversion from pg_extension where extname = 'vector'), "
         "(select default_version from pg_available_extensions where name = 'vector'))"
@@ -190,7 +193,7 @@ async def run_connection_test(
         return await asyncio.wait_for(run(), total_timeout_s)
     except ConnectionCheckError as exc:
         return ConnectionVerdict(False, exc.code, exc.message, exc.hint)
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         return ConnectionVerdict(False, "timeout", "The database did not answer in time.",
                           "Check that the server is running and not paused, then retry.")
     except (psycopg.Error, OSError) as exc:

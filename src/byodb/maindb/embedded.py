@@ -38,11 +38,8 @@ def _ensure_system_user() -> None:
     try:
         pwd.getpwnam(_SYSTEM_USER)
     except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "-s", "/bin/false", _SYSTEM_USER],
-            check=True,
-            capture_output=True,
-        )
+        command = ["useradd", "--system", "--no-create-home", "-s", "/bin/false", _SYSTEM_USER]
+        subprocess.run(command, check=True, capture_output=True)  # noqa: S603
 
 
 def _open_path_for_others(path: Path) -> None:
@@ -79,16 +76,13 @@ class PostgresCluster:
         return self._password_file.read_text().strip()
 
     def _run(self, binary: str, *args: str, timeout: float = 60) -> None:
-        kwargs: dict[str, object] = {}
-        if _as_root():
-            kwargs["user"] = _SYSTEM_USER
         subprocess.run(  # noqa: S603 - fixed binary from the wheel, no shell
             [str(POSTGRES_BIN_PATH / binary), *args],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             timeout=timeout,
-            **kwargs,  # type: ignore[arg-type]
+            user=_SYSTEM_USER if _as_root() else None,
         )
 
     def initialise(self) -> None:

@@ -29,6 +29,6 @@ class Secret(Generic[T]):
     def __hash__(self) -> int:
         return hash(self._value)
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[object, ...]:
         # Refuse pickling so a secret never lands in a job payload or cache by accident.
         raise TypeError("Secret values cannot be pickled")
