@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,6 +20,8 @@ db_app = typer.Typer(help="The main database.", no_args_is_help=True)
 schema_app = typer.Typer(help="The content schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(schema_app, name="schema")
+project_app = typer.Typer(help="The manual-deployment package.", no_args_is_help=True)
+app.add_typer(project_app, name="project")
 err = Console(stderr=True)
 
 
@@ -156,6 +159,15 @@ def schema_sql() -> None:
     from byodb.content import content_schema_sql
 
     typer.echo(content_schema_sql(), nl=False)
+
+
+@project_app.command("export")
+def project_export(out: Annotated[Path, typer.Argument(help="Where to write the .zip.")]) -> None:
+    """Write the manual-deployment package (schema SQL, steps, README) to OUT."""
+    from byodb.content.package import build_package
+
+    out.write_bytes(build_package())
+    typer.echo(f"wrote {out}")
 
 
 if __name__ == "__main__":

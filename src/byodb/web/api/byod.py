@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from byodb.content import latest_schema_version
 from byodb.errors import Conflict, NotFound
@@ -65,6 +65,17 @@ def byod_state(config: DatabaseConfig | None) -> dict[str, Any]:
 async def _load(rt: RuntimeDep, user_id: str) -> DatabaseConfig | None:
     async with rt.main.connect() as conn:
         return await config_store.get_config(conn, user_id)
+
+
+@router.get("/project.zip", response_class=Response,
+            responses={200: {"content": {"application/zip": {}}}})
+async def project_zip(me: PrincipalDep) -> Response:
+    """The manual-deployment package: schema SQL, version steps and instructions."""
+    from byodb.content.package import build_package
+
+    version = latest_schema_version()
+    return Response(build_package(), media_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="byodb-schema-v{version}.zip"'})
 
 
 @router.get("")
