@@ -72,6 +72,23 @@ async def enqueue_disconnect(app: procrastinate.App, user_id: str, credential_ve
         ).defer_async(user_id=user_id, credential_version=credential_version, mode=mode)
 
 
+@job_app.periodic(cron="* * * * *", periodic_id="byodb-stalled-jobs")
+@job_app.task(name="byodb.retry_stalled_jobs", queue="byod", queueing_lock="stalled-jobs",
+              pass_context=True)
+async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> int:
+    """Put back in the queue the jobs of workers that died mid-way (no heartbeat).
+
+    Every byodb job is idempotent (deploy is a no-op once done, moves resume), so running
+    an interrupted one again completes it instead of leaving a user stuck in ``deploying``.
+    """
+    manager = context.app.job_manager
+    stalled = list(await manager.get_stalled_jobs(queue="byod"))
+    for job in stalled:
+        log.warning("retrying stalled job %s (%s)", job.id, job.task_name)
+        await manager.retry_job(job)
+    return len(stalled)
+
+
 async def enqueue_provisioning(app: procrastinate.App, user_id: str,
                                credential_version: int) -> None:
     """Queue the deploy+move of a user's database; one at a time per user."""
