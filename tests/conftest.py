@@ -63,13 +63,12 @@ def main_template(main_server: PostgresCluster) -> str:
 
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from byodb.jobs.queue import ensure_job_schema, make_job_app
+    from byodb.jobs.queue import bound_job_app, ensure_job_schema
     from byodb.maindb.urls import async_url
 
     async def jobs() -> None:
         engine = create_async_engine(async_url(main_server.url(name)))
-        app = make_job_app(main_server.url(name))
-        async with app.open_async():
+        async with bound_job_app(main_server.url(name)) as app:
             await ensure_job_schema(engine, app)
         await engine.dispose()
 

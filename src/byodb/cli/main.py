@@ -72,7 +72,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
 @app.command()
 def worker() -> None:
     """Run background jobs in this process (``byodb serve`` also runs them inline)."""
-    from byodb.jobs.queue import ensure_job_schema, make_job_app, use_runtime
+    from byodb.jobs.queue import bound_job_app, ensure_job_schema, use_runtime
     from byodb.maindb.location import start_main_database
     from byodb.runtime import build_runtime
 
@@ -82,8 +82,7 @@ def worker() -> None:
 
     async def run() -> None:
         runtime = build_runtime(settings, url)
-        job_app = make_job_app(url)
-        async with job_app.open_async():
+        async with bound_job_app(url) as job_app:
             await ensure_job_schema(runtime.main, job_app)
             use_runtime(runtime)
             await job_app.run_worker_async(queues=["byod"], concurrency=4)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import procrastinate
 from procrastinate.exceptions import AlreadyEnqueued
-from procrastinate.tasks import configure_task
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -35,14 +35,19 @@ def current_runtime() -> Runtime:
     return _runtime
 
 
-# Tasks register on this app; a process binds it to main with :func:`make_job_app`.
+# Tasks register on this app; a process binds it to its main database with
+# :func:`bound_job_app` (one bound job app per process at a time).
 job_app = procrastinate.App(connector=procrastinate.PsycopgConnector())
 
 
-def make_job_app(main_url: str) -> procrastinate.App:
+@contextlib.asynccontextmanager
+async def bound_job_app(main_url: str) -> AsyncIterator[procrastinate.App]:
+    """The job app connected to ``main_url``, open for deferring (and running a worker)."""
     connector = procrastinate.PsycopgConnector(conninfo=libpq_url(main_url), min_size=1,
                                                max_size=4)
-    return job_app.with_connector(connector)
+    with job_app.replace_connector(connector) as app:
+        async with app.open_async():
+            yield app
 
 
 @job_app.task(name="byodb.provision_user_database", queue="byod", retry=0)
@@ -63,10 +68,8 @@ async def enqueue_disconnect(app: procrastinate.App, user_id: str, credential_ve
                              mode: str) -> None:
     """Queue a migrate-back or delete of a user's data; serialised with provisioning."""
     with contextlib.suppress(AlreadyEnqueued):
-        await configure_task(
-            name="byodb.disconnect_user_database",
-            job_manager=app.job_manager,
-            queue="byod",
+        await app.configure_task(
+            "byodb.disconnect_user_database",
             lock=f"provision:{user_id}",
             queueing_lock=f"disconnect:{user_id}:{credential_version}",
         ).defer_async(user_id=user_id, credential_version=credential_version, mode=mode)
@@ -92,13 +95,9 @@ async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) 
 async def enqueue_provisioning(app: procrastinate.App, user_id: str,
                                credential_version: int) -> None:
     """Queue the deploy+move of a user's database; one at a time per user."""
-    # Deferred through this app's own job manager: tasks keep a link to the app they were
-    # declared on, which is never opened (see procrastinate's with_connector notes).
     with contextlib.suppress(AlreadyEnqueued):
-        await configure_task(
-            name="byodb.provision_user_database",
-            job_manager=app.job_manager,
-            queue="byod",
+        await app.configure_task(
+            "byodb.provision_user_database",
             lock=f"provision:{user_id}",
             queueing_lock=f"provision:{user_id}:{credential_version}",
         ).defer_async(user_id=user_id, credential_version=credential_version)

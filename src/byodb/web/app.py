@@ -12,15 +12,22 @@ from fastapi import FastAPI
 from byodb import __version__
 from byodb.assistant import ChatModel
 from byodb.instances.guard import Resolver, system_resolver
-from byodb.jobs.queue import ensure_job_schema, make_job_app, use_runtime
+from byodb.jobs.queue import bound_job_app, ensure_job_schema, use_runtime
 from byodb.maindb.migrate import upgrade_main
 from byodb.runtime import build_runtime
 from byodb.settings import Settings, get_settings
+from byodb.web.api import admin as admin_api
+from byodb.web.api import areas as areas_api
 from byodb.web.api import byod as byod_api
+from byodb.web.api import byod_events as byod_events_api
 from byodb.web.api import conversations as conversations_api
+from byodb.web.api import files as files_api
+from byodb.web.api import memories as memories_api
+from byodb.web.api import search as search_api
 from byodb.web.auth import Authenticator
 from byodb.web.errors import install_error_handlers
 from byodb.web.notify import listen_for_route_changes
+from byodb.web.pages import install_pages
 from byodb.web.ratelimit import RateLimiter
 from byodb.web.users import UserDirectory
 
@@ -47,10 +54,9 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
         app.state.authenticator = Authenticator(settings)
         app.state.users = UserDirectory(runtime.main)
         app.state.test_limiter = RateLimiter(settings.test_rate_limit_per_minute)
-        job_app = make_job_app(url)
-        app.state.job_app = job_app
         tasks: list[asyncio.Task[None]] = []
-        async with job_app.open_async():
+        async with bound_job_app(url) as job_app:
+            app.state.job_app = job_app
             await ensure_job_schema(runtime.main, job_app)
             use_runtime(runtime)
             tasks.append(asyncio.create_task(listen_for_route_changes(url, runtime.router)))
@@ -79,5 +85,12 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
         return {"status": "ok"}
 
     app.include_router(byod_api.router)
+    app.include_router(byod_events_api.router)
+    app.include_router(admin_api.router)
     app.include_router(conversations_api.router)
+    app.include_router(memories_api.router)
+    app.include_router(files_api.router)
+    app.include_router(search_api.router)
+    app.include_router(areas_api.router)
+    install_pages(app)  # pages and /static last: API routes take precedence
     return app
