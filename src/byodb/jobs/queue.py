@@ -84,7 +84,11 @@ async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) 
     Every byodb job is idempotent (deploy is a no-op once done, moves resume), so running
     an interrupted one again completes it instead of leaving a user stuck in ``deploying``.
     """
-    manager = context.app.job_manager
+    return await requeue_stalled_jobs(context.app.job_manager)
+
+
+async def requeue_stalled_jobs(manager: procrastinate.manager.JobManager) -> int:
+    """Retry every byod job whose worker stopped sending heartbeats."""
     stalled = list(await manager.get_stalled_jobs(queue="byod"))
     for job in stalled:
         log.warning("retrying stalled job %s (%s)", job.id, job.task_name)

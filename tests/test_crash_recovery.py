@@ -1,0 +1,51 @@
+"""A worker that dies mid-deployment does not leave the user stuck: its job is retried and,
+every job being idempotent, completes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import psycopg
+
+from byodb.instances import config_store
+from byodb.instances.guard import parse_database_url
+from byodb.instances.states import DeploymentStatus
+from byodb.jobs.queue import requeue_stalled_jobs
+from byodb.vault import Secret
+from tests.conftest import Api, count_rows
+
+
+async def test_job_of_a_dead_worker_is_retried_and_completes(api: Api, main_url: str,
+                                                            user_db_url: str) -> None:
+    await api.post("/api/conversations", "xia", json={"title": "survives the crash"})
+    rt = api.app.state.runtime
+    # The state a crash leaves behind: credentials saved, deployment "running", and the
+    # job held by a worker that stopped sending heartbeats long ago.
+    saved = await config_store.save_credentials(rt.main, rt.vault, "xia",
+                                                parse_database_url(user_db_url),
+                                                Secret(user_db_url))
+    await config_store.update_state(rt.main, "xia", deployment=DeploymentStatus.deploying,
+                                    deployment_progress="Creating table byodb.messages")
+    with psycopg.connect(main_url, autocommit=True) as conn:
+        dead = conn.execute("insert into procrastinate_workers (last_heartbeat) values "
+                            "(now() - interval '1 hour') returning id").fetchone()
+        assert dead is not None
+        # Written straight into "doing" so the live worker cannot take it first.
+        conn.execute(
+            "insert into procrastinate_jobs (queue_name, task_name, lock, args, status, "
+            "worker_id) values ('byod', 'byodb.provision_user_database', 'provision:xia', "
+            "%s, 'doing', %s)",
+            (json.dumps({"user_id": "xia", "credential_version": saved.credential_version}),
+             dead[0]))
+    await asyncio.sleep(1.5)  # the live worker had its chance and must not have run it
+    state = (await api.get("/api/byod", "xia")).json()
+    assert state["deployment_status"] == "deploying"
+
+    assert await requeue_stalled_jobs(api.app.state.job_app.job_manager) >= 1
+    state = await api.wait_for_state("xia", "connected", "error")
+    assert state["connection_status"] == "connected"
+    assert count_rows(user_db_url, "select count(*) from byodb.conversations where user_id = "
+                      "%s", "xia") == 1
+    assert count_rows(main_url, "select count(*) from byodb.conversations where user_id = %s",
+                      "xia") == 0
