@@ -13,6 +13,7 @@ from byodb.content.tables import conversations
 from byodb.errors import InvalidInput, NotFound
 from byodb.ids import new_id
 from byodb.routing import Router
+from byodb.services.activity import record_event
 from byodb.services.limits import MAX_LIST_LIMIT, MAX_TITLE_CHARS
 from byodb.services.rows import public_columns, row_dict
 
@@ -36,6 +37,8 @@ async def create_conversation(router: Router, user_id: str, *, title: str | None
     async with router.connect(user_id, conversations) as conn:
         row = (await conn.execute(
             conversations.insert().values(**values).returning(*_COLUMNS))).one()
+        await record_event(conn, user_id, "conversation.created",
+                           subject_type="conversation", subject_id=row.id)
     return row_dict(row)
 
 
@@ -102,5 +105,8 @@ async def delete_conversation(router: Router, user_id: str, conversation_id: UUI
             delete(conversations)
             .where(conversations.c.id == conversation_id, conversations.c.user_id == user_id)
             .returning(conversations.c.id))).first()
+        if deleted is not None:
+            await record_event(conn, user_id, "conversation.deleted",
+                               subject_type="conversation", subject_id=conversation_id)
     if deleted is None:
         raise NotFound("conversation not found")

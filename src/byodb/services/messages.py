@@ -16,6 +16,7 @@ from byodb.content.tables import conversations, messages
 from byodb.errors import InvalidInput
 from byodb.ids import new_id
 from byodb.routing import Router
+from byodb.services import branching, usage
 from byodb.services.conversations import fetch_owned_conversation
 from byodb.services.limits import MAX_MESSAGE_CHARS
 from byodb.services.rows import public_columns, row_dict
@@ -49,11 +50,14 @@ async def list_messages(router: Router, user_id: str,
 
 
 async def send_message(router: Router, model: ChatModel, user_id: str,
-                       conversation_id: UUID, content: str) -> AsyncIterator[ReplyEvent]:
+                       conversation_id: UUID, content: str, *,
+                       parent_message_id: UUID | None = None) -> AsyncIterator[ReplyEvent]:
     """Store the user's message, stream the reply, store the reply.
 
     No database connection is held while the model generates: the reply is written in a
     second transaction, so a slow model never pins a connection of the user's small pool.
+    The message answers ``parent_message_id`` (a branch) or else the latest message, and
+    the model sees that branch only (``byodb.services.branching``).
     """
     if not isinstance(content, str) or not content.strip():
         raise InvalidInput("message content is empty")
@@ -62,15 +66,15 @@ async def send_message(router: Router, model: ChatModel, user_id: str,
     now = datetime.now(UTC)
     async with router.connect(user_id, messages) as conn:
         conversation = await fetch_owned_conversation(conn, user_id, conversation_id)
-        history = (await conn.execute(
-            select(messages.c.role, messages.c.content)
-            .where(messages.c.conversation_id == conversation_id,
-                   messages.c.user_id == user_id, messages.c.status == "complete")
-            .order_by(messages.c.created_at.desc(), messages.c.id.desc())
-            .limit(_CONTEXT_MESSAGES))).all()
+        parent_id = await branching.choose_parent(conn, user_id, conversation_id,
+                                                  parent_message_id)
+        history = [] if parent_id is None else (await conn.execute(
+            branching.branch_history(user_id, parent_id, _CONTEXT_MESSAGES))).all()
         user_row = (await conn.execute(messages.insert().values(
             id=new_id(), conversation_id=conversation_id, user_id=user_id, role="user",
             content=content, status="complete", input_tokens=_approx_tokens(content),
+            parent_message_id=parent_id, branch_index=await branching.next_branch_index(
+                conn, user_id, conversation_id, parent_id),
         ).returning(*_COLUMNS))).one()
         assistant_id = new_id()
         await conn.execute(messages.insert().values(
@@ -110,14 +114,17 @@ async def send_message(router: Router, model: ChatModel, user_id: str,
                     message_count=conversations.c.message_count + 2,
                     title=case((conversations.c.title.is_(None), title),
                                else_=conversations.c.title)))
+        await usage.record_reply(conn, user_id, assistant_row)
     yield ReplyEvent("assistant_message", row_dict(assistant_row))
 
 
 async def post_message(router: Router, model: ChatModel, user_id: str,
-                       conversation_id: UUID, content: str) -> dict[str, Any]:
+                       conversation_id: UUID, content: str, *,
+                       parent_message_id: UUID | None = None) -> dict[str, Any]:
     """Non-streaming form of :func:`send_message`: both stored messages."""
     result: dict[str, Any] = {}
-    async for event in send_message(router, model, user_id, conversation_id, content):
+    async for event in send_message(router, model, user_id, conversation_id, content,
+                                    parent_message_id=parent_message_id):
         if event.kind != "delta":
             result[event.kind] = event.data
     return result

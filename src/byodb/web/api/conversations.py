@@ -35,6 +35,9 @@ class ConversationChanges(BaseModel):
 
 class NewMessage(BaseModel):
     content: str = Field(..., min_length=1, max_length=MAX_MESSAGE_CHARS)
+    parent_message_id: UUID | None = Field(
+        None, description="Branch from this message of the conversation (edit or "
+                          "regenerate); default: continue from the latest message")
 
 
 @router.post("", status_code=201)
@@ -84,7 +87,8 @@ async def post_message(conversation_id: UUID, body: NewMessage, rt: RuntimeDep,
                        me: PrincipalDep) -> dict[str, Any]:
     """Store the user's message and the assistant's reply; returns both."""
     return await message_service.post_message(rt.router, rt.chat_model, me.user_id,
-                                              conversation_id, body.content)
+                                              conversation_id, body.content,
+                                              parent_message_id=body.parent_message_id)
 
 
 @router.post("/{conversation_id}/messages/stream")
@@ -93,7 +97,8 @@ async def stream_message(conversation_id: UUID, body: NewMessage, rt: RuntimeDep
     """Like posting a message, as server-sent events: ``user_message``, ``delta``…,
     ``assistant_message`` (or ``error``)."""
     events = message_service.send_message(rt.router, rt.chat_model, me.user_id,
-                                           conversation_id, body.content)
+                                           conversation_id, body.content,
+                                           parent_message_id=body.parent_message_id)
     first = await anext(events)  # errors before the first event become normal JSON errors
 
     async def sse() -> AsyncIterator[str]:
