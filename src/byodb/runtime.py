@@ -10,6 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from byodb.assistant import ChatModel, chat_model_from_settings
+from byodb.assistant.embeddings import (
+    EmbeddingModel,
+    bind_embedder,
+    embedding_model_from_settings,
+)
 from byodb.instances.guard import Resolver, system_resolver
 from byodb.maindb.urls import async_url, sync_url
 from byodb.routing import Router
@@ -27,6 +32,7 @@ class Runtime:
     router: Router
     chat_model: ChatModel
     resolver: Resolver
+    embedder: EmbeddingModel
 
     def main_sync_engine(self) -> Engine:
         """A pool-less sync engine on main, for thread-bound work (data moves)."""
@@ -39,15 +45,21 @@ class Runtime:
 
 def build_runtime(settings: Settings, main_url: str, *,
                   resolver: Resolver = system_resolver,
-                  chat_model: ChatModel | None = None) -> Runtime:
+                  chat_model: ChatModel | None = None,
+                  embedder: EmbeddingModel | None = None) -> Runtime:
     main = create_async_engine(async_url(main_url), pool_size=10, max_overflow=10)
     vault = Vault(load_key_ring(settings))
+    router = Router(main, vault, settings, resolver)
+    embedder = embedder or embedding_model_from_settings(settings)
+    # The hook at the end of send_message holds only the router; it finds the model here.
+    bind_embedder(router, embedder)
     return Runtime(
         settings=settings,
         main_url=main_url,
         main=main,
         vault=vault,
-        router=Router(main, vault, settings, resolver),
+        router=router,
         chat_model=chat_model or chat_model_from_settings(settings),
         resolver=resolver,
+        embedder=embedder,
     )

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("BYODB_LLM_API_KEY", "OPENAI_API_KEY")
     )
     llm_model: str = Field("gpt-4o-mini", alias="BYODB_LLM_MODEL")
+    # Embeddings: "auto" follows the LLM endpoint when one is set, else offline hashing.
+    embedding_provider: str = Field("auto", alias="BYODB_EMBEDDING_PROVIDER")
+    embedding_model: str = Field("text-embedding-3-small", alias="BYODB_EMBEDDING_MODEL")
 
     # Limits of user-database connections.
     connect_timeout_s: float = Field(5.0, alias="BYODB_CONNECT_TIMEOUT")

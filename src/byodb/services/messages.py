@@ -17,6 +17,7 @@ from byodb.errors import InvalidInput
 from byodb.ids import new_id
 from byodb.routing import Router
 from byodb.services import branching, usage
+from byodb.services.after_exchange import after_exchange
 from byodb.services.conversations import fetch_owned_conversation
 from byodb.services.limits import MAX_MESSAGE_CHARS
 from byodb.services.rows import public_columns, row_dict
@@ -116,6 +117,10 @@ async def send_message(router: Router, model: ChatModel, user_id: str,
                                else_=conversations.c.title)))
         await usage.record_reply(conn, user_id, assistant_row)
     yield ReplyEvent("assistant_message", row_dict(assistant_row))
+    # After the reply reached the caller: embed both messages, store extracted memories
+    # (best effort; never fails the exchange).
+    await after_exchange(router, model, user_id, conversation_id, row_dict(user_row),
+                         row_dict(assistant_row))
 
 
 async def post_message(router: Router, model: ChatModel, user_id: str,

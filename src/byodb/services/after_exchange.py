@@ -1,0 +1,111 @@
+"""What happens after each exchange (a user message and the assistant's reply are stored):
+the two messages get their embeddings, and memories found in the exchange are stored with
+``source = 'extracted'`` and the ids they came from — never twice.
+
+:func:`after_exchange` is called once, at the end of ``send_message``. It is enrichment,
+not the exchange itself: the messages are already saved, so a failure here is logged (by
+kind, never with content) and swallowed instead of failing the user's request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from byodb.assistant.chat import ChatModel
+from byodb.assistant.embeddings import EmbeddingModel, bound_embedder, embed_texts, is_zero
+from byodb.assistant.extraction import (
+    MemoryCandidate,
+    candidates_of,
+    memory_extractor_for,
+    normalise_memory,
+)
+from byodb.content.tables import memories, messages
+from byodb.errors import ByodUnavailable
+from byodb.ids import new_id
+from byodb.routing import Router
+
+log = logging.getLogger(__name__)
+
+
+def _memory_lock_key(user_id: str) -> int:
+    """Serialises extraction per user, so two exchanges at once cannot both insert the same
+    new memory (the duplicate check and the insert are two statements)."""
+    digest = hashlib.sha256(b"byodb-memories:" + user_id.encode()).digest()[:8]
+    return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+async def after_exchange(router: Router, model: ChatModel, user_id: str,
+                         conversation_id: UUID, user_message: dict[str, Any],
+                         assistant_message: dict[str, Any]) -> None:
+    """Embed both messages and store the memories the exchange reveals (best effort)."""
+    embedder = bound_embedder(router)
+    if embedder is None:
+        log.warning("no embedding model is bound to this router; exchange not indexed")
+        return
+    try:
+        await _index_exchange(router, embedder, model, user_id, conversation_id,
+                              user_message, assistant_message)
+    except ByodUnavailable:
+        # The user's database went away after the reply was saved; the gate already
+        # recorded it and the next request reports it. Nothing to add here.
+        log.info("exchange not indexed: the user's database is unavailable")
+    except Exception as exc:
+        log.warning("exchange not indexed: %s", type(exc).__name__)
+
+
+async def _index_exchange(router: Router, embedder: EmbeddingModel, model: ChatModel,
+                          user_id: str, conversation_id: UUID, user_message: dict[str, Any],
+                          assistant_message: dict[str, Any]) -> None:
+    stored = [m for m in (user_message, assistant_message) if m.get("content")]
+    candidates = candidates_of(await memory_extractor_for(model).extract(
+        user_message.get("content") or "", assistant_message.get("content") or ""))
+    # Everything the models do happens before the transaction: no connection waits on them.
+    vectors = await embed_texts(embedder, [m["content"] for m in stored]
+                                + [c.content for c in candidates])
+    message_vectors, memory_vectors = vectors[:len(stored)], vectors[len(stored):]
+    async with router.connect(user_id, messages) as conn:
+        for message, vector in zip(stored, message_vectors, strict=True):
+            if is_zero(vector):
+                continue
+            await conn.execute(
+                update(messages)
+                .where(messages.c.id == UUID(message["id"]), messages.c.user_id == user_id)
+                .values(embedding=vector))
+        if candidates:
+            await _store_new_memories(conn, user_id, conversation_id,
+                                      UUID(user_message["id"]), candidates, memory_vectors)
+
+
+async def _store_new_memories(conn: AsyncConnection, user_id: str, conversation_id: UUID,
+                              message_id: UUID, candidates: list[MemoryCandidate],
+                              vectors: list[list[float]]) -> int:
+    """Insert the candidates the user has no memory of yet (active or not: a memory the
+    user switched off must not come back by itself). Returns how many were stored."""
+    await conn.execute(text("select pg_advisory_xact_lock(:k)"),
+                       {"k": _memory_lock_key(user_id)})
+    # Narrow with the full-text index (an exact duplicate has the same lexemes), then
+    # compare in Python: normalising in SQL would depend on the user's server locale.
+    keys = [normalise_memory(c.content) for c in candidates]
+    same_words = or_(*(memories.c.content_tsv.op("@@")(
+        func.plainto_tsquery("english", c.content)) for c in candidates))
+    known = {normalise_memory(content) for content in (await conn.execute(
+        select(memories.c.content).where(memories.c.user_id == user_id, same_words)
+    )).scalars()}
+    stored = 0
+    for candidate, key, vector in zip(candidates, keys, vectors, strict=True):
+        if key in known:
+            continue
+        known.add(key)
+        await conn.execute(memories.insert().values(
+            id=new_id(), user_id=user_id, content=candidate.content,
+            category=candidate.category, importance=candidate.importance,
+            source="extracted", source_conversation_id=conversation_id,
+            source_message_id=message_id, embedding=None if is_zero(vector) else vector))
+        stored += 1
+    return stored
