@@ -19,7 +19,6 @@ trip, so a data move (which takes the lock exclusively) never loses a write.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -177,7 +176,7 @@ class Router:
         try:
             conn_cm = engine.begin()
             conn = await conn_cm.__aenter__()
-        except (OperationalError, InterfaceError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OperationalError, InterfaceError, OSError) as exc:
             await self.mark_unreachable(user_id, route, "Your database stopped answering.")
             raise ByodUnavailable("Your database is unreachable, so the app is paused for "
                                   "your account.", hint=UNAVAILABLE_HINT) from exc
