@@ -10,11 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from byodb.assistant import ChatModel, chat_model_from_settings
-from byodb.assistant.embeddings import (
-    EmbeddingModel,
-    bind_embedder,
-    embedding_model_from_settings,
-)
+from byodb.assistant.embeddings import EmbeddingModel, embedding_model_from_settings
 from byodb.instances.guard import Resolver, system_resolver
 from byodb.maindb.urls import async_url, sync_url
 from byodb.routing import Router
@@ -50,9 +46,6 @@ def build_runtime(settings: Settings, main_url: str, *,
     main = create_async_engine(async_url(main_url), pool_size=10, max_overflow=10)
     vault = Vault(load_key_ring(settings))
     router = Router(main, vault, settings, resolver)
-    embedder = embedder or embedding_model_from_settings(settings)
-    # The hook at the end of send_message holds only the router; it finds the model here.
-    bind_embedder(router, embedder)
     return Runtime(
         settings=settings,
         main_url=main_url,
@@ -61,5 +54,5 @@ def build_runtime(settings: Settings, main_url: str, *,
         router=router,
         chat_model=chat_model or chat_model_from_settings(settings),
         resolver=resolver,
-        embedder=embedder,
+        embedder=embedder or embedding_model_from_settings(settings),
     )

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from functools import lru_cache
 from itertools import pairwise
 from typing import Protocol
-from weakref import WeakKeyDictionary
 
 import httpx
 
@@ -251,19 +250,3 @@ def embedding_model_from_settings(settings: Settings) -> EmbeddingModel:
                          code="configuration_error")
     return OpenAICompatibleEmbeddingModel(settings.llm_base_url, settings.llm_api_key,
                                           settings.embedding_model)
-
-
-# -- which model belongs to which router ---------------------------------------------------------
-
-# Code that only holds the router (the hook at the end of ``send_message``) finds the
-# process's embedding model here; ``build_runtime`` binds it. Weak keys: a closed runtime's
-# router does not keep its model alive, and two runtimes in one process stay apart.
-_BOUND: WeakKeyDictionary[object, EmbeddingModel] = WeakKeyDictionary()
-
-
-def bind_embedder(owner: object, model: EmbeddingModel) -> None:
-    _BOUND[owner] = model
-
-
-def bound_embedder(owner: object) -> EmbeddingModel | None:
-    return _BOUND.get(owner)

@@ -18,7 +18,7 @@ from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from byodb.assistant.chat import ChatModel
-from byodb.assistant.embeddings import EmbeddingModel, bound_embedder, embed_texts, is_zero
+from byodb.assistant.embeddings import EmbeddingModel, embed_texts, is_zero
 from byodb.assistant.extraction import (
     MemoryCandidate,
     candidates_of,
@@ -40,14 +40,10 @@ def _memory_lock_key(user_id: str) -> int:
     return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
-async def after_exchange(router: Router, model: ChatModel, user_id: str,
-                         conversation_id: UUID, user_message: dict[str, Any],
+async def after_exchange(router: Router, model: ChatModel, embedder: EmbeddingModel,
+                         user_id: str, conversation_id: UUID, user_message: dict[str, Any],
                          assistant_message: dict[str, Any]) -> None:
     """Embed both messages and store the memories the exchange reveals (best effort)."""
-    embedder = bound_embedder(router)
-    if embedder is None:
-        log.warning("no embedding model is bound to this router; exchange not indexed")
-        return
     try:
         await _index_exchange(router, embedder, model, user_id, conversation_id,
                               user_message, assistant_message)

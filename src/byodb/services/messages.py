@@ -12,6 +12,7 @@ from uuid import UUID
 from sqlalchemy import case, func, select, update
 
 from byodb.assistant import ChatModel, ChatTurn
+from byodb.assistant.embeddings import EmbeddingModel
 from byodb.content.tables import conversations, messages
 from byodb.errors import InvalidInput
 from byodb.ids import new_id
@@ -51,7 +52,7 @@ async def list_messages(router: Router, user_id: str,
 
 
 async def send_message(router: Router, model: ChatModel, user_id: str,
-                       conversation_id: UUID, content: str, *,
+                       conversation_id: UUID, content: str, *, embedder: EmbeddingModel,
                        parent_message_id: UUID | None = None) -> AsyncIterator[ReplyEvent]:
     """Store the user's message, stream the reply, store the reply.
 
@@ -119,17 +120,17 @@ async def send_message(router: Router, model: ChatModel, user_id: str,
     yield ReplyEvent("assistant_message", row_dict(assistant_row))
     # After the reply reached the caller: embed both messages, store extracted memories
     # (best effort; never fails the exchange).
-    await after_exchange(router, model, user_id, conversation_id, row_dict(user_row),
-                         row_dict(assistant_row))
+    await after_exchange(router, model, embedder, user_id, conversation_id,
+                         row_dict(user_row), row_dict(assistant_row))
 
 
 async def post_message(router: Router, model: ChatModel, user_id: str,
-                       conversation_id: UUID, content: str, *,
+                       conversation_id: UUID, content: str, *, embedder: EmbeddingModel,
                        parent_message_id: UUID | None = None) -> dict[str, Any]:
     """Non-streaming form of :func:`send_message`: both stored messages."""
     result: dict[str, Any] = {}
     async for event in send_message(router, model, user_id, conversation_id, content,
-                                    parent_message_id=parent_message_id):
+                                    embedder=embedder, parent_message_id=parent_message_id):
         if event.kind != "delta":
             result[event.kind] = event.data
     return result

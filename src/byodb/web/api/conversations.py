@@ -88,6 +88,7 @@ async def post_message(conversation_id: UUID, body: NewMessage, rt: RuntimeDep,
     """Store the user's message and the assistant's reply; returns both."""
     return await message_service.post_message(rt.router, rt.chat_model, me.user_id,
                                               conversation_id, body.content,
+                                              embedder=rt.embedder,
                                               parent_message_id=body.parent_message_id)
 
 
@@ -98,6 +99,7 @@ async def stream_message(conversation_id: UUID, body: NewMessage, rt: RuntimeDep
     ``assistant_message`` (or ``error``)."""
     events = message_service.send_message(rt.router, rt.chat_model, me.user_id,
                                            conversation_id, body.content,
+                                           embedder=rt.embedder,
                                            parent_message_id=body.parent_message_id)
     first = await anext(events)  # errors before the first event become normal JSON errors
 
