@@ -2,7 +2,8 @@
 against the same work on a direct connection to the same database, measured in one run.
 
 Prints JSON lines; the last one has ``"ratio"`` = routed p50 / direct p50 (target ≤ 1.15).
-Workloads: ``read`` (list 50 conversations) and ``mix`` (reads and writes across areas).
+Workloads: ``read`` (list 50 conversations through the service layer) and ``mix`` (that
+read plus writes and reads on notes, tasks, messages, memories and conversations).
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _servers import servers
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from byodb.content.tables import conversations, messages
+from byodb.content.tables import conversations, memories, messages, notes, tasks
 from byodb.ids import new_id
 from byodb.instances.config_store import save_credentials
 from byodb.instances.guard import parse_database_url
@@ -48,16 +50,24 @@ async def direct_list(engine: AsyncEngine) -> None:
         [row_dict(r) for r in (await conn.execute(query)).all()]
 
 
-async def direct_mix(engine: AsyncEngine, conversation_id: object) -> None:
-    await direct_list(engine)
-    async with engine.begin() as conn:
-        await conn.execute(messages.insert().values(
+def mixed_statements(conversation_id: object) -> list[tuple[Table, Callable[[], Any]]]:
+    """One round of reads and writes across areas: (table it routes by, statement)."""
+    return [
+        (notes, lambda: notes.insert().values(id=new_id(), user_id=USER, title="n",
+                                              content="a note about routing")),
+        (tasks, lambda: tasks.insert().values(id=new_id(), user_id=USER, title="t",
+                                              status="todo")),
+        (tasks, lambda: select(tasks.c.id, tasks.c.title).where(tasks.c.user_id == USER)
+         .order_by(tasks.c.created_at.desc()).limit(20)),
+        (messages, lambda: messages.insert().values(
             id=new_id(), conversation_id=conversation_id, user_id=USER, role="user",
-            content="benchmark message", status="complete"))
-    async with engine.begin() as conn:
-        await conn.execute(update(conversations).where(
+            content="benchmark message", status="complete")),
+        (memories, lambda: select(memories.c.id, memories.c.content)
+         .where(memories.c.user_id == USER, memories.c.is_active.is_(True)).limit(20)),
+        (conversations, lambda: update(conversations).where(
             conversations.c.id == conversation_id, conversations.c.user_id == USER
-        ).values(title="renamed", updated_at=func.now()).returning(*_COLUMNS))
+        ).values(title="renamed", updated_at=func.now())),
+    ]
 
 
 async def measure(fn: Callable[[], Awaitable[None]]) -> float:
@@ -81,23 +91,23 @@ async def run(iterations: int, workload: str, tmp: Path, main_url: str, user_url
     direct = create_async_engine(async_url(user_url), pool_size=settings.user_pool_size,
                                  max_overflow=settings.user_pool_size)
 
+    mix = mixed_statements(cid)
+
     async def routed_op() -> None:
-        if workload == "read":
-            await conversation_service.list_conversations(rt.router, USER, limit=50)
-        else:
-            await conversation_service.list_conversations(rt.router, USER, limit=50)
-            async with rt.router.connect(USER, messages) as conn:
-                await conn.execute(messages.insert().values(
-                    id=new_id(), conversation_id=cid, user_id=USER, role="user",
-                    content="benchmark message", status="complete"))
-            await conversation_service.update_conversation(rt.router, USER, cid,
-                                                           {"title": "renamed"})
+        # Reads go through the service layer; the mix runs the same statements through
+        # the router as the direct side runs on its own engine.
+        await conversation_service.list_conversations(rt.router, USER, limit=50)
+        if workload == "mix":
+            for table, statement in mix:
+                async with rt.router.connect(USER, table) as conn:
+                    await conn.execute(statement())
 
     async def direct_op() -> None:
-        if workload == "read":
-            await direct_list(direct)
-        else:
-            await direct_mix(direct, cid)
+        await direct_list(direct)
+        if workload == "mix":
+            for _, statement in mix:
+                async with direct.begin() as conn:
+                    await conn.execute(statement())
 
     for _ in range(50):  # warm both pools and the route cache
         await routed_op()
