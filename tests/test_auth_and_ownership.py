@@ -6,6 +6,7 @@ import time
 import uuid
 
 import jwt
+import pytest
 
 from byodb.web.auth import DEV_AUDIENCE, DEV_ISSUER, _dev_secret
 from tests.conftest import Api, count_rows
@@ -96,3 +97,14 @@ async def test_conversation_lifecycle_pinned_first_archive_delete(api: Api,
             ).status_code == 204
     assert count_rows(main_url, "select count(*) from byodb.messages where conversation_id = %s",
                       a["id"]) == 0
+
+
+async def test_access_log_never_holds_query_strings(api: Api,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="byodb.access"):
+        await api.get("/api/search", "quin", params={"q": "my secret diagnosis"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "byodb.access"]
+    assert any(line.startswith("GET /api/search 200") for line in lines), lines
+    assert not any("secret" in line for line in lines)

@@ -63,7 +63,8 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
         err.print(f"main database: embedded PostgreSQL in {cluster.root}")
     try:
         uvicorn.run(create_app(settings, main_url=url), host=host, port=port,
-                    log_level="info", proxy_headers=False)
+                    log_level="info", proxy_headers=False,
+                    access_log=False)  # ours (web/access_log.py) leaves query strings out
     finally:
         if cluster is not None:
             cluster.stop()

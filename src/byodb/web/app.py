@@ -16,6 +16,7 @@ from byodb.jobs.queue import bound_job_app, ensure_job_schema, use_runtime
 from byodb.maindb.migrate import upgrade_main
 from byodb.runtime import build_runtime
 from byodb.settings import Settings, get_settings
+from byodb.web.access_log import AccessLogMiddleware
 from byodb.web.api import admin as admin_api
 from byodb.web.api import areas as areas_api
 from byodb.web.api import byod as byod_api
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
                   description="Bring your own database: each user's chat content on a "
                               "PostgreSQL they own.")
     install_error_handlers(app)
+    app.add_middleware(AccessLogMiddleware)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
