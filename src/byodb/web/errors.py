@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from byodb.errors import ByodbError
 
@@ -46,9 +47,44 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Never echo the exception: it may hold a URL or user content.
-        log.error("unexpected error: %s", type(exc).__name__)
-        return JSONResponse(error_body("internal_error", "something went wrong on our side"),
-                            status_code=500)
+    app.add_middleware(ContainUnexpectedErrors)
+
+
+class ContainUnexpectedErrors:
+    """The last line for errors nobody mapped: a generic 500 and one log line with the
+    exception's type only.
+
+    Starlette's own handler would re-raise after answering, and the server would then log
+    the traceback — whose text may hold a URL or user content (a constraint violation prints
+    the failing row). Here the exception stops.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            where = exc.__traceback__
+            while where is not None and where.tb_next is not None:
+                where = where.tb_next
+            origin = (f"{where.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:"
+                      f"{where.tb_lineno}") if where else "?"
+            log.error("unexpected error: %s at %s", type(exc).__name__, origin)
+            if not started:
+                response = JSONResponse(
+                    error_body("internal_error", "something went wrong on our side"),
+                    status_code=500)
+                await response(scope, receive, send)

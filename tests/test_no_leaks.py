@@ -1,0 +1,35 @@
+"""Nothing of a user's content or credentials lands in logs or error texts."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+import pytest
+
+from tests.conftest import Api
+
+
+async def test_unexpected_database_error_is_answered_generically_and_logged_without_content(
+        api: Api, user_db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    await api.put("/api/byod", "yan", json={"url": user_db_url})
+    await api.wait_for_state("yan", "connected", "error")
+    # The user's own database rejects this title; PostgreSQL's error text would print the
+    # whole failing row, title included.
+    with psycopg.connect(user_db_url, autocommit=True) as conn:
+        conn.execute("alter table byodb.conversations add constraint no_secrets "
+                     "check (title is distinct from 'my secret diagnosis')")
+    with caplog.at_level(logging.DEBUG):
+        response = await api.post("/api/conversations", "yan",
+                                  json={"title": "my secret diagnosis"})
+    assert response.status_code == 500
+    assert response.json()["error"] == {"code": "internal_error",
+                                        "message": "something went wrong on our side"}
+    password = user_db_url.split(":")[2].split("@")[0]
+    for record in caplog.records:
+        text = record.getMessage() + (record.exc_text or "") + str(record.exc_info or "")
+        assert "secret diagnosis" not in text, record.name
+        assert password not in text, record.name
+    assert any("unexpected error: IntegrityError" in r.getMessage() for r in caplog.records)
+    # The user is not blocked by a refused statement: their database is reachable.
+    assert (await api.get("/api/byod", "yan")).json()["connection_status"] == "connected"
