@@ -76,7 +76,7 @@ async def test_private_addresses_are_refused_unless_allowed(address: str) -> Non
     assert info.value.code == "blocked_address"
     allowed = await check_url(url, allow_private=True, tls_required=False,
                               resolver=resolver_to(address))
-    assert allowed.address == address
+    assert allowed.addresses == (address,)
 
 
 async def test_metadata_address_is_refused_even_when_private_hosts_are_allowed() -> None:
@@ -98,6 +98,18 @@ async def test_connection_goes_to_the_checked_address_no_rebinding() -> None:
                              tls_required=False, resolver=resolver_to("93.184.216.34"))
     kwargs = target.connect_kwargs()
     assert kwargs["hostaddr"] == "93.184.216.34" and kwargs["host"] == "db.example.com"
+
+
+async def test_every_checked_address_is_tried_in_order(user_db_url: str) -> None:
+    """localhost may resolve to ::1 first while the server listens on 127.0.0.1 only."""
+    from byodb.content import latest_schema_version
+    from byodb.instances.probe import run_connection_test
+
+    url = user_db_url.replace("@127.0.0.1:", "@localhost:")
+    verdict = await run_connection_test(
+        url, allow_private=True, tls_required=False, latest_version=latest_schema_version(),
+        resolver=resolver_to("::1", "127.0.0.1"))
+    assert verdict.ok, verdict
 
 
 async def test_unknown_host_is_a_dns_failure() -> None:

@@ -7,7 +7,7 @@ Order of decisions, each failing closed with a classified error:
 3. refuse metadata, multicast, unspecified and reserved addresses always, and loopback,
    private and link-local addresses unless ``BYODB_ALLOW_PRIVATE_HOSTS`` allows them;
 4. enforce TLS in production;
-5. hand back a :class:`CheckedTarget` that connects to the checked address (libpq
+5. hand back a :class:`CheckedTarget` that connects only to the checked addresses (libpq
    ``hostaddr``), so a second DNS answer cannot redirect the connection (no rebinding).
 
 Only after a target passed the guard may a caller report detailed connection failures.
@@ -145,10 +145,10 @@ def classify_address(address: str) -> str:
 
 @dataclass(frozen=True)
 class CheckedTarget:
-    """A URL that passed the guard, bound to the address that was checked."""
+    """A URL that passed the guard, bound to the addresses that were checked."""
 
     url: DatabaseUrl
-    address: str
+    addresses: tuple[str, ...]
     tls_required: bool = False
     connect_timeout_s: float = 5.0
     extra: dict[str, str] = field(default_factory=dict)
@@ -160,8 +160,10 @@ class CheckedTarget:
     def connect_kwargs(self) -> dict[str, Any]:
         """libpq parameters. Unwraps the password: call only where a connection is made."""
         kwargs: dict[str, Any] = {
-            "host": self.url.host,  # kept for TLS certificate checks
-            "hostaddr": self.address,  # ...but the socket goes to the checked address
+            "host": ",".join([self.url.host] * len(self.addresses)),  # for TLS checks
+            # ...but sockets go only to the checked addresses, tried in order (a name like
+            # localhost may resolve to ::1 first while the server listens on 127.0.0.1).
+            "hostaddr": ",".join(self.addresses),
             "port": self.url.port,
             "dbname": self.url.database,
             "user": self.url.user,
@@ -181,7 +183,7 @@ class CheckedTarget:
         return self.url.redacted()
 
     def __repr__(self) -> str:
-        return f"CheckedTarget({self.redacted()!r}, address={self.address!r})"
+        return f"CheckedTarget({self.redacted()!r}, addresses={self.addresses!r})"
 
 
 async def check_url(
@@ -224,7 +226,7 @@ async def check_url(
             )
     return CheckedTarget(
         url=url,
-        address=addresses[0],
+        addresses=tuple(addresses),
         tls_required=tls_required,
         connect_timeout_s=connect_timeout_s,
     )
