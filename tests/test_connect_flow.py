@@ -103,3 +103,32 @@ async def test_connecting_a_database_already_deployed_by_hand_is_recognised(
     await api.put("/api/byod", "fay", json={"url": user_db_url})
     state = await api.wait_for_state("fay", "connected", "error")
     assert state["connection_status"] == "connected"
+
+
+async def test_updating_credentials_keeps_content_on_the_same_database(
+        api: Api, main_url: str, user_server: object, user_db_url: str) -> None:
+    import uuid
+
+    role = f"rotor_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(user_db_url, autocommit=True) as conn:
+        conn.execute(f"create role {role} login superuser password 'first-pw'")
+    first = user_db_url.replace("postgres:", f"{role}:", 1)
+    first = first[:first.index(":", 14) + 1] + "first-pw" + first[first.index("@"):]
+    await api.put("/api/byod", "zoe", json={"url": first})
+    assert (await api.wait_for_state("zoe", "connected", "error"))["connection_status"] == \
+        "connected"
+    kept = (await api.post("/api/conversations", "zoe", json={"title": "kept"})).json()
+
+    # The user rotates their database password, then gives byodb the new URL.
+    with psycopg.connect(user_db_url, autocommit=True) as conn:
+        conn.execute(f"alter role {role} password 'second-pw'")
+    second = first.replace("first-pw", "second-pw")
+    saved = await api.put("/api/byod", "zoe", json={"url": second})
+    assert saved.status_code == 202
+    assert saved.json()["connection_status"] == "moving"  # held, not shown main's content
+    state = await api.wait_for_state("zoe", "connected", "error")
+    assert state["connection_status"] == "connected", state
+    listed = (await api.get("/api/conversations", "zoe")).json()["items"]
+    assert [c["id"] for c in listed] == [kept["id"]]
+    assert count_rows(main_url, "select count(*) from byodb.conversations where user_id = %s",
+                      "zoe") == 0
