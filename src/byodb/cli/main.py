@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -41,6 +42,10 @@ def _announce_environment() -> None:
         border_style="yellow"))
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 @app.command()
 def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000) -> None:
@@ -61,6 +66,9 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     url, cluster = start_main_database(settings)
     if cluster is not None:
         err.print(f"main database: embedded PostgreSQL in {cluster.root}")
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it; with this handler in
+    # place that ends in SystemExit, so the embedded server below is stopped too.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.run(create_app(settings, main_url=url), host=host, port=port,
                     log_level="info", proxy_headers=False,
