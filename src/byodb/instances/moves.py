@@ -35,7 +35,8 @@ class MoveReport:
         return sum(self.rows.values())
 
 
-def _tables() -> list[Table]:
+def content_tables() -> list[Table]:
+    """Every content table, parents before children."""
     return [metadata.tables[f"{CONTENT_SCHEMA}.{name}"] for name in content_table_names()]
 
 
@@ -47,7 +48,8 @@ def _qualified(table: Table) -> str:
     return f"{CONTENT_SCHEMA}.{table.name}"
 
 
-def _set_session(conn: Connection) -> None:
+def set_comparable_session(conn: Connection) -> None:
+    """Session settings under which row text is identical on any server (in a transaction)."""
     for statement in _SESSION:
         conn.exec_driver_sql(statement)
 
@@ -57,12 +59,12 @@ def copy_user_rows(source: Connection, target: Connection, user_id: str,
     """Upsert every row of ``user_id`` from source into target, in one target transaction."""
     report = MoveReport()
     with source.begin(), target.begin():
-        _set_session(source)
-        _set_session(target)
+        set_comparable_session(source)
+        set_comparable_session(target)
         src = source.connection.driver_connection
         dst = target.connection.driver_connection
         assert src is not None and dst is not None
-        for table in _tables():
+        for table in content_tables():
             if progress:
                 progress(f"Copying {table.name}")
             columns = _stored_columns(table)
@@ -87,7 +89,8 @@ def copy_user_rows(source: Connection, target: Connection, user_id: str,
     return report
 
 
-def _row_hashes(conn: Connection, table: Table, user_id: str) -> dict[str, str]:
+def row_hashes(conn: Connection, table: Table, user_id: str) -> dict[str, str]:
+    """id → hash of every stored column, for the user's rows of ``table``."""
     columns = ", ".join(f't."{c}"' for c in _stored_columns(table))
     rows = conn.execute(
         text(f"select t.id::text, md5(row({columns})::text) from {_qualified(table)} t "
@@ -98,13 +101,13 @@ def _row_hashes(conn: Connection, table: Table, user_id: str) -> dict[str, str]:
 def verify_user_rows(source: Connection, target: Connection, user_id: str) -> None:
     """Raise unless every source row is on the target, identical (per-row hashes)."""
     with source.begin(), target.begin():
-        _set_session(source)
-        _set_session(target)
-        for table in _tables():
-            expected = _row_hashes(source, table, user_id)
+        set_comparable_session(source)
+        set_comparable_session(target)
+        for table in content_tables():
+            expected = row_hashes(source, table, user_id)
             if not expected:
                 continue
-            found = _row_hashes(target, table, user_id)
+            found = row_hashes(target, table, user_id)
             missing = [i for i, digest in expected.items() if found.get(i) != digest]
             if missing:
                 raise MoveVerificationError(
@@ -116,7 +119,7 @@ def delete_user_rows(conn: Connection, user_id: str) -> int:
     """Delete every content row of ``user_id`` (children first), in one transaction."""
     deleted = 0
     with conn.begin():
-        for table in reversed(_tables()):
+        for table in reversed(content_tables()):
             deleted += conn.execute(
                 text(f"delete from {_qualified(table)} where user_id = :u"), {"u": user_id}
             ).rowcount

@@ -1,0 +1,95 @@
+"""A user's whole content — every one of the 29 tables, bytes, vectors, JSON and all — moves
+to their own database when they connect, and back to main when they migrate back, row for
+row identical, with nothing left behind on the side it left."""
+
+from __future__ import annotations
+
+import base64
+
+from sqlalchemy import create_engine
+
+from byodb.instances.moves import content_tables, row_hashes, set_comparable_session
+from byodb.maindb.urls import sync_url
+from tests.conftest import Api
+
+USER = "mover"
+
+
+def snapshot(url: str) -> dict[str, dict[str, str]]:
+    """Per table: id → hash of the row, for USER."""
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as conn, conn.begin():
+            set_comparable_session(conn)
+            return {t.name: row_hashes(conn, t, USER) for t in content_tables()}
+    finally:
+        engine.dispose()
+
+
+async def fill_every_area(api: Api) -> None:
+    async def create(path: str, body: dict[str, object]) -> dict[str, str]:
+        response = await api.post(path, USER, json=body)
+        assert response.status_code == 201, (path, response.text[:300])
+        created: dict[str, str] = response.json()
+        return created
+
+    conversation = await create("/api/conversations", {"title": "Everything"})
+    exchange = await create(f"/api/conversations/{conversation['id']}/messages",
+                            {"content": "My name is Ada and I live in Lisbon."})
+    message = exchange["assistant_message"]["id"]  # type: ignore[index]
+    await create(f"/api/conversations/{conversation['id']}/participants",
+                 {"member_id": "friend", "role": "viewer"})
+    await create(f"/api/messages/{message}/tool-calls", {"tool_name": "lookup",
+                                                         "tool_args": {"q": "pg"}})
+    await create(f"/api/messages/{message}/sources", {"url": "https://example.org"})
+    await create(f"/api/messages/{message}/attachments", {
+        "filename": "a.pdf", "mime_type": "application/pdf",
+        "content": base64.b64encode(b"%PDF-1.7 bytes").decode()})
+    await create("/api/memories", {"content": "Prefers tea over coffee", "importance": 0.7})
+    uploaded = await api.post("/api/files", USER, files={
+        "file": ("notes.txt", b"PostgreSQL keeps my data. " * 80, "text/plain")})
+    assert uploaded.status_code == 201, uploaded.text
+    project = await create("/api/projects", {"name": "Moving"})
+    note = await create("/api/notes", {"title": "N", "content": "a note"})
+    task = await create("/api/tasks", {"title": "T", "priority": "high"})
+    tag = await create("/api/tags", {"name": "moved"})
+    await create(f"/api/projects/{project['id']}/conversations",
+                 {"conversation_id": conversation["id"]})
+    await create(f"/api/projects/{project['id']}/notes", {"note_id": note["id"]})
+    await create(f"/api/projects/{project['id']}/files", {"file_id": uploaded.json()["id"]})
+    for kind, item in (("conversations", conversation), ("notes", note), ("tasks", task)):
+        await create(f"/api/{kind}/{item['id']}/tags", {"tag_id": tag["id"]})
+    await create("/api/bookmarks", {"message_id": message})
+    await create("/api/snippets", {"title": "S", "content": "select 1;", "language": "sql"})
+    await create("/api/tts-cache", {"hash": "h1", "text": "Hi", "voice": "alloy",
+                                    "audio": base64.b64encode(b"RIFF....").decode()})
+    deck = await create("/api/presentations", {"title": "Deck"})
+    await create(f"/api/presentations/{deck['id']}/slides",
+                 {"type": "title", "content": {"h": "Hello"}})
+    await create(f"/api/presentations/{deck['id']}/outline-items", {"title": "Intro"})
+    await create(f"/api/presentations/{deck['id']}/sessions", {})
+    await create("/api/design-templates", {"name": "Dark", "config": {"bg": "#000"}})
+
+
+async def test_every_table_moves_over_and_back_identically(api: Api, main_url: str,
+                                                           user_db_url: str) -> None:
+    await fill_every_area(api)
+    on_main = snapshot(main_url)
+    empty = [name for name, rows in on_main.items() if not rows]
+    assert not empty, f"the arrangement should fill every table; empty: {empty}"
+
+    await api.put("/api/byod", USER, json={"url": user_db_url})
+    state = await api.wait_for_state(USER, "connected", "error")
+    assert state["connection_status"] == "connected", state
+    assert snapshot(user_db_url) == on_main
+    assert not any(snapshot(main_url).values())
+
+    moved_back = await api.post("/api/byod/disconnect", USER, json={"mode": "migrate"})
+    assert moved_back.status_code == 202
+    state = await api.wait_for_state(USER, "disconnected", "error")
+    assert state["connection_status"] == "disconnected", state
+    assert snapshot(main_url) == on_main
+    assert not any(snapshot(user_db_url).values())
+    file_id = (await api.get("/api/files", USER)).json()["items"][0]["id"]
+    content = await api.get(f"/api/files/{file_id}/content", USER)
+    assert content.content == b"PostgreSQL keeps my data. " * 80
