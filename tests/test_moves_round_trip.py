@@ -93,3 +93,33 @@ async def test_every_table_moves_over_and_back_identically(api: Api, main_url: s
     file_id = (await api.get("/api/files", USER)).json()["items"][0]["id"]
     content = await api.get(f"/api/files/{file_id}/content", USER)
     assert content.content == b"PostgreSQL keeps my data. " * 80
+
+
+async def test_a_move_interrupted_at_any_point_resumes_without_loss_or_duplicates(
+        api: Api, main_url: str, user_db_url: str) -> None:
+    from byodb.instances.deploy import deploy_content_schema_on
+    from byodb.instances.moves import copy_user_rows, move_user_content
+
+    await fill_every_area(api)
+    before = snapshot(main_url)
+    main_engine = create_engine(sync_url(main_url))
+    user_engine = create_engine(sync_url(user_db_url))
+    try:
+        with user_engine.connect() as conn:
+            deploy_content_schema_on(conn)
+        # Died after copying, before verifying and deleting: run again.
+        with main_engine.connect() as source, user_engine.connect() as target:
+            copy_user_rows(source, target, USER)
+        assert snapshot(user_db_url) == before and snapshot(main_url) == before
+        with main_engine.connect() as source, user_engine.connect() as target:
+            report = move_user_content(source, target, USER)
+        assert report.total_rows == sum(len(rows) for rows in before.values())
+        assert snapshot(user_db_url) == before  # no duplicates: same ids, same rows
+        assert not any(snapshot(main_url).values())
+        # Died after deleting, before switching over: running again changes nothing.
+        with main_engine.connect() as source, user_engine.connect() as target:
+            assert move_user_content(source, target, USER).total_rows == 0
+        assert snapshot(user_db_url) == before
+    finally:
+        main_engine.dispose()
+        user_engine.dispose()
