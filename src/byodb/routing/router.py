@@ -13,8 +13,8 @@ fail closed — DESIGN.md §2, STYLE.md §1):
    raises :class:`ByodUnavailable`. Nothing ever falls back to main.
 
 A warm route costs no decryption and no main lookup. Content transactions that do land on
-main take a shared per-user advisory lock and re-check the user's state in the same round
-trip, so a data move (which takes the lock exclusively) never loses a write.
+main take a shared per-user advisory lock and then re-check the user's state, so a data
+move (which takes the lock exclusively) never loses a write.
 """
 
 from __future__ import annotations
@@ -201,15 +201,16 @@ class Router:
                                       "not be saved.", hint=UNAVAILABLE_HINT) from exc
 
     async def _hold_for_moves(self, conn: AsyncConnection, user_id: str) -> None:
+        # Two statements on purpose: a statement's snapshot is taken when it starts, so the
+        # state must be read by a statement that starts after the lock was granted.
+        await conn.execute(text("select pg_advisory_xact_lock_shared(:k)"),
+                           {"k": user_lock_key(user_id)})
         row = (await conn.execute(
-            text("select pg_advisory_xact_lock_shared(:k), c.connection_status, "
-                 "c.deployment_status from (select 1) one left join user_database_config c "
-                 "on c.user_id = :u"),
-            {"k": user_lock_key(user_id), "u": user_id},
-        )).one()
-        if row[1] is None:
+            text("select connection_status, deployment_status from user_database_config "
+                 "where user_id = :u"), {"u": user_id})).first()
+        if row is None:
             return
-        placement = self._placement_for(ConnectionStatus(row[1]), DeploymentStatus(row[2]))
+        placement = self._placement_for(ConnectionStatus(row[0]), DeploymentStatus(row[1]))
         if placement is Placement.user:
             self.invalidate(user_id)
             raise ByodUnavailable("Your data just moved to your own database; please retry.",
