@@ -92,7 +92,8 @@ async def run_disconnect(rt: Runtime, user_id: str, credential_version: int,
                                       {"k": user_lock_key(user_id)})
                     main_conn.commit()
                     try:
-                        move_user_content(user_conn, main_conn, user_id)
+                        move_user_content(user_conn, main_conn, user_id,
+                                          lock_source_tables=True)
                     finally:
                         main_conn.execute(text("select pg_advisory_unlock(:k)"),
                                           {"k": user_lock_key(user_id)})

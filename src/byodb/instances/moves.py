@@ -98,42 +98,59 @@ def row_hashes(conn: Connection, table: Table, user_id: str) -> dict[str, str]:
     return {row[0]: row[1] for row in rows}
 
 
+def _verify_in_transaction(source: Connection, target: Connection, user_id: str) -> None:
+    set_comparable_session(source)
+    set_comparable_session(target)
+    for table in content_tables():
+        expected = row_hashes(source, table, user_id)
+        if not expected:
+            continue
+        found = row_hashes(target, table, user_id)
+        missing = [i for i, digest in expected.items() if found.get(i) != digest]
+        if missing:
+            raise MoveVerificationError(
+                f"{len(missing)} of {len(expected)} rows of {table.name} did not arrive "
+                "intact; nothing was deleted")
+
+
+def _delete_in_transaction(conn: Connection, user_id: str) -> int:
+    deleted = 0
+    for table in reversed(content_tables()):
+        deleted += conn.execute(
+            text(f"delete from {_qualified(table)} where user_id = :u"), {"u": user_id}
+        ).rowcount
+    return deleted
+
+
 def verify_user_rows(source: Connection, target: Connection, user_id: str) -> None:
     """Raise unless every source row is on the target, identical (per-row hashes)."""
     with source.begin(), target.begin():
-        set_comparable_session(source)
-        set_comparable_session(target)
-        for table in content_tables():
-            expected = row_hashes(source, table, user_id)
-            if not expected:
-                continue
-            found = row_hashes(target, table, user_id)
-            missing = [i for i, digest in expected.items() if found.get(i) != digest]
-            if missing:
-                raise MoveVerificationError(
-                    f"{len(missing)} of {len(expected)} rows of {table.name} did not arrive "
-                    "intact; nothing was deleted")
+        _verify_in_transaction(source, target, user_id)
 
 
 def delete_user_rows(conn: Connection, user_id: str) -> int:
     """Delete every content row of ``user_id`` (children first), in one transaction."""
-    deleted = 0
     with conn.begin():
-        for table in reversed(content_tables()):
-            deleted += conn.execute(
-                text(f"delete from {_qualified(table)} where user_id = :u"), {"u": user_id}
-            ).rowcount
-    return deleted
+        return _delete_in_transaction(conn, user_id)
 
 
 def move_user_content(source: Connection, target: Connection, user_id: str,
-                      progress: Progress | None = None) -> MoveReport:
-    """Copy, verify, then delete the source rows. Safe to re-run after any interruption."""
+                      progress: Progress | None = None, *,
+                      lock_source_tables: bool = False) -> MoveReport:
+    """Copy, verify, then delete the source rows. Safe to re-run after any interruption.
+
+    Verify and delete run in one source transaction, so no row can be written between the
+    check and the delete: on main the caller holds the user's advisory lock (which main's
+    content writes respect); on a user's own database ``lock_source_tables`` takes the
+    content tables in EXCLUSIVE mode (reads go on, writes wait) for that short transaction.
+    """
     report = copy_user_rows(source, target, user_id, progress)
     if progress:
-        progress("Verifying copied rows")
-    verify_user_rows(source, target, user_id)
-    if progress:
-        progress("Removing the copy on the source")
-    delete_user_rows(source, user_id)
+        progress("Verifying copied rows and removing them from the source")
+    with source.begin(), target.begin():
+        if lock_source_tables:
+            names = ", ".join(_qualified(t) for t in content_tables())
+            source.exec_driver_sql(f"lock table {names} in exclusive mode")
+        _verify_in_transaction(source, target, user_id)
+        _delete_in_transaction(source, user_id)
     return report
