@@ -33,3 +33,18 @@ async def test_unexpected_database_error_is_answered_generically_and_logged_with
     assert any("unexpected error: IntegrityError" in r.getMessage() for r in caplog.records)
     # The user is not blocked by a refused statement: their database is reachable.
     assert (await api.get("/api/byod", "yan")).json()["connection_status"] == "connected"
+
+
+async def test_values_postgresql_refuses_are_bad_input_not_server_errors(
+        api: Api, main_url: str) -> None:
+    from tests.conftest import count_rows
+
+    for path, body in (("/api/memories", {"content": "nul \x00 inside"}),
+                       ("/api/notes", {"title": "nul \x00", "content": "x"}),
+                       ("/api/conversations", {"title": "nul \x00 title"})):
+        response = await api.post(path, "zed", json=body)
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["error"]["code"] == "invalid_input"
+        assert "\x00" not in response.text
+    for table in ("memories", "notes", "conversations"):
+        assert count_rows(main_url, f"select count(*) from byodb.{table}") == 0

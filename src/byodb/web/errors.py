@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,6 +42,16 @@ def install_error_handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
         return JSONResponse(error_body("invalid_input", message), status_code=422)
+
+    @app.exception_handler(DataError)
+    async def rejected_value(request: Request, exc: DataError) -> JSONResponse:
+        # PostgreSQL refused a value the validation let through (a NUL character in text,
+        # a number out of range): bad input, said without echoing the value.
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        log.info("value rejected by the database: SQLSTATE %s", sqlstate)
+        return JSONResponse(error_body(
+            "invalid_input", "a value was rejected by the database (for example a NUL "
+            "character in text, or a number out of range)"), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
