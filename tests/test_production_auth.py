@@ -91,3 +91,27 @@ async def test_wrong_issuer_expired_and_foreign_keys_are_refused(
                      algorithm="HS256")
     with pytest.raises(Unauthenticated):
         await authenticator.verify(dev)
+
+
+async def test_production_app_accepts_the_issuers_token_from_header_or_clerk_cookie(
+        jwks_url: str, signing_key: rsa.RSAPrivateKey, main_url: str, tmp_path: object) -> None:
+    import httpx
+
+    from byodb.web.app import create_app
+
+    settings = Settings(BYODB_ENV="production", BYODB_JWKS_URL=jwks_url,
+                        BYODB_JWT_ISSUER=ISSUER, BYOD_ENCRYPTION_KEY="cd" * 32,
+                        BYODB_DATA_DIR=tmp_path)
+    app = create_app(settings, main_url=main_url, migrate=False, run_worker=False)
+    token = _token(signing_key)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://byodb.test") as c:
+            by_header = await c.get("/api/byod", headers={"Authorization": f"Bearer {token}"})
+            assert by_header.status_code == 200
+            c.cookies.set("__session", token)
+            assert (await c.get("/api/conversations")).status_code == 200
+            c.cookies.clear()
+            dev_form = await c.post("/signin", data={"user_id": "anyone"})
+            assert dev_form.status_code == 403  # no development sign-in in production
+            assert (await c.get("/api/conversations")).status_code == 401

@@ -15,11 +15,16 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
+# Clerk's front end keeps the session JWT in this cookie on the app's domain.
+CLERK_SESSION_COOKIE = "__session"
+
+
 def bearer_token(request: Request) -> str | None:
+    """The JWT of the request: the bearer header, else our session cookie, else Clerk's."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip()
-    return request.cookies.get(SESSION_COOKIE)
+    return request.cookies.get(SESSION_COOKIE) or request.cookies.get(CLERK_SESSION_COOKIE)
 
 
 async def get_principal(request: Request) -> Principal:
