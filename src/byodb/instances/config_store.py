@@ -86,6 +86,12 @@ async def get_config(conn: AsyncConnection, user_id: str) -> DatabaseConfig | No
     return DatabaseConfig.from_row(row) if row is not None else None
 
 
+async def load_config(engine: AsyncEngine, user_id: str) -> DatabaseConfig | None:
+    """The user's row, read on a connection of its own."""
+    async with engine.connect() as conn:
+        return await get_config(conn, user_id)
+
+
 async def _notify(conn: AsyncConnection, user_id: str) -> None:
     await conn.execute(text("select pg_notify(:channel, :user)"),
                        {"channel": ROUTE_CHANNEL, "user": user_id})

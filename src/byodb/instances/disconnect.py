@@ -14,16 +14,16 @@ import logging
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from byodb.content import CONTENT_SCHEMA, content_table_names
 from byodb.errors import Conflict
-from byodb.instances.config_store import DatabaseConfig, get_config, update_state
+from byodb.instances.config_store import DatabaseConfig, load_config, update_state
 from byodb.instances.connect import checked_target_for, user_sync_engine
 from byodb.instances.moves import delete_user_rows, move_user_content
 from byodb.instances.states import ConnectionStatus, DeploymentStatus
 from byodb.maindb.tables import user_database_config as udc
-from byodb.routing.router import user_lock_key
+from byodb.routing.router import holding_user_writes_on_main
 from byodb.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,7 @@ async def start_moving(rt: Runtime, user_id: str, mode: DisconnectMode) -> Datab
 async def run_disconnect(rt: Runtime, user_id: str, credential_version: int,
                          mode: DisconnectMode) -> None:
     """The job body for ``migrate`` and ``delete``."""
-    async with rt.main.connect() as conn:
-        config = await get_config(conn, user_id)
+    config = await load_config(rt.main, user_id)
     if config is None or config.credential_version != credential_version:
         return
     try:
@@ -88,16 +87,9 @@ async def run_disconnect(rt: Runtime, user_id: str, credential_version: int,
         def work() -> None:
             with user_engine.connect() as user_conn, main_engine.connect() as main_conn:
                 if mode is DisconnectMode.migrate:
-                    main_conn.execute(text("select pg_advisory_lock(:k)"),
-                                      {"k": user_lock_key(user_id)})
-                    main_conn.commit()
-                    try:
+                    with holding_user_writes_on_main(main_conn, user_id):
                         move_user_content(user_conn, main_conn, user_id,
                                           lock_source_tables=True)
-                    finally:
-                        main_conn.execute(text("select pg_advisory_unlock(:k)"),
-                                          {"k": user_lock_key(user_id)})
-                        main_conn.commit()
                 else:
                     delete_user_rows(user_conn, user_id)
                     drop_schema_if_empty(user_conn)
@@ -125,11 +117,8 @@ async def run_disconnect(rt: Runtime, user_id: str, credential_version: int,
     await rt.router.forget_user(user_id)
 
 
-def drop_schema_if_empty(conn: object) -> bool:
+def drop_schema_if_empty(conn: Connection) -> bool:
     """Drop the byodb schema when no content of anyone is left in it."""
-    from sqlalchemy import Connection
-
-    assert isinstance(conn, Connection)
     with conn.begin():
         for name in content_table_names():
             if conn.execute(text(f"select exists (select 1 from {CONTENT_SCHEMA}.{name})")

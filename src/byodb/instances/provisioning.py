@@ -12,25 +12,21 @@ import concurrent.futures
 import logging
 
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from byodb.content import CONTENT_SCHEMA_VERSION
 from byodb.errors import ByodbError
-from byodb.instances.config_store import DatabaseConfig, get_config, update_state
+from byodb.instances.config_store import DatabaseConfig, load_config, update_state
 from byodb.instances.connect import checked_target_for, user_sync_engine
-from byodb.instances.deploy import deploy_content_schema_on
+from byodb.instances.deploy import DeployOutcome, deploy_content_schema_on
 from byodb.instances.guard import ConnectionCheckError
 from byodb.instances.moves import move_user_content
 from byodb.instances.probe import open_connection, read_deployed_version
 from byodb.instances.states import ConnectionStatus, DeploymentStatus
-from byodb.routing.router import user_lock_key
+from byodb.routing.router import holding_user_writes_on_main
 from byodb.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-
-async def _config(rt: Runtime, user_id: str) -> DatabaseConfig | None:
-    async with rt.main.connect() as conn:
-        return await get_config(conn, user_id)
 
 
 def _public_error(exc: BaseException) -> tuple[str, str]:
@@ -50,7 +46,7 @@ def _public_error(exc: BaseException) -> tuple[str, str]:
 
 async def provision_user_database(rt: Runtime, user_id: str, credential_version: int) -> None:
     """Deploy + move + connect for the saved credentials ``credential_version``."""
-    config = await _config(rt, user_id)
+    config = await load_config(rt.main, user_id)
     if config is None or config.credential_version != credential_version:
         log.info("skipping stale provisioning job")
         return
@@ -82,7 +78,7 @@ async def provision_user_database(rt: Runtime, user_id: str, credential_version:
         await probe.close()
         engine = user_sync_engine(target)
         try:
-            def deploy() -> object:
+            def deploy() -> DeployOutcome:
                 with engine.connect() as conn:
                     return deploy_content_schema_on(conn, progress=progress,
                                                     timeout_s=rt.settings.deploy_timeout_s)
@@ -95,7 +91,7 @@ async def provision_user_database(rt: Runtime, user_id: str, credential_version:
             await update_state(rt.main, user_id, deployment=DeploymentStatus.deployed,
                                expect_credential_version=expect,
                                schema_version=CONTENT_SCHEMA_VERSION,
-                               instance_id=getattr(outcome, "instance_id", None),
+                               instance_id=outcome.instance_id,
                                last_schema_deploy=text("now()"),
                                deployment_progress="Moving your existing content")
             deployed = True
@@ -116,7 +112,7 @@ async def provision_user_database(rt: Runtime, user_id: str, credential_version:
     rt.router.invalidate(user_id)
 
 
-async def _move_from_main(rt: Runtime, user_id: str, expect: int, user_engine: object) -> None:
+async def _move_from_main(rt: Runtime, user_id: str, expect: int, user_engine: Engine) -> None:
     """Hold the user's writes, move their content from main, and switch them over."""
     await update_state(rt.main, user_id, connection=ConnectionStatus.moving,
                        expect_credential_version=expect,
@@ -125,15 +121,9 @@ async def _move_from_main(rt: Runtime, user_id: str, expect: int, user_engine: o
     main_engine = rt.main_sync_engine()
 
     def move() -> int:
-        with main_engine.connect() as main_conn, user_engine.connect() as user_conn:  # type: ignore[attr-defined]
-            main_conn.execute(text("select pg_advisory_lock(:k)"), {"k": user_lock_key(user_id)})
-            main_conn.commit()
-            try:
-                return move_user_content(main_conn, user_conn, user_id).total_rows
-            finally:
-                main_conn.execute(text("select pg_advisory_unlock(:k)"),
-                                  {"k": user_lock_key(user_id)})
-                main_conn.commit()
+        with main_engine.connect() as main_conn, user_engine.connect() as user_conn, \
+                holding_user_writes_on_main(main_conn, user_id):
+            return move_user_content(main_conn, user_conn, user_id).total_rows
 
     try:
         moved = await asyncio.to_thread(move)
@@ -151,7 +141,7 @@ async def retry_connection(rt: Runtime, user_id: str) -> DatabaseConfig | None:
     Returns the new config; a user whose deployment never completed should re-run
     provisioning instead (the API decides).
     """
-    config = await _config(rt, user_id)
+    config = await load_config(rt.main, user_id)
     if config is None or config.encrypted_url is None:
         return config
     try:

@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Table, text
+from sqlalchemy import Connection, Table, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from byodb.errors import ByodUnavailable, DecryptionError
-from byodb.instances.config_store import DatabaseConfig, get_config, update_state
+from byodb.instances.config_store import DatabaseConfig, load_config, update_state
 from byodb.instances.connect import checked_target_for, user_async_engine
 from byodb.instances.guard import ConnectionCheckError, Resolver, system_resolver
 from byodb.instances.states import ConnectionStatus, DeploymentStatus
@@ -52,6 +52,20 @@ def user_lock_key(user_id: str) -> int:
     """A stable 63-bit advisory-lock key for a user's content on main."""
     return int.from_bytes(hashlib.sha256(b"byodb-user:" + user_id.encode()).digest()[:8],
                           "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+@contextmanager
+def holding_user_writes_on_main(conn: Connection, user_id: str) -> Iterator[None]:
+    """Hold every content write of ``user_id`` on main while the block runs (the data-move
+    side of :meth:`Router._hold_for_moves`): a session advisory lock taken exclusively."""
+    key = {"k": user_lock_key(user_id)}
+    conn.execute(text("select pg_advisory_lock(:k)"), key)
+    conn.commit()
+    try:
+        yield
+    finally:
+        conn.execute(text("select pg_advisory_unlock(:k)"), key)
+        conn.commit()
 
 
 @dataclass(frozen=True)
@@ -79,9 +93,7 @@ class Router:
         route = self._routes.get(user_id)
         if route is not None:
             return route
-        async with self.main.connect() as conn:
-            config = await get_config(conn, user_id)
-        route = self._route_from(config)
+        route = self._route_from(await load_config(self.main, user_id))
         self._routes[user_id] = route
         return route
 
@@ -110,8 +122,7 @@ class Router:
     # -- step 3: the engine ---------------------------------------------------------------
     async def _user_engine(self, user_id: str, route: Route) -> AsyncEngine:
         async def build() -> AsyncEngine:
-            async with self.main.connect() as conn:
-                config = await get_config(conn, user_id)
+            config = await load_config(self.main, user_id)
             if config is None or config.credential_version != route.credential_version:
                 self.invalidate(user_id)
                 raise ByodUnavailable("Your database settings just changed; please retry.")

@@ -12,8 +12,8 @@ from byodb.content import latest_schema_version
 from byodb.errors import Conflict, NotFound
 from byodb.instances import config_store
 from byodb.instances.config_store import DatabaseConfig
-from byodb.instances.guard import ConnectionCheckError
-from byodb.instances.probe import run_connection_test
+from byodb.instances.guard import ConnectionCheckError, parse_database_url
+from byodb.instances.probe import ConnectionVerdict, run_connection_test
 from byodb.instances.states import ConnectionStatus, DeploymentStatus
 from byodb.jobs.queue import enqueue_disconnect, enqueue_provisioning
 from byodb.vault import Secret
@@ -62,11 +62,6 @@ def byod_state(config: DatabaseConfig | None) -> dict[str, Any]:
     }
 
 
-async def _load(rt: RuntimeDep, user_id: str) -> DatabaseConfig | None:
-    async with rt.main.connect() as conn:
-        return await config_store.get_config(conn, user_id)
-
-
 @router.get("/project.zip", response_class=Response,
             responses={200: {"content": {"application/zip": {}}}})
 async def project_zip(me: PrincipalDep) -> Response:
@@ -81,7 +76,15 @@ async def project_zip(me: PrincipalDep) -> Response:
 @router.get("")
 async def get_byod(rt: RuntimeDep, me: PrincipalDep) -> dict[str, Any]:
     """The signed-in user's BYOD state."""
-    return byod_state(await _load(rt, me.user_id))
+    return byod_state(await config_store.load_config(rt.main, me.user_id))
+
+
+async def _run_test(rt: RuntimeDep, url: str) -> ConnectionVerdict:
+    return await run_connection_test(
+        url, allow_private=rt.settings.private_hosts_allowed,
+        tls_required=rt.settings.tls_required, latest_version=latest_schema_version(),
+        connect_timeout_s=rt.settings.connect_timeout_s,
+        total_timeout_s=rt.settings.test_timeout_s, resolver=rt.resolver)
 
 
 @router.post("/test")
@@ -89,11 +92,7 @@ async def test_database(body: UrlBody, request: Request, rt: RuntimeDep,
                         me: PrincipalDep) -> dict[str, object]:
     """Test a database URL: ``{"ok", "code", "message", "hint"}``. Changes nothing."""
     request.app.state.test_limiter.hit(me.user_id)
-    verdict = await run_connection_test(
-        body.url, allow_private=rt.settings.private_hosts_allowed,
-        tls_required=rt.settings.tls_required, latest_version=latest_schema_version(),
-        connect_timeout_s=rt.settings.connect_timeout_s,
-        total_timeout_s=rt.settings.test_timeout_s, resolver=rt.resolver)
+    verdict = await _run_test(rt, body.url)
     return verdict.as_json()
 
 
@@ -102,20 +101,14 @@ async def save_database(body: UrlBody, request: Request, rt: RuntimeDep,
                         me: PrincipalDep) -> JSONResponse:
     """Test, then save the URL encrypted and start the deployment (202)."""
     request.app.state.test_limiter.hit(me.user_id)
-    current = await _load(rt, me.user_id)
+    current = await config_store.load_config(rt.main, me.user_id)
     if current is not None and current.connection_status is ConnectionStatus.moving:
         raise Conflict("your data is being moved; wait until it finishes")
     if current is not None and current.deployment_status is DeploymentStatus.deploying:
         raise Conflict("a deployment is already running; wait until it finishes")
-    verdict = await run_connection_test(
-        body.url, allow_private=rt.settings.private_hosts_allowed,
-        tls_required=rt.settings.tls_required, latest_version=latest_schema_version(),
-        connect_timeout_s=rt.settings.connect_timeout_s,
-        total_timeout_s=rt.settings.test_timeout_s, resolver=rt.resolver)
+    verdict = await _run_test(rt, body.url)
     if not verdict.ok:
         raise ConnectionCheckError(verdict.message, hint=verdict.hint, code=verdict.code)
-    from byodb.instances.guard import parse_database_url
-
     parsed = parse_database_url(body.url)
     saved = await config_store.save_credentials(rt.main, rt.vault, me.user_id, parsed,
                                                 Secret(body.url.strip()))
@@ -129,7 +122,7 @@ async def retry(request: Request, rt: RuntimeDep, me: PrincipalDep) -> JSONRespo
     """Reconnect after an outage, or re-run a deployment that failed (202)."""
     from byodb.instances.provisioning import retry_connection
 
-    config = await _load(rt, me.user_id)
+    config = await config_store.load_config(rt.main, me.user_id)
     if config is None or config.encrypted_url is None or config.connection_status in (
             ConnectionStatus.none, ConnectionStatus.disconnected):
         raise NotFound("no database is saved for your account")
@@ -139,7 +132,8 @@ async def retry(request: Request, rt: RuntimeDep, me: PrincipalDep) -> JSONRespo
             or config.connection_status in (ConnectionStatus.moving, ConnectionStatus.pending)):
         await enqueue_provisioning(request.app.state.job_app, me.user_id,
                                    config.credential_version)
-        return JSONResponse(byod_state(await _load(rt, me.user_id)), status_code=202)
+        queued = await config_store.load_config(rt.main, me.user_id)
+        return JSONResponse(byod_state(queued), status_code=202)
     return JSONResponse(byod_state(await retry_connection(rt, me.user_id)))
 
 
@@ -156,7 +150,7 @@ async def disconnect(body: DisconnectBody, request: Request, rt: RuntimeDep,
     )
 
     mode = DisconnectMode(body.mode)
-    config = await _load(rt, me.user_id)
+    config = await config_store.load_config(rt.main, me.user_id)
     check_can_disconnect(config, mode)
     assert config is not None
     if mode is DisconnectMode.keep:

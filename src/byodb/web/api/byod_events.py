@@ -50,8 +50,7 @@ async def byod_events(request: Request, rt: RuntimeDep, me: PrincipalDep,
     user_id = me.user_id
 
     async def load() -> dict[str, Any]:
-        async with rt.main.connect() as conn:
-            return byod_state(await config_store.get_config(conn, user_id))
+        return byod_state(await config_store.load_config(rt.main, user_id))
 
     async def stream() -> AsyncIterator[str]:
         deadline = time.monotonic() + max_seconds

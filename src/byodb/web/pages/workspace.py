@@ -31,8 +31,7 @@ def is_blocked(state: dict[str, Any]) -> bool:
 
 
 async def _state_for(request: Request, principal: Principal) -> dict[str, Any]:
-    async with request.app.state.runtime.main.connect() as conn:
-        config = await config_store.get_config(conn, principal.user_id)
+    config = await config_store.load_config(request.app.state.runtime.main, principal.user_id)
     return byod_state(config)
 
 
