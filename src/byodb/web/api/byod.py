@@ -9,11 +9,19 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 
 from byodb.content import latest_schema_version
+from byodb.content.package import build_package
 from byodb.errors import Conflict, NotFound
 from byodb.instances import config_store
 from byodb.instances.config_store import DatabaseConfig
+from byodb.instances.disconnect import (
+        DisconnectMode,
+        check_can_disconnect,
+        disconnect_keep,
+        start_moving,
+)
 from byodb.instances.guard import ConnectionCheckError, parse_database_url
 from byodb.instances.probe import ConnectionVerdict, run_connection_test
+from byodb.instances.provisioning import retry_connection
 from byodb.instances.states import ConnectionStatus, DeploymentStatus
 from byodb.jobs.queue import enqueue_disconnect, enqueue_provisioning
 from byodb.vault import Secret
@@ -66,8 +74,6 @@ def byod_state(config: DatabaseConfig | None) -> dict[str, Any]:
             responses={200: {"content": {"application/zip": {}}}})
 async def project_zip(me: PrincipalDep) -> Response:
     """The manual-deployment package: schema SQL, version steps and instructions."""
-    from byodb.content.package import build_package
-
     version = latest_schema_version()
     return Response(build_package(), media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="byodb-schema-v{version}.zip"'})
@@ -120,8 +126,6 @@ async def save_database(body: UrlBody, request: Request, rt: RuntimeDep,
 @router.post("/retry")
 async def retry(request: Request, rt: RuntimeDep, me: PrincipalDep) -> JSONResponse:
     """Reconnect after an outage, or re-run a deployment that failed (202)."""
-    from byodb.instances.provisioning import retry_connection
-
     config = await config_store.load_config(rt.main, me.user_id)
     if config is None or config.encrypted_url is None or config.connection_status in (
             ConnectionStatus.none, ConnectionStatus.disconnected):
@@ -142,13 +146,6 @@ async def disconnect(body: DisconnectBody, request: Request, rt: RuntimeDep,
                      me: PrincipalDep) -> JSONResponse:
     """Leave BYOD: ``keep`` (immediate, 200), ``migrate`` back to main or ``delete`` (202;
     the state is ``moving`` until it ends ``disconnected``)."""
-    from byodb.instances.disconnect import (
-        DisconnectMode,
-        check_can_disconnect,
-        disconnect_keep,
-        start_moving,
-    )
-
     mode = DisconnectMode(body.mode)
     config = await config_store.load_config(rt.main, me.user_id)
     check_can_disconnect(config, mode)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from byodb.errors import ByodbError
 from byodb.services import conversations as conversation_service
 from byodb.services import messages as message_service
 from byodb.services.limits import MAX_MESSAGE_CHARS, MAX_TITLE_CHARS
@@ -109,8 +110,6 @@ async def stream_message(conversation_id: UUID, body: NewMessage, rt: RuntimeDep
             async for event in events:
                 yield f"event: {event.kind}\ndata: {json.dumps(event.data)}\n\n"
         except Exception as exc:
-            from byodb.errors import ByodbError
-
             code = exc.code if isinstance(exc, ByodbError) else "internal_error"
             message = exc.message if isinstance(exc, ByodbError) else "the reply failed"
             yield f"event: error\ndata: {json.dumps({'code': code, 'message': message})}\n\n"
