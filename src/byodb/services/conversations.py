@@ -14,7 +14,7 @@ from byodb.errors import InvalidInput, NotFound
 from byodb.ids import new_id
 from byodb.routing import Router
 from byodb.services.activity import record_event
-from byodb.services.limits import MAX_LIST_LIMIT, MAX_TITLE_CHARS
+from byodb.content.limits import MAX_LIST_LIMIT, MAX_TITLE_CHARS
 from byodb.services.rows import public_columns, row_dict
 
 _COLUMNS = public_columns(conversations)

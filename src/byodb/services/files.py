@@ -24,7 +24,7 @@ from byodb.content.tables import file_chunks, files
 from byodb.errors import ByodbError, InvalidInput, NotFound
 from byodb.ids import new_id
 from byodb.routing import Router
-from byodb.services.limits import MAX_LIST_LIMIT
+from byodb.content.limits import MAX_LIST_LIMIT
 from byodb.services.rows import public_columns, row_dict
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from byodb.content.tables import memories
 from byodb.errors import InvalidInput, NotFound
 from byodb.ids import new_id
 from byodb.routing import Router
-from byodb.services.limits import MAX_LIST_LIMIT
+from byodb.content.limits import MAX_LIST_LIMIT
 from byodb.services.rows import public_columns, row_dict
 
 _COLUMNS = public_columns(memories)

@@ -20,7 +20,7 @@ from byodb.routing import Router
 from byodb.services import branching, usage
 from byodb.services.after_exchange import after_exchange
 from byodb.services.conversations import fetch_owned_conversation
-from byodb.services.limits import MAX_MESSAGE_CHARS
+from byodb.content.limits import MAX_MESSAGE_CHARS
 from byodb.services.rows import public_columns, row_dict
 
 _COLUMNS = public_columns(messages)

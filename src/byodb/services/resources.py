@@ -58,7 +58,7 @@ from byodb.errors import Conflict, InvalidInput, NotFound
 from byodb.ids import new_id
 from byodb.routing import Router
 from byodb.services.activity import record_event
-from byodb.services.limits import (
+from byodb.content.limits import (
     MAX_INLINE_BYTES,
     MAX_INTEGER,
     MAX_JSON_BYTES,

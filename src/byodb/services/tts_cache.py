@@ -18,7 +18,7 @@ from byodb.content.tables import tts_cache
 from byodb.errors import InvalidInput, NotFound
 from byodb.ids import new_id
 from byodb.routing import Router
-from byodb.services.limits import DEFAULT_TTS_TTL_DAYS, HASH_PATTERN, MAX_TTS_TTL_DAYS
+from byodb.content.limits import DEFAULT_TTS_TTL_DAYS, HASH_PATTERN, MAX_TTS_TTL_DAYS
 from byodb.services.resources import Resource, delete_row, field_rule, page_bounds, to_json
 from byodb.services.rows import public_columns
 

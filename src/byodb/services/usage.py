@@ -19,7 +19,7 @@ from byodb.content.tables import usage_records
 from byodb.errors import InvalidInput
 from byodb.ids import new_id
 from byodb.routing import Router
-from byodb.services.limits import MAX_LIST_LIMIT
+from byodb.content.limits import MAX_LIST_LIMIT
 from byodb.services.rows import row_dict
 
 _TOTALS = ("input_tokens", "output_tokens", "cost", "request_count")

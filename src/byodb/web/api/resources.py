@@ -23,7 +23,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, cre
 
 from byodb.services import links as link_service
 from byodb.services import resources as resource_service
-from byodb.services.limits import MAX_LIST_LIMIT, MAX_LIST_OFFSET
+from byodb.content.limits import MAX_LIST_LIMIT, MAX_LIST_OFFSET
 from byodb.services.links import Link
 from byodb.services.resources import FieldRule, Resource, field_rule
 from byodb.web.deps import PrincipalDep, RuntimeDep

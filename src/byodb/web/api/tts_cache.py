@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from byodb.services import tts_cache as tts_service
-from byodb.services.limits import (
+from byodb.content.limits import (
     HASH_PATTERN,
     MAX_HASH_CHARS,
     MAX_INLINE_BYTES,

@@ -1,7 +1,8 @@
 """Input limits of the content API, in one place (documented in docs/api.md).
 
-The services enforce them (so every caller gets the same rules) and the API's request
-models repeat them as pydantic ``Field`` limits (so OpenAPI documents them).
+The services enforce them (so every caller gets the same rules), the API's request
+models repeat them as pydantic ``Field`` limits (so OpenAPI documents them), and data moves
+check every row read from a user's database against them before it reaches main.
 """
 
 MAX_TITLE_CHARS = 500
