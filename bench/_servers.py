@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg import sql
 
 from byodb.maindb.embedded import PostgresCluster
 from byodb.maindb.migrate import upgrade_main
@@ -29,3 +31,19 @@ def servers() -> Iterator[tuple[str, str, Path]]:
         finally:
             user.stop("immediate")
             main.stop("immediate")
+
+
+def create_databases(url: str, names: Iterable[str], template: str | None = None) -> list[str]:
+    """Create one database per name on the server of ``url`` (a superuser's URL, as
+    :func:`servers` yields), empty or a copy of ``template`` (which nobody may be connected
+    to), and return their URLs, in order."""
+    parts = urlsplit(url)
+    urls = []
+    statement = sql.SQL("create database {}" if template is None else
+                        "create database {} template {}")
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name in names:
+            conn.execute(statement.format(sql.Identifier(name),
+                                          *([sql.Identifier(template)] if template else [])))
+            urls.append(urlunsplit(parts._replace(path=f"/{name}")))
+    return urls

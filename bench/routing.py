@@ -1,9 +1,32 @@
 """Routing overhead: the app's service layer (router → engine cache → user's database)
-against the same work on a direct connection to the same database, measured in one run.
+against the same work on a direct connection to the same database, measured in one run;
+and the cold path, the first requests of many users at once.
 
-Prints JSON lines; the last one has ``"ratio"`` = routed p50 / direct p50 (target ≤ 1.15).
-Workloads: ``read`` (list 50 conversations through the service layer) and ``mix`` (that
-read plus writes and reads on notes, tasks, messages, memories and conversations).
+Prints one JSON line per workload:
+
+* ``read`` — list 50 conversations through the service layer vs the same query on a
+  direct engine, interleaved; ``"ratio"`` = routed p50 / direct p50 (target ≤ 1.15).
+* ``mix`` — that read plus writes and reads on notes, tasks, messages, memories and
+  conversations, routed vs direct; ``"ratio"`` as for ``read``.
+* ``cold`` — ``--cold-users`` users (default 50), each connected to their own database on
+  the user server (saved and provisioned through the lifecycle, a few at a time). A fresh
+  runtime (no route, no handle, no user pool cached; its main pool opened beforehand, as in
+  a running process) then sends every user's first ``list_conversations`` at once
+  (``asyncio.gather``). Reported: p50/p95 of those cold first requests; p50/p95 of warm
+  requests (the same users, after warm-up, again all at once, ``--warm-rounds`` bursts)
+  and ``cold_p95_vs_warm_p95``. Proof the users' first requests were not serialised:
+  ``max_concurrent_builds``, the most handle builds of different users in flight at one
+  time (a global build lock would make it 1). ``parallelism`` = sum of the cold times /
+  wall time of the burst (note: with every request started at once it is ≥ N/2 even when
+  the work is serialised, so it only corroborates). ``speedup_vs_sequential`` = the
+  same cold first requests sent one after another (another fresh runtime; sum of their
+  times) / wall time of the burst: throughput, bounded by CPU (on two busy cores a
+  burst of connection set-ups cannot beat ~1). For scale, ``sequential_cold_p50_ms`` is
+  set against ``direct_cold_p50_ms``: the same first query on a new direct engine per
+  database (connection set-up without the router).
+
+``--workload all`` (the default) runs cold, mix, read in that order, so the last line
+still carries the read ratio; ``both`` runs mix and read, as before.
 """
 
 from __future__ import annotations
@@ -20,28 +43,41 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _servers import servers
-from sqlalchemy import Table, func, select, update
+import psycopg
+from _servers import create_databases, servers
+from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from byodb.content.deploy import deploy_content_schema
 from byodb.content.tables import conversations, memories, messages, notes, tasks
 from byodb.ids import new_id
-from byodb.instances.config_store import save_credentials
-from byodb.instances.guard import parse_database_url
-from byodb.instances.provisioning import provision_user_database
+from byodb.instances.lifecycle import DisconnectMode
+from byodb.instances.states import ContentAccess
 from byodb.maindb.urls import async_url
-from byodb.runtime import build_runtime
+from byodb.runtime import Runtime, build_runtime
 from byodb.services import conversations as conversation_service
 from byodb.services.rows import public_columns, row_dict
 from byodb.settings import Settings
-from byodb.vault import Secret
 
 USER = "bench-user"
+
+
+class InlineJobs:
+    """The lifecycle's job queue for a benchmark: the caller runs the job itself."""
+
+    async def provision(self, user_id: str, credential_version: int) -> None:
+        return None
+
+    async def disconnect(self, user_id: str, credential_version: int,
+                         mode: DisconnectMode) -> None:
+        return None
+
+
 _COLUMNS = public_columns(conversations)
 
 
-async def direct_list(engine: AsyncEngine) -> None:
-    query = (select(*_COLUMNS).where(conversations.c.user_id == USER)
+async def direct_list(engine: AsyncEngine, user: str = USER) -> None:
+    query = (select(*_COLUMNS).where(conversations.c.user_id == user)
              .order_by(conversations.c.is_pinned.desc(),
                        func.coalesce(conversations.c.last_message_at,
                                      conversations.c.created_at).desc(),
@@ -78,10 +114,9 @@ async def measure(fn: Callable[[], Awaitable[None]]) -> float:
 
 async def run(iterations: int, workload: str, tmp: Path, main_url: str, user_url: str) -> dict:
     settings = Settings(BYODB_DATA_DIR=tmp / "data", BYODB_ALLOW_PRIVATE_HOSTS=True)
-    rt = build_runtime(settings, main_url)
-    saved = await save_credentials(rt.main, rt.vault, USER, parse_database_url(user_url),
-                                   Secret(user_url))
-    await provision_user_database(rt, USER, saved.credential_version)
+    rt = build_runtime(settings, main_url, jobs=InlineJobs())
+    saved = await rt.lifecycle.save(USER, user_url)
+    await rt.lifecycle.provision(USER, saved.credential_version)
     for index in range(50):
         await conversation_service.create_conversation(rt.router, USER, title=f"c{index}")
     first = (await conversation_service.list_conversations(rt.router, USER, limit=1))[0]
@@ -130,16 +165,158 @@ async def run(iterations: int, workload: str, tmp: Path, main_url: str, user_url
             "ratio": round(routed_p50 / direct_p50, 3)}
 
 
+def _p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
+
+
+async def _connect_user(rt: Runtime, user: str, url: str, conversations_each: int) -> None:
+    """Save and provision ``user`` on ``url`` (through the lifecycle), then give them a few
+    conversations so their first list has rows to read."""
+    saved = await rt.lifecycle.save(user, url)
+    await rt.lifecycle.provision(user, saved.credential_version)
+    state = await rt.lifecycle.state(user)
+    if state is None or state.access is not ContentAccess.user:
+        raise RuntimeError(f"provisioning {user} failed: "
+                           f"{state.connection_error if state else 'no state'}")
+    for index in range(conversations_each):
+        await conversation_service.create_conversation(rt.router, user, title=f"c{index}")
+
+
+async def _warm_main_pool(rt: Runtime, connections: int = 10) -> None:
+    """Open the main pool's connections (a running process has them already)."""
+    async def ping() -> None:
+        async with rt.main.connect() as conn:
+            await conn.execute(text("select 1"))
+            await asyncio.sleep(0.01)  # hold it, so the pings open distinct connections
+
+    await asyncio.gather(*(ping() for _ in range(connections)))
+
+
+class BuildCounter:
+    """Counts the router's handle builds in flight at once (wraps its engine cache's
+    factories; a bench-only peek at a private attribute)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.builds = 0
+        cache = rt.router._databases
+        original = cache.get_or_create
+
+        async def counted(key: Any, factory: Callable[[], Awaitable[Any]]) -> Any:
+            async def build() -> Any:
+                self.builds += 1
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    return await factory()
+                finally:
+                    self.in_flight -= 1
+
+            return await original(key, build)
+
+        cache.get_or_create = counted  # type: ignore[method-assign]
+
+
+async def run_cold(users_count: int, warm_rounds: int, tmp: Path, main_url: str,
+                   user_url: str) -> dict:
+    settings = Settings(BYODB_DATA_DIR=tmp / "data", BYODB_ALLOW_PRIVATE_HOSTS=True)
+    users = [f"bench-cold-{index:03d}" for index in range(users_count)]
+    setup_start = time.perf_counter()
+    # Deploying the schema takes a second or more per database; deploy it once and copy
+    # that database for every user (their provisioning then finds the schema in place).
+    [template_url] = create_databases(user_url, ["cold_template"])
+    async with await psycopg.AsyncConnection.connect(template_url, autocommit=True) as conn:
+        await deploy_content_schema(conn)
+    urls = create_databases(user_url, [f"cold_{index:03d}" for index in range(users_count)],
+                            template="cold_template")
+    rt = build_runtime(settings, main_url, jobs=InlineJobs())
+    gate = asyncio.Semaphore(4)  # provisioning deploys the schema: a few at a time
+
+    async def connect(user: str, url: str) -> None:
+        async with gate:
+            await _connect_user(rt, user, url, conversations_each=5)
+
+    await asyncio.gather(*(connect(user, url) for user, url in zip(users, urls, strict=True)))
+    await rt.close()
+    setup_s = time.perf_counter() - setup_start
+
+    async def first_list(rt: Runtime, user: str) -> float:
+        return await measure(lambda: conversation_service.list_conversations(
+            rt.router, user, limit=50))
+
+    async def burst(rt: Runtime) -> tuple[list[float], float]:
+        start = time.perf_counter()
+        times = await asyncio.gather(*(first_list(rt, user) for user in users))
+        return list(times), (time.perf_counter() - start) * 1000
+
+    # The cold burst: a fresh runtime, every user's first request at once.
+    rt = build_runtime(settings, main_url, jobs=InlineJobs())
+    await _warm_main_pool(rt)
+    counter = BuildCounter(rt)
+    cold_ms, cold_wall_ms = await burst(rt)
+    for _ in range(3):  # warm-up: routes and handles are cached now; fill the user pools
+        await burst(rt)
+    warm_ms: list[float] = []
+    for _ in range(warm_rounds):  # the same shape as the cold burst
+        warm_ms.extend((await burst(rt))[0])
+    await rt.close()
+
+    # The same cold first requests one after another, in another fresh runtime.
+    rt = build_runtime(settings, main_url, jobs=InlineJobs())
+    await _warm_main_pool(rt)
+    sequential_ms = [await first_list(rt, user) for user in users]
+    await rt.close()
+
+    # The floor: the same first query on a new direct engine per database, one at a time.
+    async def direct_first(user: str, url: str) -> float:
+        engine = create_async_engine(async_url(url))
+        try:
+            return await measure(lambda: direct_list(engine, user))
+        finally:
+            await engine.dispose()
+
+    direct_ms = [await direct_first(user, url) for user, url in zip(users, urls, strict=True)]
+
+    cold_p95, warm_p95 = _p95(cold_ms), _p95(warm_ms)
+    return {"benchmark": "routing", "workload": "cold", "users": users_count,
+            "cold_p50_ms": round(statistics.median(cold_ms), 3),
+            "cold_p95_ms": round(cold_p95, 3),
+            "warm_p50_ms": round(statistics.median(warm_ms), 3),
+            "warm_p95_ms": round(warm_p95, 3),
+            "cold_p95_vs_warm_p95": round(cold_p95 / warm_p95, 3),
+            "cold_wall_ms": round(cold_wall_ms, 3),
+            "parallelism": round(sum(cold_ms) / cold_wall_ms, 2),
+            "max_concurrent_builds": counter.max_in_flight, "builds": counter.builds,
+            "sequential_cold_p50_ms": round(statistics.median(sequential_ms), 3),
+            "speedup_vs_sequential": round(sum(sequential_ms) / cold_wall_ms, 2),
+            "direct_cold_p50_ms": round(statistics.median(direct_ms), 3),
+            "warm_samples": len(warm_ms), "setup_s": round(setup_s, 1)}
+
+
+WORKLOADS = {"read": ["read"], "mix": ["mix"], "cold": ["cold"], "both": ["mix", "read"],
+             "all": ["cold", "mix", "read"]}
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--iterations", type=int, default=2000)
-    parser.add_argument("--workload", choices=["read", "mix", "both"], default="both")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iterations", type=int, default=2000,
+                        help="measured routed/direct pairs per read or mix run")
+    parser.add_argument("--workload", choices=list(WORKLOADS), default="all")
+    parser.add_argument("--cold-users", type=int, default=50,
+                        help="distinct users whose first requests run at once (cold)")
+    parser.add_argument("--warm-rounds", type=int, default=10,
+                        help="measured bursts of warm requests, all users each (cold)")
     args = parser.parse_args()
-    workloads = ["mix", "read"] if args.workload == "both" else [args.workload]
     with servers() as (main_url, user_url, tmp):
-        for workload in workloads:
-            print(json.dumps(asyncio.run(run(args.iterations, workload, tmp, main_url,
-                                             user_url))), flush=True)
+        for workload in WORKLOADS[args.workload]:
+            if workload == "cold":
+                figures = asyncio.run(run_cold(args.cold_users, args.warm_rounds, tmp,
+                                               main_url, user_url))
+            else:
+                figures = asyncio.run(run(args.iterations, workload, tmp, main_url, user_url))
+            print(json.dumps(figures), flush=True)
 
 
 if __name__ == "__main__":

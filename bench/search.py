@@ -15,6 +15,7 @@ Usage: ``.venv/bin/python bench/search.py [--count 100000] [--queries 100]
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
@@ -29,13 +30,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex
 
+from byodb.content.deploy import deploy_content_schema
 from byodb.content.tables import EMBEDDING_DIMENSIONS, memories
-from byodb.instances.deploy import deploy_content_schema_on
 from byodb.maindb.embedded import PostgresCluster
 from byodb.maindb.urls import sync_url
 from byodb.services.search import (
@@ -190,6 +192,11 @@ def measure(conn: Connection, queries: list[list[float]], exact_ids: list[list[A
 
 # -- main ---------------------------------------------------------------------------------------
 
+async def deploy_on(url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await deploy_content_schema(conn)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=100_000, help="memories to load")
@@ -216,8 +223,7 @@ def main() -> None:
             cluster.stop()
             cluster.start()
             engine = create_engine(sync_url(cluster.url()), poolclass=NullPool)
-            with engine.connect() as conn:
-                deploy_content_schema_on(conn)
+            asyncio.run(deploy_on(cluster.url()))
             build_s = load(engine, vectors, args.count)
             emit(event="index_built", index="ix_memories_embedding (hnsw, m=16, "
                  "ef_construction=64)", seconds=round(build_s, 1))

@@ -20,7 +20,8 @@ def _last_json(*args: str) -> dict[str, object]:
 
 
 def test_routing_benchmark_prints_its_ratio() -> None:
-    figures = _last_json(str(BENCH / "routing.py"), "--iterations", "30")
+    figures = _last_json(str(BENCH / "routing.py"), "--iterations", "30",
+                         "--cold-users", "3", "--warm-rounds", "2")
     assert figures["benchmark"] == "routing"
     assert isinstance(figures["ratio"], float) and figures["ratio"] > 0
 

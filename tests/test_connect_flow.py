@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 
 from tests.conftest import Api, count_rows
+from tests.instances_support import deploy_schema
 
 
 async def test_user_without_byod_works_on_main(api: Api, main_url: str) -> None:
@@ -89,15 +90,7 @@ async def test_bad_url_on_save_is_refused_and_changes_nothing(api: Api, main_url
 
 async def test_connecting_a_database_already_deployed_by_hand_is_recognised(
         api: Api, user_db_url: str) -> None:
-    from sqlalchemy import create_engine
-
-    from byodb.instances.deploy import deploy_content_schema_on
-    from byodb.maindb.urls import sync_url
-
-    engine = create_engine(sync_url(user_db_url))
-    with engine.connect() as conn:
-        deploy_content_schema_on(conn)
-    engine.dispose()
+    await deploy_schema(user_db_url)
     tested = (await api.post("/api/byod/test", "fay", json={"url": user_db_url})).json()
     assert tested["ok"] is True and tested["deployed_version"] == 1
     await api.put("/api/byod", "fay", json={"url": user_db_url})

@@ -10,11 +10,10 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from byodb.content import latest_schema_version
-from byodb.instances.probe import run_connection_test
 from byodb.maindb.embedded import PostgresCluster
 from byodb.web.ratelimit import RateLimiter
 from tests.conftest import Api, count_rows, create_database
+from tests.instances_support import connection_test
 
 
 def _swap(url: str, **parts: str) -> str:
@@ -144,13 +143,11 @@ async def test_conflicting_byodb_schema(api: Api, user_db_url: str) -> None:
 
 async def test_loopback_refused_by_the_guard_when_private_hosts_are_not_allowed(
         user_db_url: str) -> None:
-    verdict = await run_connection_test(user_db_url, allow_private=False, tls_required=False,
-                                        latest_version=latest_schema_version())
+    verdict = await connection_test(user_db_url, allow_private=False)
     assert verdict.code == "blocked_address"
     # The guard answers before any connection: no detail about what listens there.
     closed = _swap(user_db_url, port=str(_closed_port()))
-    again = await run_connection_test(closed, allow_private=False, tls_required=False,
-                                      latest_version=latest_schema_version())
+    again = await connection_test(closed, allow_private=False)
     assert again.code == "blocked_address" and again.message == verdict.message
 
 

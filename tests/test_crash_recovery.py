@@ -34,7 +34,7 @@ async def test_job_of_a_dead_worker_is_retried_and_completes(api: Api, main_url:
         # Written straight into "doing" so the live worker cannot take it first.
         conn.execute(
             "insert into procrastinate_jobs (queue_name, task_name, lock, args, status, "
-            "worker_id) values ('byod', 'byodb.provision_user_database', 'provision:xia', "
+            "worker_id) values ('byod_connect', 'byod:provision', 'user-database:xia', "
             "%s, 'doing', %s)",
             (json.dumps({"user_id": "xia", "credential_version": saved.credential_version}),
              dead[0]))

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import psycopg
 import pytest
-from sqlalchemy import create_engine
 
 from byodb.content import CONTENT_SCHEMA_VERSION, content_table_names
-from byodb.instances.deploy import DeployError, deploy_content_schema_on
-from byodb.maindb.urls import sync_url
+from byodb.content.deploy import (
+    DeployError,
+    SchemaConflict,
+    deploy_content_schema,
+    deployed_schema,
+)
 from tests.conftest import Api, count_rows
 
 
@@ -19,14 +25,15 @@ def _tables(url: str) -> int:
     return count_rows(url, "select count(*) from pg_tables where schemaname = 'byodb'")
 
 
-def test_deploy_creates_everything_and_rerun_is_a_noop(user_db_url: str) -> None:
-    engine = create_engine(sync_url(user_db_url))
+async def test_deploy_creates_everything_and_rerun_is_a_noop(user_db_url: str) -> None:
     seen: list[tuple[int, int, str]] = []
-    with engine.connect() as conn:
-        first = deploy_content_schema_on(conn, progress=lambda *a: seen.append(a))
-    with engine.connect() as conn:
-        second = deploy_content_schema_on(conn)
-    engine.dispose()
+
+    async def progress(step: int, total: int, label: str) -> None:
+        seen.append((step, total, label))
+
+    async with await psycopg.AsyncConnection.connect(user_db_url, autocommit=True) as conn:
+        first = await deploy_content_schema(conn, progress=progress)
+        second = await deploy_content_schema(conn)
     assert first.action == "created" and first.version == CONTENT_SCHEMA_VERSION
     assert second.action == "unchanged" and second.instance_id == first.instance_id
     assert _tables(user_db_url) == len(content_table_names()) + 1
@@ -34,55 +41,56 @@ def test_deploy_creates_everything_and_rerun_is_a_noop(user_db_url: str) -> None
     assert any("Creating table" in label for _, _, label in seen)
 
 
-def test_deploy_dying_half_way_leaves_the_database_as_it_was(user_db_url: str) -> None:
-    def die_half_way(step: int, total: int, label: str) -> None:
+async def test_deploy_dying_half_way_leaves_the_database_as_it_was(user_db_url: str) -> None:
+    async def die_half_way(step: int, total: int, label: str) -> None:
         if step > total // 2:
             raise Boom("the deploy process died")
 
-    engine = create_engine(sync_url(user_db_url))
-    with engine.connect() as conn, pytest.raises(Boom):
-        deploy_content_schema_on(conn, progress=die_half_way)
-    assert _tables(user_db_url) == 0
-    assert count_rows(user_db_url, "select count(*) from pg_namespace where nspname = 'byodb'"
-                      ) == 0
-    with engine.connect() as conn:  # re-running completes it
-        assert deploy_content_schema_on(conn).action == "created"
-    engine.dispose()
+    async with await psycopg.AsyncConnection.connect(user_db_url, autocommit=True) as conn:
+        with pytest.raises(Boom):
+            await deploy_content_schema(conn, progress=die_half_way)
+        assert _tables(user_db_url) == 0
+        assert count_rows(user_db_url,
+                          "select count(*) from pg_namespace where nspname = 'byodb'") == 0
+        assert (await deploy_content_schema(conn)).action == "created"  # re-running completes
     assert _tables(user_db_url) == len(content_table_names()) + 1
 
 
-def test_deploy_past_its_time_limit_rolls_back(user_db_url: str) -> None:
-    engine = create_engine(sync_url(user_db_url))
-    with engine.connect() as conn, pytest.raises(DeployError) as info:
-        deploy_content_schema_on(conn, timeout_s=0.0)
-    engine.dispose()
-    assert info.value.code == "timeout"
-    assert _tables(user_db_url) == 0
-
-
-def test_deploy_refuses_a_database_newer_than_this_server(user_db_url: str) -> None:
-    engine = create_engine(sync_url(user_db_url))
-    with engine.connect() as conn:
-        deploy_content_schema_on(conn)
-        conn.exec_driver_sql("update byodb.byodb_meta set schema_version = 99")
-        conn.commit()
-    with engine.connect() as conn, pytest.raises(DeployError) as info:
-        deploy_content_schema_on(conn)
-    engine.dispose()
+async def test_deploy_refuses_a_database_newer_than_this_server(user_db_url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(user_db_url, autocommit=True) as conn:
+        await deploy_content_schema(conn)
+        await conn.execute("update byodb.byodb_meta set schema_version = 99")
+        with pytest.raises(DeployError) as info:
+            await deploy_content_schema(conn)
     assert info.value.code == "unsupported_version"
+
+
+async def test_a_meta_row_byodb_never_writes_is_a_schema_conflict(user_db_url: str) -> None:
+    """byodb_meta is read from an untrusted database: a value byodb never writes is refused
+    with a clear code, not used."""
+    async with await psycopg.AsyncConnection.connect(user_db_url, autocommit=True) as conn:
+        await deploy_content_schema(conn)
+        # A hostile owner can drop our constraints and write anything.
+        await conn.execute("alter table byodb.byodb_meta drop constraint "
+                           "ck_byodb_meta_schema_version_positive")
+        await conn.execute("update byodb.byodb_meta set schema_version = -7")
+        with pytest.raises(SchemaConflict):
+            await deployed_schema(conn)
+        with pytest.raises(SchemaConflict):
+            await deploy_content_schema(conn)
 
 
 async def test_failed_deploy_keeps_user_on_main_and_retry_completes(
         api: Api, main_url: str, user_db_url: str) -> None:
     kept = (await api.post("/api/conversations", "rae", json={"title": "kept on main"})).json()
-    settings = api.app.state.runtime.settings
-    normal_timeout = settings.deploy_timeout_s
-    settings.deploy_timeout_s = 0.0  # every deploy now runs out of time
+    lifecycle = api.app.state.runtime.lifecycle
+    normal = lifecycle.limits
+    lifecycle.limits = dataclasses.replace(normal, deploy_s=0.0)  # every deploy runs out
     try:
         assert (await api.put("/api/byod", "rae", json={"url": user_db_url})).status_code == 202
         state = await api.wait_for_state("rae", "error")
     finally:
-        settings.deploy_timeout_s = normal_timeout
+        lifecycle.limits = normal
     assert state["deployment_status"] == "failed"
     assert state["connection_error_code"] == "timeout"
     assert "Deployment failed" in state["deployment_progress"]
@@ -104,8 +112,6 @@ async def test_failed_deploy_keeps_user_on_main_and_retry_completes(
 
 async def test_database_with_a_foreign_byodb_schema_is_refused_on_save(
         api: Api, main_url: str, user_db_url: str) -> None:
-    import psycopg
-
     with psycopg.connect(user_db_url, autocommit=True) as conn:
         conn.execute("create schema byodb; create table byodb.other (id int)")
     refused = await api.put("/api/byod", "sam", json={"url": user_db_url})

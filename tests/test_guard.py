@@ -11,6 +11,7 @@ from byodb.instances.guard import (
     classify_address,
     parse_database_url,
 )
+from tests.instances_support import connection_test
 
 
 def resolver_to(*addresses: str):  # type: ignore[no-untyped-def]
@@ -102,13 +103,9 @@ async def test_connection_goes_to_the_checked_address_no_rebinding() -> None:
 
 async def test_every_checked_address_is_tried_in_order(user_db_url: str) -> None:
     """localhost may resolve to ::1 first while the server listens on 127.0.0.1 only."""
-    from byodb.content import latest_schema_version
-    from byodb.instances.probe import run_connection_test
-
     url = user_db_url.replace("@127.0.0.1:", "@localhost:")
-    verdict = await run_connection_test(
-        url, allow_private=True, tls_required=False, latest_version=latest_schema_version(),
-        resolver=resolver_to("::1", "127.0.0.1"))
+    verdict = await connection_test(url, allow_private=True,
+                                     resolver=resolver_to("::1", "127.0.0.1"))
     assert verdict.ok, verdict
 
 

@@ -9,7 +9,7 @@ import psycopg
 
 from byodb.instances import config_store
 from byodb.instances.guard import parse_database_url
-from byodb.routing.router import user_lock_key
+from byodb.instances.holds import user_lock_key
 from byodb.vault import Secret
 from tests.conftest import Api, count_rows
 
@@ -28,7 +28,8 @@ async def test_write_racing_a_move_waits_and_never_lands_on_main(api: Api, main_
         assert not write.done()  # held behind the move
         # The move completes: the user is now on their own database.
         mover.execute("update user_database_config set connection_status = 'connected', "
-                      "deployment_status = 'deployed' where user_id = 'ula'")
+                      "deployment_status = 'deployed', content_placement = 'user' "
+                      "where user_id = 'ula'")
         mover.execute("select pg_advisory_unlock(%s)", (user_lock_key("ula"),))
     response = await write
     assert response.status_code == 503

@@ -5,25 +5,33 @@ row identical, with nothing left behind on the side it left."""
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
 
-from sqlalchemy import create_engine
+import psycopg
 
-from byodb.instances.moves import content_tables, row_hashes, set_comparable_session
-from byodb.maindb.urls import sync_url
+from byodb.content.deploy import deploy_content_schema
+from byodb.instances.moves import content_tables, move_user_content, row_hashes
 from tests.conftest import Api
 
 USER = "mover"
 
 
-def snapshot(url: str) -> dict[str, dict[str, str]]:
-    """Per table: id → hash of the row, for USER."""
-    engine = create_engine(sync_url(url))
+@asynccontextmanager
+async def connected(url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    conn = await psycopg.AsyncConnection.connect(
+        url, autocommit=True, options="-c search_path=pg_catalog,byodb")
     try:
-        with engine.connect() as conn, conn.begin():
-            set_comparable_session(conn)
-            return {t.name: row_hashes(conn, t, USER) for t in content_tables()}
+        yield conn
     finally:
-        engine.dispose()
+        await conn.close()
+
+
+async def snapshot(url: str) -> dict[str, dict[str, str]]:
+    """Per table: id → hash of the row, for USER."""
+    async with connected(url) as conn:
+        return {t.name: await row_hashes(conn, t, USER) for t in content_tables()}
 
 
 async def fill_every_area(api: Api) -> None:
@@ -74,22 +82,22 @@ async def fill_every_area(api: Api) -> None:
 async def test_every_table_moves_over_and_back_identically(api: Api, main_url: str,
                                                            user_db_url: str) -> None:
     await fill_every_area(api)
-    on_main = snapshot(main_url)
+    on_main = await snapshot(main_url)
     empty = [name for name, rows in on_main.items() if not rows]
     assert not empty, f"the arrangement should fill every table; empty: {empty}"
 
     await api.put("/api/byod", USER, json={"url": user_db_url})
     state = await api.wait_for_state(USER, "connected", "error")
     assert state["connection_status"] == "connected", state
-    assert snapshot(user_db_url) == on_main
-    assert not any(snapshot(main_url).values())
+    assert await snapshot(user_db_url) == on_main
+    assert not any((await snapshot(main_url)).values())
 
     moved_back = await api.post("/api/byod/disconnect", USER, json={"mode": "migrate"})
     assert moved_back.status_code == 202
     state = await api.wait_for_state(USER, "disconnected", "error")
     assert state["connection_status"] == "disconnected", state
-    assert snapshot(main_url) == on_main
-    assert not any(snapshot(user_db_url).values())
+    assert await snapshot(main_url) == on_main
+    assert not any((await snapshot(user_db_url)).values())
     file_id = (await api.get("/api/files", USER)).json()["items"][0]["id"]
     content = await api.get(f"/api/files/{file_id}/content", USER)
     assert content.content == b"PostgreSQL keeps my data. " * 80
@@ -97,29 +105,32 @@ async def test_every_table_moves_over_and_back_identically(api: Api, main_url: s
 
 async def test_a_move_interrupted_at_any_point_resumes_without_loss_or_duplicates(
         api: Api, main_url: str, user_db_url: str) -> None:
-    from byodb.instances.deploy import deploy_content_schema_on
-    from byodb.instances.moves import copy_user_rows, move_user_content
+    class Interrupted(Exception):
+        pass
+
+    async def die_before_deleting(message: str) -> None:
+        if message.startswith("Removing"):
+            raise Interrupted
 
     await fill_every_area(api)
-    before = snapshot(main_url)
-    main_engine = create_engine(sync_url(main_url))
-    user_engine = create_engine(sync_url(user_db_url))
-    try:
-        with user_engine.connect() as conn:
-            deploy_content_schema_on(conn)
-        # Died after copying, before verifying and deleting: run again.
-        with main_engine.connect() as source, user_engine.connect() as target:
-            copy_user_rows(source, target, USER)
-        assert snapshot(user_db_url) == before and snapshot(main_url) == before
-        with main_engine.connect() as source, user_engine.connect() as target:
-            report = move_user_content(source, target, USER)
+    before = await snapshot(main_url)
+    async with connected(main_url) as main, connected(user_db_url) as theirs:
+        await deploy_content_schema(theirs)
+        # Died after the target committed, before the source was emptied: run again.
+        with suppress(Interrupted):
+            await move_user_content(main, theirs, USER, lock_source_tables=False,
+                                    progress=die_before_deleting)
+        assert await snapshot(user_db_url) == before and await snapshot(main_url) == before
+        report = await move_user_content(main, theirs, USER, lock_source_tables=False)
         assert report.total_rows == sum(len(rows) for rows in before.values())
-        assert snapshot(user_db_url) == before  # no duplicates: same ids, same rows
-        assert not any(snapshot(main_url).values())
+        assert report.merged == report.total_rows  # all were there already
+        assert await snapshot(user_db_url) == before  # no duplicates: same ids, same rows
+        assert not any((await snapshot(main_url)).values())
         # Died after deleting, before switching over: running again changes nothing.
-        with main_engine.connect() as source, user_engine.connect() as target:
-            assert move_user_content(source, target, USER).total_rows == 0
-        assert snapshot(user_db_url) == before
-    finally:
-        main_engine.dispose()
-        user_engine.dispose()
+        assert (await move_user_content(main, theirs, USER,
+                                        lock_source_tables=False)).total_rows == 0
+        assert await snapshot(user_db_url) == before
+        # And back to main, the way a "migrate back" goes.
+        await move_user_content(theirs, main, USER, lock_source_tables=True)
+        assert await snapshot(main_url) == before
+        assert not any((await snapshot(user_db_url)).values())

@@ -3,12 +3,14 @@ down, and recovers on retry once it is back."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from byodb.instances.handle import PING_AFTER_IDLE_S
 from byodb.maindb.embedded import PostgresCluster
 from tests.conftest import Api, count_rows
 
@@ -101,3 +103,21 @@ async def test_tampered_credentials_block_instead_of_falling_back(
     assert "credentials" in response.json()["error"]["message"]
     assert count_rows(main_url, "select count(*) from byodb.conversations where user_id = %s",
                       "jon") == 0
+
+
+async def test_a_restart_of_the_users_server_is_not_an_outage(
+        api: Api, main_url: str, own_server: PostgresCluster) -> None:
+    """Pooled connections die with a restart; an idle one is replaced before use, so the
+    user is not declared unreachable for connections that were merely stale."""
+    await api.put("/api/byod", "kai", json={"url": own_server.url()})
+    assert (await api.wait_for_state("kai", "connected", "error"))["connection_status"] == \
+        "connected"
+    created = await api.post("/api/conversations", "kai", json={"title": "before"})
+    assert created.status_code == 201  # the pool now holds a connection from before
+    own_server.stop("fast")
+    PostgresCluster(own_server.root, port=own_server.port).start()
+    await asyncio.sleep(PING_AFTER_IDLE_S + 0.2)
+    listed = await api.get("/api/conversations", "kai")
+    assert listed.status_code == 200, listed.text
+    assert [c["id"] for c in listed.json()["items"]] == [created.json()["id"]]
+    assert (await api.get("/api/byod", "kai")).json()["connection_status"] == "connected"

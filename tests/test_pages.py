@@ -179,7 +179,7 @@ async def test_a_connected_user_with_an_unreachable_database_sees_the_blocker(
     set_state(main_url, "fin", encrypted_url="v1.k1.x", credential_version=1,
               redacted_url="postgresql://fin:****@db.example.com/fin", host="db.example.com",
               connection_status="error", deployment_status="deployed", schema_version=1,
-              connection_error="Your database stopped answering.",
+              content_placement="user", connection_error="Your database stopped answering.",
               connection_error_code="unreachable")
     for path in ("/", "/notes", "/tasks", "/memories"):
         html = (await page(api, path, "fin")).text

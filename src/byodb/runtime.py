@@ -1,18 +1,17 @@
-"""The long-lived objects of one process (web app or worker), built once from settings."""
+"""The composition root: the long-lived objects of one process (web app or worker), built
+once from settings. Imported only by the entry layers (web, cli, jobs)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import create_engine
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from byodb.assistant import ChatModel, chat_model_from_settings
 from byodb.assistant.embeddings import EmbeddingModel, embedding_model_from_settings
-from byodb.instances.guard import Resolver, system_resolver
-from byodb.maindb.urls import async_url, sync_url
+from byodb.instances.guard import GuardPolicy, Resolver, SessionLimits, system_resolver
+from byodb.instances.lifecycle import InstanceLifecycle, LifecycleJobs, LifecycleLimits
+from byodb.maindb.urls import async_url
 from byodb.routing import Router
 from byodb.settings import Settings
 from byodb.vault import Vault
@@ -25,32 +24,51 @@ class Runtime:
     main_url: str
     main: AsyncEngine
     vault: Vault
+    lifecycle: InstanceLifecycle
     router: Router
     chat_model: ChatModel
     resolver: Resolver
     embedder: EmbeddingModel
-
-    def main_sync_engine(self) -> Engine:
-        """A pool-less sync engine on main, for thread-bound work (data moves)."""
-        return create_engine(sync_url(self.main_url), poolclass=NullPool)
 
     async def close(self) -> None:
         await self.router.close()
         await self.main.dispose()
 
 
+def guard_policy(settings: Settings, resolver: Resolver = system_resolver) -> GuardPolicy:
+    return GuardPolicy(
+        allow_private=settings.private_hosts_allowed, tls_required=settings.tls_required,
+        resolver=resolver, connect_timeout_s=settings.connect_timeout_s,
+        limits=SessionLimits(statement_timeout_s=settings.user_statement_timeout_s,
+                             lock_timeout_s=settings.user_lock_timeout_s,
+                             idle_in_transaction_timeout_s=settings.user_statement_timeout_s
+                             * 2))
+
+
+def lifecycle_limits(settings: Settings) -> LifecycleLimits:
+    return LifecycleLimits(test_s=settings.test_timeout_s, deploy_s=settings.deploy_timeout_s,
+                           move_s=settings.move_timeout_s, pool_size=settings.user_pool_size,
+                           pool_timeout_s=settings.connect_timeout_s * 2)
+
+
 def build_runtime(settings: Settings, main_url: str, *,
+                  jobs: LifecycleJobs | None = None,
                   resolver: Resolver = system_resolver,
                   chat_model: ChatModel | None = None,
                   embedder: EmbeddingModel | None = None) -> Runtime:
     main = create_async_engine(async_url(main_url), pool_size=10, max_overflow=10)
     vault = Vault(load_key_ring(settings))
-    router = Router(main, vault, settings, resolver)
+    lifecycle = InstanceLifecycle(main=main, vault=vault,
+                                  policy=guard_policy(settings, resolver),
+                                  limits=lifecycle_limits(settings), jobs=jobs)
+    router = Router(main, lifecycle, cache_size=settings.engine_cache_size,
+                    request_timeout_s=settings.user_request_timeout_s)
     return Runtime(
         settings=settings,
         main_url=main_url,
         main=main,
         vault=vault,
+        lifecycle=lifecycle,
         router=router,
         chat_model=chat_model or chat_model_from_settings(settings),
         resolver=resolver,

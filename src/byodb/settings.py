@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     connect_timeout_s: float = Field(5.0, alias="BYODB_CONNECT_TIMEOUT")
     test_timeout_s: float = Field(15.0, alias="BYODB_TEST_TIMEOUT")
     deploy_timeout_s: float = Field(300.0, alias="BYODB_DEPLOY_TIMEOUT")
+    # A data move (onboarding, switching, migrate back): one deadline for the whole move.
+    move_timeout_s: float = Field(1800.0, alias="BYODB_MOVE_TIMEOUT")
+    # A routed content request's transaction on a user database, end to end (client side).
+    user_request_timeout_s: float = Field(30.0, alias="BYODB_USER_REQUEST_TIMEOUT")
+    # Server-side limits every user-database connection sets at startup.
+    user_statement_timeout_s: float = Field(30.0, alias="BYODB_USER_STATEMENT_TIMEOUT")
+    user_lock_timeout_s: float = Field(5.0, alias="BYODB_USER_LOCK_TIMEOUT")
     user_pool_size: int = Field(2, alias="BYODB_USER_POOL_SIZE")
     engine_cache_size: int = Field(500, alias="BYODB_ENGINE_CACHE_SIZE")
     test_rate_limit_per_minute: int = Field(10, alias="BYODB_TEST_RATE_LIMIT")

@@ -6,17 +6,31 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
+import psycopg
 import typer
+import uvicorn
 from rich.console import Console
 from rich.panel import Panel
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from byodb.content import content_schema_sql
+from byodb.content.package import build_package
 from byodb.errors import ByodbError
-
-if TYPE_CHECKING:
-    from byodb.maindb.embedded import PostgresCluster
+from byodb.instances.config_store import rotate_credentials
+from byodb.instances.jobs import ProcrastinateJobs
+from byodb.jobs.queue import bound_job_app, ensure_job_schema, run_workers
+from byodb.maindb.embedded import PostgresCluster
+from byodb.maindb.location import start_main_database
+from byodb.maindb.migrate import upgrade_main
+from byodb.maindb.urls import async_url
+from byodb.runtime import build_runtime
 from byodb.settings import get_settings
+from byodb.vault import Vault, generate_key_hex
+from byodb.vault.keys import load_key_ring
+from byodb.web.app import create_app
+from byodb.web.auth import issue_dev_token
 
 app = typer.Typer(help="byodb: each user's chat content on a PostgreSQL they own.",
                   no_args_is_help=True, add_completion=False)
@@ -50,10 +64,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000) -> None:
     """Run the app (main database embedded unless BYODB_DATABASE_URL is set)."""
-    import uvicorn
 
-    from byodb.maindb.location import start_main_database
-    from byodb.web.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = get_settings()
@@ -81,20 +92,19 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
 @app.command()
 def worker() -> None:
     """Run background jobs in this process (``byodb serve`` also runs them inline)."""
-    from byodb.jobs.queue import bound_job_app, ensure_job_schema, use_runtime
-    from byodb.maindb.location import start_main_database
-    from byodb.runtime import build_runtime
 
     settings = get_settings()
     settings.check_production()
     url, _ = start_main_database(settings)
 
     async def run() -> None:
-        runtime = build_runtime(settings, url)
         async with bound_job_app(url) as job_app:
-            await ensure_job_schema(runtime.main, job_app)
-            use_runtime(runtime)
-            await job_app.run_worker_async(queues=["byod"], concurrency=4)
+            runtime = build_runtime(settings, url, jobs=ProcrastinateJobs(job_app))
+            try:
+                await ensure_job_schema(runtime.main, job_app)
+                await run_workers(job_app, runtime.lifecycle, name="worker")
+            finally:
+                await runtime.close()
 
     asyncio.run(run())
 
@@ -104,7 +114,6 @@ def token(user_id: Annotated[str, typer.Argument(help="The user id (JWT subject)
           admin: Annotated[bool, typer.Option("--admin", help="Grant the admin role.")] = False,
           ) -> None:
     """Print a signed development JWT for USER_ID (development auth only)."""
-    from byodb.web.auth import issue_dev_token
 
     try:
         typer.echo(issue_dev_token(get_settings(), user_id, admin=admin))
@@ -116,7 +125,6 @@ def token(user_id: Annotated[str, typer.Argument(help="The user id (JWT subject)
 @app.command()
 def keygen() -> None:
     """Print a new encryption key (64 hex characters) for BYOD_ENCRYPTION_KEY."""
-    from byodb.vault import generate_key_hex
 
     typer.echo(generate_key_hex())
 
@@ -127,17 +135,11 @@ def rotate_key() -> None:
 
     Put the old key in BYOD_PREVIOUS_ENCRYPTION_KEYS so existing ciphertexts still open.
     """
-    from byodb.instances.config_store import rotate_credentials
-    from byodb.maindb.location import start_main_database
-    from byodb.maindb.urls import async_url
-    from byodb.vault import Vault
-    from byodb.vault.keys import load_key_ring
 
     settings = get_settings()
     url, _ = start_main_database(settings)
 
     async def run() -> int:
-        from sqlalchemy.ext.asyncio import create_async_engine
 
         engine = create_async_engine(async_url(url))
         try:
@@ -156,8 +158,6 @@ def rotate_key() -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending main-database migrations (also done at every start)."""
-    from byodb.maindb.location import start_main_database
-    from byodb.maindb.migrate import upgrade_main
 
     url, _ = start_main_database(get_settings())
     upgrade_main(url)
@@ -167,7 +167,6 @@ def db_upgrade() -> None:
 @schema_app.command("sql")
 def schema_sql() -> None:
     """Print the full DDL of the current content schema version."""
-    from byodb.content import content_schema_sql
 
     typer.echo(content_schema_sql(), nl=False)
 
@@ -178,7 +177,6 @@ app.add_typer(devdb_app, name="devdb")
 
 
 def _devdb(name: str) -> PostgresCluster:
-    from byodb.maindb.embedded import PostgresCluster
 
     return PostgresCluster(get_settings().data_dir.resolve() / "devdb" / name)
 
@@ -187,7 +185,6 @@ def _devdb(name: str) -> PostgresCluster:
 def devdb_start(name: Annotated[str, typer.Argument(help="Which sandbox server.")] = "mine",
                 ) -> None:
     """Start (or restart on the same port) a local PostgreSQL with pgvector; print its URL."""
-    import psycopg
 
     cluster = _devdb(name).start()
     with psycopg.connect(cluster.url(), autocommit=True) as conn:
@@ -207,7 +204,6 @@ def devdb_stop(name: Annotated[str, typer.Argument(help="Which sandbox server.")
 @project_app.command("export")
 def project_export(out: Annotated[Path, typer.Argument(help="Where to write the .zip.")]) -> None:
     """Write the manual-deployment package (schema SQL, steps, README) to OUT."""
-    from byodb.content.package import build_package
 
     out.write_bytes(build_package())
     typer.echo(f"wrote {out}")

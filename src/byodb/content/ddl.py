@@ -1,8 +1,9 @@
 """The full DDL of the current content schema version, as SQL text and as execution.
 
-One source of truth, two uses: ``content_schema_sql()`` is the script shipped in the
-manual-deploy package (run by the user with psql), and ``create_content_schema()`` runs
-the very same statements over a connection during an automatic deploy.
+One source of truth: ``content_schema_statements()`` are the statements that an automatic
+deploy runs (``byodb.content.deploy``), ``content_schema_sql()`` is the same statements as
+the script shipped in the manual-deploy package (run by the user with psql), and
+``create_content_schema()`` runs them over a sync connection (the schema tests use it).
 
 The script is deliberately *not* re-runnable: tables and indexes are created without
 IF NOT EXISTS, so running it on a database that already has (part of) the schema fails

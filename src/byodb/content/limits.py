@@ -27,6 +27,17 @@ MAX_JSON_BYTES = 256 * 1024
 MAX_INLINE_BYTES = 5 * 1024 * 1024
 """Bytes sent inline as base64 in JSON (attachment content, TTS audio), after decoding."""
 
+MAX_FILE_BYTES = 10 * 1024 * 1024
+"""Largest uploaded file (10 MiB): the bytes live in a database row, on databases users pay
+for."""
+
+MAX_FILENAME_CHARS = 255
+"""A stored file's name (an attachment's ``filename`` is a name of things, see above)."""
+
+MAX_MESSAGES_LISTED = 1_000
+"""Messages one listing of a conversation returns (the newest): with the per-row bounds,
+what a listing loads from a user's database stays bounded however many rows it holds."""
+
 MAX_INTEGER = 2_147_483_647
 """Integers are PostgreSQL ``integer`` columns (positions, slide numbers)."""
 
@@ -57,3 +68,12 @@ TEXT_LIMITS: dict[str, int] = {
 
 def text_limit(field: str) -> int:
     return TEXT_LIMITS.get(field, MAX_TEXT_CHARS)
+
+
+STORED_FIELD_LIMITS: dict[tuple[str, str], int] = {
+    ("conversations", "system_prompt"): MAX_MESSAGE_CHARS,
+    ("files", "filename"): MAX_FILENAME_CHARS,
+    ("files", "content"): MAX_FILE_BYTES,
+}
+"""(table, column) whose API limit is not the one its name or type gives (``text_limit``,
+``MAX_JSON_BYTES``, ``MAX_INLINE_BYTES``); reads of stored rows are bounded by these."""

@@ -1,6 +1,9 @@
 """The ``user_database_config`` row of one user on main: read it, save credentials, move
 its state machines. Every state change goes through :func:`update_state`, which checks the
-transition, and announces it (NOTIFY) so every process drops its cached route."""
+transition, and announces it (NOTIFY on :data:`ROUTE_CHANNEL`) so every process drops its
+cached route — and, when the connection status changed, its pool for that user.
+
+The one placement decision, :meth:`DatabaseConfig.access`, lives here too."""
 
 from __future__ import annotations
 
@@ -16,7 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from byodb.instances.guard import DatabaseUrl
 from byodb.instances.states import (
     ConnectionStatus,
+    ContentAccess,
     DeploymentStatus,
+    Placement,
     check_connection_transition,
     check_deployment_transition,
 )
@@ -25,6 +30,9 @@ from byodb.vault import Secret, Vault
 
 ROUTE_CHANNEL = "byodb_routes"
 URL_FIELD = "database_url"
+PREVIOUS_URL_FIELD = "previous_database_url"
+POOL_SUFFIX = "\x1fpool"
+"""A notification ``user_id + POOL_SUFFIX`` means: drop the route *and* the user's pool."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,10 @@ class DatabaseConfig:
     deployment_total_steps: int
     last_schema_deploy: datetime | None
     instance_id: UUID | None
+    content_placement: Placement
+    previous_encrypted_url: str | None
+    previous_instance_id: UUID | None
+    previous_database_mode: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -72,6 +84,10 @@ class DatabaseConfig:
             deployment_total_steps=m["deployment_total_steps"],
             last_schema_deploy=m["last_schema_deploy"],
             instance_id=m["instance_id"],
+            content_placement=Placement(m["content_placement"]),
+            previous_encrypted_url=m["previous_encrypted_url"],
+            previous_instance_id=m["previous_instance_id"],
+            previous_database_mode=m["previous_database_mode"],
             created_at=m["created_at"],
             updated_at=m["updated_at"],
         )
@@ -80,9 +96,43 @@ class DatabaseConfig:
         assert self.encrypted_url is not None, "no credentials saved"
         return vault.decrypt(self.encrypted_url, user_id=self.user_id, field=URL_FIELD)
 
+    def decrypt_previous_url(self, vault: Vault) -> Secret[str]:
+        assert self.previous_encrypted_url is not None, "no previous database"
+        return vault.decrypt(self.previous_encrypted_url, user_id=self.user_id,
+                             field=PREVIOUS_URL_FIELD)
 
-async def get_config(conn: AsyncConnection, user_id: str) -> DatabaseConfig | None:
-    row = (await conn.execute(select(udc).where(udc.c.user_id == user_id))).first()
+    @property
+    def access(self) -> ContentAccess:
+        """The one placement decision: what a content request of this user may do now.
+
+        A move or deploy under way holds requests; content still on main is served from
+        main (a first deploy or onboarding move that failed never switched the user over);
+        content on their database is served only while it is connected — in error the
+        app blocks, never falling back to main.
+        """
+        if self.connection_status is ConnectionStatus.moving:
+            return ContentAccess.held
+        if self.content_placement is Placement.main:
+            return ContentAccess.main
+        if self.connection_status is ConnectionStatus.connected:
+            return ContentAccess.user
+        return ContentAccess.unavailable
+
+    @property
+    def switching(self) -> bool:
+        """A switch to another database is under way (the old one's URL is kept)."""
+        return self.previous_encrypted_url is not None
+
+
+def access_of(config: DatabaseConfig | None) -> ContentAccess:
+    """:meth:`DatabaseConfig.access` for a user who may have no BYOD row at all."""
+    return config.access if config is not None else ContentAccess.main
+
+
+async def get_config(conn: AsyncConnection, user_id: str, *,
+                     for_update: bool = False) -> DatabaseConfig | None:
+    query = select(udc).where(udc.c.user_id == user_id)
+    row = (await conn.execute(query.with_for_update() if for_update else query)).first()
     return DatabaseConfig.from_row(row) if row is not None else None
 
 
@@ -92,23 +142,34 @@ async def load_config(engine: AsyncEngine, user_id: str) -> DatabaseConfig | Non
         return await get_config(conn, user_id)
 
 
-async def _notify(conn: AsyncConnection, user_id: str) -> None:
-    await conn.execute(text("select pg_notify(:channel, :user)"),
-                       {"channel": ROUTE_CHANNEL, "user": user_id})
+async def _notify(conn: AsyncConnection, user_id: str, *, drop_pool: bool) -> None:
+    payload = user_id + POOL_SUFFIX if drop_pool else user_id
+    await conn.execute(text("select pg_notify(:channel, :payload)"),
+                       {"channel": ROUTE_CHANNEL, "payload": payload})
+
+
+@dataclass(frozen=True)
+class Switch:
+    """A move of the user's content from the database it is on to the one being saved."""
+
+    from_url: Secret[str]
+    from_instance_id: UUID | None
+    old_database: str  # "keep" | "delete": what the old database keeps after the move
 
 
 async def save_credentials(
-    engine: AsyncEngine, vault: Vault, user_id: str, url: DatabaseUrl, raw_url: Secret[str]
+    engine: AsyncEngine, vault: Vault, user_id: str, url: DatabaseUrl, raw_url: Secret[str],
+    *, switch: Switch | None = None,
 ) -> DatabaseConfig:
     """Store the URL encrypted and queue the user for a new deployment.
 
-    A first connection goes to ``pending`` (content keeps working on main meanwhile). A user
-    already on their own database goes to ``moving``: the app holds their requests for the
-    seconds the new credentials take to deploy, instead of showing main's (empty) content.
+    Content still on main: ``pending`` (they keep working on main meanwhile). Content on
+    their database: ``moving`` — requests are held for the seconds the deploy (and, for a
+    ``switch`` to another database, the move) takes, instead of showing main's (empty)
+    content. ``switch`` keeps the old database's URL, encrypted, until the move is done.
     """
-    ciphertext = vault.encrypt(raw_url, user_id=user_id, field=URL_FIELD)
     values: dict[str, Any] = {
-        "encrypted_url": ciphertext,
+        "encrypted_url": vault.encrypt(raw_url, user_id=user_id, field=URL_FIELD),
         "key_id": vault.current_key_id,
         "redacted_url": url.redacted(),
         "host": url.host,
@@ -120,15 +181,21 @@ async def save_credentials(
         "deployment_progress": "Waiting to deploy",
         "deployment_step": 0,
         "deployment_total_steps": 0,
+        "previous_encrypted_url": None,
+        "previous_instance_id": None,
+        "previous_database_mode": None,
         "updated_at": func.now(),
     }
+    if switch is not None:
+        values["previous_encrypted_url"] = vault.encrypt(
+            switch.from_url, user_id=user_id, field=PREVIOUS_URL_FIELD)
+        values["previous_instance_id"] = switch.from_instance_id
+        values["previous_database_mode"] = switch.old_database
     async with engine.begin() as conn:
-        current = await get_config(conn, user_id)
+        current = await get_config(conn, user_id, for_update=True)
         if current is not None:
-            on_own_database = current.connection_status is ConnectionStatus.connected or (
-                current.connection_status is ConnectionStatus.error
-                and current.deployment_status is DeploymentStatus.deployed)
-            status = ConnectionStatus.moving if on_own_database else ConnectionStatus.pending
+            status = (ConnectionStatus.moving if current.content_placement is Placement.user
+                      else ConnectionStatus.pending)
             check_connection_transition(current.connection_status, status)
             values["connection_status"] = status.value
         stmt = insert(udc).values(user_id=user_id, credential_version=1, **values)
@@ -137,7 +204,7 @@ async def save_credentials(
             set_={**values, "credential_version": udc.c.credential_version + 1},
         )
         await conn.execute(stmt)
-        await _notify(conn, user_id)
+        await _notify(conn, user_id, drop_pool=True)
         saved = await get_config(conn, user_id)
     assert saved is not None
     return saved
@@ -159,12 +226,9 @@ async def update_state(
     Returns the new row, or None when there was nothing to update.
     """
     async with engine.begin() as conn:
-        row = (await conn.execute(
-            select(udc).where(udc.c.user_id == user_id).with_for_update()
-        )).first()
-        if row is None:
+        current = await get_config(conn, user_id, for_update=True)
+        if current is None:
             return None
-        current = DatabaseConfig.from_row(row)
         if (expect_credential_version is not None
                 and current.credential_version != expect_credential_version):
             return None
@@ -177,7 +241,8 @@ async def update_state(
             values["deployment_status"] = deployment.value
         values["updated_at"] = datetime.now(UTC)
         await conn.execute(udc.update().where(udc.c.user_id == user_id).values(**values))
-        await _notify(conn, user_id)
+        await _notify(conn, user_id, drop_pool=connection is not None
+                      and connection is not current.connection_status)
         return await get_config(conn, user_id)
 
 

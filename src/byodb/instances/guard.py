@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from byodb.content.tables import CONTENT_SCHEMA
 from byodb.errors import ByodbError
 from byodb.vault.secret import Secret
 
@@ -144,6 +145,28 @@ def classify_address(address: str) -> str:
 
 
 @dataclass(frozen=True)
+class SessionLimits:
+    """What every connection to a user database sets at startup (its owner cannot override
+    startup options with database or role settings): ``search_path`` with ``pg_catalog``
+    first, so their functions and operators never shadow built-ins, and server-side time
+    limits, so no statement, lock wait or idle transaction of ours outlives its deadline."""
+
+    statement_timeout_s: float = 30.0
+    lock_timeout_s: float = 5.0
+    idle_in_transaction_timeout_s: float = 60.0
+
+    def options(self) -> str:
+        def ms(seconds: float) -> int:
+            return max(1, round(seconds * 1000))
+
+        return (f"-c search_path=pg_catalog,{CONTENT_SCHEMA} "
+                f"-c statement_timeout={ms(self.statement_timeout_s)} "
+                f"-c lock_timeout={ms(self.lock_timeout_s)} "
+                f"-c idle_in_transaction_session_timeout="
+                f"{ms(self.idle_in_transaction_timeout_s)}")
+
+
+@dataclass(frozen=True)
 class CheckedTarget:
     """A URL that passed the guard, bound to the addresses that were checked."""
 
@@ -151,7 +174,7 @@ class CheckedTarget:
     addresses: tuple[str, ...]
     tls_required: bool = False
     connect_timeout_s: float = 5.0
-    extra: dict[str, str] = field(default_factory=dict)
+    limits: SessionLimits = field(default_factory=SessionLimits)
 
     @property
     def sslmode(self) -> str:
@@ -171,12 +194,18 @@ class CheckedTarget:
             "sslmode": self.sslmode,
             "connect_timeout": max(1, round(self.connect_timeout_s)),
             "application_name": self.url.option("application_name") or "byodb",
+            "options": self.limits.options(),
+            # A server that vanishes without closing the socket is noticed by the kernel.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "tcp_user_timeout": max(10_000, round(self.connect_timeout_s * 2000)),
         }
         if self.sslmode == "verify-full" and not self.url.option("sslmode"):
             kwargs["sslrootcert"] = "system"
         if self.url.option("channel_binding"):
             kwargs["channel_binding"] = self.url.option("channel_binding")
-        kwargs.update(self.extra)
         return kwargs
 
     def redacted(self) -> str:
@@ -186,6 +215,22 @@ class CheckedTarget:
         return f"CheckedTarget({self.redacted()!r}, addresses={self.addresses!r})"
 
 
+@dataclass(frozen=True)
+class GuardPolicy:
+    """How the guard decides for this deployment (from settings), plus the resolver."""
+
+    allow_private: bool
+    tls_required: bool
+    resolver: Resolver = system_resolver
+    connect_timeout_s: float = 5.0
+    limits: SessionLimits = field(default_factory=SessionLimits)
+
+    async def check(self, raw: str | DatabaseUrl) -> CheckedTarget:
+        return await check_url(raw, allow_private=self.allow_private,
+                               tls_required=self.tls_required, resolver=self.resolver,
+                               connect_timeout_s=self.connect_timeout_s, limits=self.limits)
+
+
 async def check_url(
     raw: str | DatabaseUrl,
     *,
@@ -193,6 +238,7 @@ async def check_url(
     tls_required: bool,
     resolver: Resolver = system_resolver,
     connect_timeout_s: float = 5.0,
+    limits: SessionLimits | None = None,
 ) -> CheckedTarget:
     """Run the guard's decisions in order and return a target safe to connect to."""
     url = raw if isinstance(raw, DatabaseUrl) else parse_database_url(raw)
@@ -229,4 +275,5 @@ async def check_url(
         addresses=tuple(addresses),
         tls_required=tls_required,
         connect_timeout_s=connect_timeout_s,
+        limits=limits or SessionLimits(),
     )

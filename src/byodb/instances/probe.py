@@ -1,4 +1,4 @@
-"""The connection test: guard, connect, then preflight what deploy will need.
+"""The connection test's pieces: classify a failed connection, preflight what deploy needs.
 
 Every failure becomes one of the codes of DESIGN.md §5 with a plain sentence and a fix hint
 (Metabase-style sentences, Airbyte-style codes). The preflight creates what deploy would
@@ -8,16 +8,17 @@ create inside a transaction that is always rolled back, so testing changes nothi
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import errors as pgerrors
 
-from byodb.instances.guard import CheckedTarget, ConnectionCheckError, Resolver, check_url
-from byodb.instances.guard import system_resolver as _system_resolver
+from byodb.content.deploy import SchemaConflict, deployed_schema
+from byodb.content.tables import CONTENT_SCHEMA
+from byodb.instances.guard import CheckedTarget, ConnectionCheckError
 
 MIN_SERVER_VERSION = 140000
-CONTENT_SCHEMA = "byodb"
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class ConnectionVerdict:
     hint: str | None = None
     server_version: str | None = None
     deployed_version: int | None = None
+    # Which byodb database this is (byodb_meta), to tell a switch from new credentials.
+    instance_id: uuid.UUID | None = None
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -75,40 +78,6 @@ def classify_connect_error(exc: BaseException, target: CheckedTarget) -> Connect
                  "Check the host and port, and that the server accepts outside connections.")
 
 
-async def open_connection(target: CheckedTarget, *, timeout_s: float) -> psycopg.AsyncConnection:
-    """Connect to a checked target, classifying any failure."""
-    try:
-        return await asyncio.wait_for(
-            psycopg.AsyncConnection.connect(**target.connect_kwargs(), autocommit=True),
-            timeout_s,
-        )
-    except (psycopg.Error, OSError, TimeoutError) as exc:
-        raise classify_connect_error(exc, target) from None
-
-
-async def read_deployed_version(conn: psycopg.AsyncConnection) -> int | str | None:
-    """The version in ``byodb.byodb_meta``; None when no byodb schema (or an empty one);
-    ``"conflict"`` when a byodb schema holds something that is not ours."""
-    row = await (await conn.execute(
-        "select count(c.oid) from pg_namespace n left join pg_class c on c.relnamespace = n.oid "
-        "where n.nspname = %s group by n.oid", (CONTENT_SCHEMA,)
-    )).fetchone()
-    if row is None or row[0] == 0:
-        return None
-    has_meta = await (await conn.execute(
-        "select to_regclass('byodb.byodb_meta') is not null"
-    )).fetchone()
-    if not has_meta or not has_meta[0]:
-        return "conflict"
-    try:
-        version = await (await conn.execute(
-            "select schema_version from byodb.byodb_meta where id = 1"
-        )).fetchone()
-    except psycopg.Error:
-        return "conflict"
-    return int(version[0]) if version else "conflict"
-
-
 async def preflight(conn: psycopg.AsyncConnection, *, latest_version: int) -> ConnectionVerdict:
     """Server version, pgvector, schema ownership and privileges — changes nothing."""
     version_num = int((await (await conn.execute("show server_version_num")).fetchone() or [0])[0])
@@ -117,12 +86,12 @@ async def preflight(conn: psycopg.AsyncConnection, *, latest_version: int) -> Co
         raise _fail("unsupported_version",
                     f"PostgreSQL {version_text} is too old; byodb needs 14 or newer.",
                     "Upgrade the server or create a new database on a current version.")
-    deployed = await read_deployed_version(conn)
-    if deployed == "conflict":
-        raise _fail("schema_conflict",
-                    "This database already has a 'byodb' schema that byodb did not create.",
-                    "Use a dedicated database, or rename or drop the existing 'byodb' schema.")
-    if isinstance(deployed, int) and deployed > latest_version:
+    try:
+        schema = await deployed_schema(conn)
+    except SchemaConflict as exc:
+        raise _fail("schema_conflict", exc.message, exc.hint or "") from None
+    deployed = schema.version if schema is not None else None
+    if deployed is not None and deployed > latest_version:
         raise _fail("unsupported_version",
                     f"This database holds byodb schema version {deployed}, newer than this "
                     f"server knows ({latest_version}).",
@@ -157,45 +126,11 @@ async def preflight(conn: psycopg.AsyncConnection, *, latest_version: int) -> Co
         "select coalesce((select extversion from pg_extension where extname = 'vector'), "
         "(select default_version from pg_available_extensions where name = 'vector'))"
     )).fetchone()
-    if isinstance(deployed, int):
+    if deployed is not None:
         message = (f"Connected to PostgreSQL {version_text}. byodb schema version {deployed} "
                    "is already deployed here.")
     else:
         message = (f"Connected to PostgreSQL {version_text} with pgvector "
                    f"{vector[0] if vector else '?'}. Ready to deploy.")
-    return ConnectionVerdict(True, "ok", message, None, version_text,
-                      deployed if isinstance(deployed, int) else None)
-
-
-async def run_connection_test(
-    raw_url: str,
-    *,
-    allow_private: bool,
-    tls_required: bool,
-    latest_version: int,
-    connect_timeout_s: float = 5.0,
-    total_timeout_s: float = 15.0,
-    resolver: Resolver = _system_resolver,
-) -> ConnectionVerdict:
-    """Test a URL end to end. Never raises for a bad URL or database: returns the verdict."""
-    try:
-        target = await check_url(raw_url, allow_private=allow_private, tls_required=tls_required,
-                                 resolver=resolver, connect_timeout_s=connect_timeout_s)
-    except ConnectionCheckError as exc:
-        return ConnectionVerdict(False, exc.code, exc.message, exc.hint)
-
-    async def run() -> ConnectionVerdict:
-        conn = await open_connection(target, timeout_s=total_timeout_s)
-        async with conn:
-            return await preflight(conn, latest_version=latest_version)
-
-    try:
-        return await asyncio.wait_for(run(), total_timeout_s)
-    except ConnectionCheckError as exc:
-        return ConnectionVerdict(False, exc.code, exc.message, exc.hint)
-    except TimeoutError:
-        return ConnectionVerdict(False, "timeout", "The database did not answer in time.",
-                          "Check that the server is running and not paused, then retry.")
-    except (psycopg.Error, OSError) as exc:
-        failure = classify_connect_error(exc, target)
-        return ConnectionVerdict(False, failure.code, failure.message, failure.hint)
+    return ConnectionVerdict(True, "ok", message, None, version_text, deployed,
+                             schema.instance_id if schema is not None else None)

@@ -23,11 +23,21 @@ class DeploymentStatus(StrEnum):
     failed = "failed"
 
 
-class MigrationStatus(StrEnum):
-    pending = "pending"
-    running = "running"
-    completed = "completed"
-    failed = "failed"
+class Placement(StrEnum):
+    """Where something lives: the main database or the user's own."""
+
+    main = "main"
+    user = "user"
+
+
+class ContentAccess(StrEnum):
+    """What a content request of a user may do now (decided by
+    :meth:`byodb.instances.config_store.DatabaseConfig.access`)."""
+
+    main = "main"  # their content is on main: use it
+    user = "user"  # their content is on their database and it is usable
+    held = "held"  # a move or deploy is under way: wait (503, retry shortly)
+    unavailable = "unavailable"  # their database is in error: block (503), never fall back
 
 
 _C = ConnectionStatus
@@ -48,15 +58,6 @@ DEPLOYMENT_TRANSITIONS: dict[DeploymentStatus, frozenset[DeploymentStatus]] = {
     _D.failed: frozenset({_D.deploying, _D.not_started}),
 }
 
-_M = MigrationStatus
-MIGRATION_TRANSITIONS: dict[MigrationStatus, frozenset[MigrationStatus]] = {
-    _M.pending: frozenset({_M.running}),
-    _M.running: frozenset({_M.completed, _M.failed}),
-    _M.failed: frozenset({_M.running}),
-    _M.completed: frozenset(),
-}
-
-
 def check_connection_transition(current: ConnectionStatus, target: ConnectionStatus) -> None:
     if target not in CONNECTION_TRANSITIONS[current]:
         raise Conflict(f"cannot go from connection status {current} to {target}")
@@ -65,8 +66,3 @@ def check_connection_transition(current: ConnectionStatus, target: ConnectionSta
 def check_deployment_transition(current: DeploymentStatus, target: DeploymentStatus) -> None:
     if target not in DEPLOYMENT_TRANSITIONS[current]:
         raise Conflict(f"cannot go from deployment status {current} to {target}")
-
-
-def check_migration_transition(current: MigrationStatus, target: MigrationStatus) -> None:
-    if target not in MIGRATION_TRANSITIONS[current]:
-        raise Conflict(f"cannot go from migration status {current} to {target}")

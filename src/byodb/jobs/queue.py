@@ -1,43 +1,40 @@
-"""The job queue: a procrastinate app on the main database, and the tasks it runs.
+"""The job queue: a procrastinate app on the main database, assembled from the blueprints
+defined next to what they run (``byodb.instances.jobs``), and the workers that serve it.
 
-Tasks find the process's :class:`~byodb.runtime.Runtime` through :func:`use_runtime`, set
-once by whoever runs the worker (``byodb serve`` inline, or ``byodb worker``). Payloads carry
-ids only — never credentials or content (DESIGN.md §1, §6).
+Workers get their dependencies through the job context (``additional_context``), never a
+module global. Each kind of work has its own queue and its own worker, so stuck work of a
+few users cannot delay the others.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 import procrastinate
-from procrastinate.exceptions import AlreadyEnqueued
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from byodb.instances import jobs as instance_jobs
+from byodb.instances.lifecycle import InstanceLifecycle
 from byodb.maindb.urls import libpq_url
-from byodb.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-_runtime: Runtime | None = None
-
-
-def use_runtime(runtime: Runtime | None) -> None:
-    global _runtime
-    _runtime = runtime
-
-
-def current_runtime() -> Runtime:
-    if _runtime is None:
-        raise RuntimeError("no runtime: start the worker through byodb serve or byodb worker")
-    return _runtime
-
+MAINTENANCE_QUEUE = "byod_maintenance"
+# Queue → how many of its jobs one process runs at once.
+WORKER_CONCURRENCY: dict[str, int] = {
+    instance_jobs.CONNECT_QUEUE: 4,
+    instance_jobs.MOVE_QUEUE: 2,
+    MAINTENANCE_QUEUE: 1,
+}
 
 # Tasks register on this app; a process binds it to its main database with
 # :func:`bound_job_app` (one bound job app per process at a time).
 job_app = procrastinate.App(connector=procrastinate.PsycopgConnector())
+job_app.add_tasks_from(instance_jobs.blueprint, namespace=instance_jobs.NAMESPACE)
 
 
 @contextlib.asynccontextmanager
@@ -50,34 +47,9 @@ async def bound_job_app(main_url: str) -> AsyncIterator[procrastinate.App]:
             yield app
 
 
-@job_app.task(name="byodb.provision_user_database", queue="byod", retry=0)
-async def provision_user_database_job(user_id: str, credential_version: int) -> None:
-    from byodb.instances.provisioning import provision_user_database
-
-    await provision_user_database(current_runtime(), user_id, credential_version)
-
-
-@job_app.task(name="byodb.disconnect_user_database", queue="byod", retry=0)
-async def disconnect_user_database_job(user_id: str, credential_version: int, mode: str) -> None:
-    from byodb.instances.disconnect import DisconnectMode, run_disconnect
-
-    await run_disconnect(current_runtime(), user_id, credential_version, DisconnectMode(mode))
-
-
-async def enqueue_disconnect(app: procrastinate.App, user_id: str, credential_version: int,
-                             mode: str) -> None:
-    """Queue a migrate-back or delete of a user's data; serialised with provisioning."""
-    with contextlib.suppress(AlreadyEnqueued):
-        await app.configure_task(
-            "byodb.disconnect_user_database",
-            lock=f"provision:{user_id}",
-            queueing_lock=f"disconnect:{user_id}:{credential_version}",
-        ).defer_async(user_id=user_id, credential_version=credential_version, mode=mode)
-
-
 @job_app.periodic(cron="* * * * *", periodic_id="byodb-stalled-jobs")
-@job_app.task(name="byodb.retry_stalled_jobs", queue="byod", queueing_lock="stalled-jobs",
-              pass_context=True)
+@job_app.task(name="byodb.retry_stalled_jobs", queue=MAINTENANCE_QUEUE,
+              queueing_lock="stalled-jobs", pass_context=True)
 async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> int:
     """Put back in the queue the jobs of workers that died mid-way (no heartbeat).
 
@@ -89,22 +61,26 @@ async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) 
 
 async def requeue_stalled_jobs(manager: procrastinate.manager.JobManager) -> int:
     """Retry every byod job whose worker stopped sending heartbeats."""
-    stalled = list(await manager.get_stalled_jobs(queue="byod"))
+    stalled: list[procrastinate.jobs.Job] = []
+    for queue in WORKER_CONCURRENCY:
+        stalled.extend(await manager.get_stalled_jobs(queue=queue))
     for job in stalled:
         log.warning("retrying stalled job %s (%s)", job.id, job.task_name)
         await manager.retry_job(job)
     return len(stalled)
 
 
-async def enqueue_provisioning(app: procrastinate.App, user_id: str,
-                               credential_version: int) -> None:
-    """Queue the deploy+move of a user's database; one at a time per user."""
-    with contextlib.suppress(AlreadyEnqueued):
-        await app.configure_task(
-            "byodb.provision_user_database",
-            lock=f"provision:{user_id}",
-            queueing_lock=f"provision:{user_id}:{credential_version}",
-        ).defer_async(user_id=user_id, credential_version=credential_version)
+async def run_workers(app: procrastinate.App, lifecycle: InstanceLifecycle, *,
+                      name: str) -> None:
+    """Serve every queue, each with a worker of its own, until cancelled."""
+    workers = [
+        app.run_worker_async(queues=[queue], concurrency=concurrency, wait=True,
+                             install_signal_handlers=False, name=f"{name}-{queue}",
+                             fetch_job_polling_interval=1.0,
+                             additional_context={"lifecycle": lifecycle})
+        for queue, concurrency in WORKER_CONCURRENCY.items()
+    ]
+    await asyncio.gather(*workers)
 
 
 async def ensure_job_schema(main: AsyncEngine, app: procrastinate.App) -> None:

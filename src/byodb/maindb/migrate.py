@@ -1,15 +1,19 @@
-"""Bring the main database up to date: Alembic for main tables, the job queue's schema, and
-the content schema (``byodb``) for users who keep their content on main."""
+"""Bring the main database up to date: Alembic for main tables, then the content schema
+(``byodb``) for users who keep their content on main. The job queue's schema is applied by
+the job layer (``byodb.jobs``) when a process opens the queue."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
 
-from byodb.maindb.urls import sync_url
+from byodb.content.deploy import deploy_content_schema
+from byodb.maindb.urls import libpq_url, sync_url
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # One advisory lock key for "someone is migrating main" so two processes never race.
@@ -24,9 +28,10 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade_main(url: str) -> None:
-    """Apply every pending main migration and deploy the content schema on main."""
-    from byodb.instances.deploy import deploy_content_schema_on  # avoid import cycle
+    """Apply every pending main migration and deploy the content schema on main.
 
+    Synchronous (Alembic is); call it from a thread when an event loop is running.
+    """
     engine = create_engine(sync_url(url))
     try:
         with engine.connect() as conn:
@@ -36,9 +41,14 @@ def upgrade_main(url: str) -> None:
                 config.attributes["connection"] = conn
                 command.upgrade(config, "head")
                 conn.commit()
-                deploy_content_schema_on(conn)
+                asyncio.run(_deploy_content_schema_on_main(url))
             finally:
                 conn.execute(text("select pg_advisory_unlock(:k)"), {"k": _MAIN_MIGRATION_LOCK})
                 conn.commit()
     finally:
         engine.dispose()
+
+
+async def _deploy_content_schema_on_main(url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as conn:
+        await deploy_content_schema(conn)

@@ -177,11 +177,22 @@ user_database_config = Table(
     Column("deployment_total_steps", Integer, nullable=False, server_default="0"),
     Column("last_schema_deploy", DateTime(timezone=True)),
     Column("instance_id", UUID(as_uuid=True)),
+    # Where the user's content is: "main" until a move onto their database committed,
+    # "user" from then on until it is moved back or they disconnect (the one placement).
+    Column("content_placement", Text, nullable=False, server_default="main"),
+    # While switching to another database: the old one's URL (encrypted, own AD field),
+    # its instance id, and whether it keeps its copy after the move ("keep" | "delete").
+    Column("previous_encrypted_url", Text),
+    Column("previous_instance_id", UUID(as_uuid=True)),
+    Column("previous_database_mode", Text),
     _created(), _updated(),
     CheckConstraint(
         "connection_status in ('none','pending','connected','error','disconnected','moving')",
         name="connection_status",
     ),
+    CheckConstraint("content_placement in ('main','user')", name="content_placement"),
+    CheckConstraint("previous_database_mode in ('keep','delete')",
+                    name="previous_database_mode"),
     CheckConstraint(
         "deployment_status in ('not_started','deploying','deployed','failed')",
         name="deployment_status",

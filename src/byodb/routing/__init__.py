@@ -1,6 +1,7 @@
 """Where each query goes: table placement, the per-user engine cache, the router that blocks."""
 
-from byodb.routing.placement import Placement, placement_of
+from byodb.instances.states import Placement
+from byodb.routing.placement import placement_of
 from byodb.routing.router import Route, Router
 
 __all__ = ["Placement", "Route", "Router", "placement_of"]

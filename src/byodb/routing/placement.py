@@ -6,15 +6,8 @@ back to main; a typo there would silently keep a user's content on our database)
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from byodb.errors import UnknownTable
-
-
-class Placement(StrEnum):
-    main = "main"
-    user = "user"
-
+from byodb.instances.states import Placement
 
 _MAIN = (
     "users", "user_preferences", "user_onboarding", "user_stats", "templates",

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from byodb.assistant.chat import ChatModel
 from byodb.assistant.embeddings import EmbeddingModel, embed_texts, is_zero
 from byodb.assistant.extraction import (
+    MAX_MEMORY_CHARS,
     MemoryCandidate,
     candidates_of,
     memory_extractor_for,
@@ -90,8 +91,11 @@ async def _store_new_memories(conn: AsyncConnection, user_id: str, conversation_
     keys = [normalise_memory(c.content) for c in candidates]
     same_words = or_(*(memories.c.content_tsv.op("@@")(
         func.plainto_tsquery("english", c.content)) for c in candidates))
+    # Candidates have at most MAX_MEMORY_CHARS, so a longer stored memory (the owner's own
+    # edit) is no duplicate of one: its prefix is all this needs to load.
+    stored_content = func.left(memories.c.content, MAX_MEMORY_CHARS + 1)
     known = {normalise_memory(content) for content in (await conn.execute(
-        select(memories.c.content).where(memories.c.user_id == user_id, same_words)
+        select(stored_content).where(memories.c.user_id == user_id, same_words)
     )).scalars()}
     stored = 0
     for candidate, key, vector in zip(candidates, keys, vectors, strict=True):

@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, literal, select
+from sqlalchemy import Select, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from byodb.content.tables import messages
 from byodb.errors import InvalidInput, NotFound
+from byodb.services.rows import Reader
 
 # A branch deeper than this is cut when gathering context; ids are made by the app and a
 # parent always exists before its child, so this only bounds work, it never breaks a cycle.
@@ -56,9 +57,9 @@ async def next_branch_index(conn: AsyncConnection, user_id: str, conversation_id
     return count
 
 
-def branch_history(user_id: str, tip_id: UUID, limit: int) -> Any:
+def branch_history(user_id: str, tip_id: UUID, limit: int) -> tuple[Reader, Select[Any]]:
     """``(role, content)`` of the complete messages from ``tip_id`` up to the root, nearest
-    first, at most ``limit``."""
+    first, at most ``limit``; and the reader of its rows."""
     columns = (messages.c.id, messages.c.parent_message_id, messages.c.role,
                messages.c.content, messages.c.status)
     chain = (select(*columns, literal(0).label("depth"))
@@ -70,5 +71,8 @@ def branch_history(user_id: str, tip_id: UUID, limit: int) -> Any:
                chain.c.depth + 1)
         .where(up.c.id == chain.c.parent_message_id, up.c.user_id == user_id,
                chain.c.depth < _MAX_ANCESTORS))
-    return (select(chain.c.role, chain.c.content).where(chain.c.status == "complete")
-            .order_by(chain.c.depth).limit(limit))
+    # What goes to the model is bounded like a response: cut on the server, checked by
+    # the reader.
+    reader = Reader.of([chain.c.role, chain.c.content])
+    return reader, (select(*reader.columns).where(chain.c.status == "complete")
+                    .order_by(chain.c.depth).limit(limit))

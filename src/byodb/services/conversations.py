@@ -9,15 +9,16 @@ from uuid import UUID
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from byodb.content.limits import MAX_LIST_LIMIT, MAX_TITLE_CHARS
 from byodb.content.tables import conversations
 from byodb.errors import InvalidInput, NotFound
 from byodb.ids import new_id
 from byodb.routing import Router
 from byodb.services.activity import record_event
-from byodb.content.limits import MAX_LIST_LIMIT, MAX_TITLE_CHARS
-from byodb.services.rows import public_columns, row_dict
+from byodb.services.rows import Reader, public_columns
 
-_COLUMNS = public_columns(conversations)
+_READER = Reader.of(public_columns(conversations))
+_COLUMNS = _READER.columns
 
 
 def _check_title(title: str | None) -> str | None:
@@ -39,7 +40,7 @@ async def create_conversation(router: Router, user_id: str, *, title: str | None
             conversations.insert().values(**values).returning(*_COLUMNS))).one()
         await record_event(conn, user_id, "conversation.created",
                            subject_type="conversation", subject_id=row.id)
-    return row_dict(row)
+    return _READER.read(row)
 
 
 async def list_conversations(router: Router, user_id: str, *, archived: bool | None = False,
@@ -59,7 +60,7 @@ async def list_conversations(router: Router, user_id: str, *, archived: bool | N
     ).limit(limit)
     async with router.connect(user_id, conversations) as conn:
         rows = (await conn.execute(query)).all()
-    return [row_dict(r) for r in rows]
+    return [_READER.read(r) for r in rows]
 
 
 async def fetch_owned_conversation(conn: AsyncConnection, user_id: str,
@@ -69,7 +70,7 @@ async def fetch_owned_conversation(conn: AsyncConnection, user_id: str,
                                 conversations.c.user_id == user_id))).first()
     if row is None:
         raise NotFound("conversation not found")
-    return row_dict(row)
+    return _READER.read(row)
 
 
 async def get_conversation(router: Router, user_id: str,
@@ -93,9 +94,10 @@ async def update_conversation(router: Router, user_id: str, conversation_id: UUI
             .where(conversations.c.id == conversation_id, conversations.c.user_id == user_id)
             .values(**changes, updated_at=func.now())
             .returning(*_COLUMNS))).first()
-    if row is None:
-        raise NotFound("conversation not found")
-    return row_dict(row)
+        if row is None:
+            raise NotFound("conversation not found")
+        # Before the commit: an update answered with an error must not have happened.
+        return _READER.read(row)
 
 
 async def delete_conversation(router: Router, user_id: str, conversation_id: UUID) -> None:

@@ -20,21 +20,23 @@ from uuid import UUID
 from sqlalchemy import delete, select
 
 from byodb.assistant.embeddings import EmbeddingError, EmbeddingModel, embed_texts, is_zero
+
+# MAX_FILE_BYTES is re-exported: the upload endpoint takes it from here.
+from byodb.content.limits import MAX_FILE_BYTES as MAX_FILE_BYTES
+from byodb.content.limits import MAX_FILENAME_CHARS, MAX_LIST_LIMIT
 from byodb.content.tables import file_chunks, files
 from byodb.errors import ByodbError, InvalidInput, NotFound
 from byodb.ids import new_id
 from byodb.routing import Router
-from byodb.content.limits import MAX_LIST_LIMIT
-from byodb.services.rows import public_columns, row_dict
+from byodb.services.rows import Reader, public_columns
 
 log = logging.getLogger(__name__)
 
-_COLUMNS = public_columns(files)
+_READER = Reader.of(public_columns(files))
+_COLUMNS = _READER.columns
+# A download: the bytes are cut at MAX_FILE_BYTES + 1 on the server, like any bounded value.
+_WITH_CONTENT = Reader.of([*public_columns(files), files.c.content])
 
-MAX_FILE_BYTES = 10 * 1024 * 1024
-"""Largest upload (10 MiB): the bytes live in a database row, on databases users pay for."""
-
-MAX_FILENAME_CHARS = 255
 CHUNK_CHARS = 1_000
 CHUNK_OVERLAP_CHARS = 150
 MAX_INDEXED_CHARS = 500_000
@@ -191,7 +193,7 @@ async def upload_file(router: Router, embedder: EmbeddingModel, user_id: str, *,
                  "content": chunk, "embedding": None if is_zero(vector) else vector}
                 for number, (chunk, vector) in enumerate(
                     zip(index.chunks, index.vectors, strict=True))])
-    return row_dict(row)
+    return _READER.read(row)
 
 
 async def list_files(router: Router, user_id: str, *, status: str | None = None,
@@ -204,7 +206,7 @@ async def list_files(router: Router, user_id: str, *, status: str | None = None,
     query = query.order_by(files.c.created_at.desc(), files.c.id.desc()).limit(limit)
     async with router.connect(user_id, files) as conn:
         rows = (await conn.execute(query)).all()
-    return [row_dict(r) for r in rows]
+    return [_READER.read(r) for r in rows]
 
 
 async def get_file(router: Router, user_id: str, file_id: UUID) -> dict[str, Any]:
@@ -213,18 +215,18 @@ async def get_file(router: Router, user_id: str, file_id: UUID) -> dict[str, Any
             files.c.id == file_id, files.c.user_id == user_id))).first()
     if row is None:
         raise NotFound("file not found")
-    return row_dict(row)
+    return _READER.read(row)
 
 
 async def read_file_content(router: Router, user_id: str,
                             file_id: UUID) -> tuple[dict[str, Any], bytes]:
     """The file's metadata and its bytes."""
     async with router.connect(user_id, files) as conn:
-        row = (await conn.execute(select(*_COLUMNS, files.c.content).where(
+        row = (await conn.execute(select(*_WITH_CONTENT.columns).where(
             files.c.id == file_id, files.c.user_id == user_id))).first()
     if row is None:
         raise NotFound("file not found")
-    meta = row_dict(row)
+    meta = _WITH_CONTENT.read(row)
     content = meta.pop("content")
     if content is None:
         raise NotFound("this file has no stored content")

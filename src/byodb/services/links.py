@@ -23,7 +23,7 @@ from byodb.services.resources import (
     page_bounds,
     to_json,
 )
-from byodb.services.rows import public_columns
+from byodb.services.rows import Reader, public_columns
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,12 @@ async def link_rows(router: Router, user_id: str, link: Link, left_id: Any,
         await fetch_owned(conn, user_id, link.left, left_id)
         await fetch_owned(conn, user_id, link.right, right_id)
         await conn.execute(link.table.insert().values(values))
-        row = (await conn.execute(_linked_query(link, user_id, from_left=True)
-                                  .where(link.right.table.c.id == right_id)
+        reader, query = _linked_query(link, user_id, from_left=True)
+        row = (await conn.execute(query.where(link.right.table.c.id == right_id)
                                   .where(link.table.c[link.left.column] == left_id))).one()
-    return to_json(row)
+        # Checked before the commit: a linked row the API could not have written (the
+        # owner's own edit) fails the link instead of answering with an error after it.
+        return to_json(reader, row)
 
 
 async def unlink_rows(router: Router, user_id: str, link: Link, left_id: Any,
@@ -78,14 +80,16 @@ async def unlink_rows(router: Router, user_id: str, link: Link, left_id: Any,
                        f"{link.left.label.replace('_', ' ')}")
 
 
-def _linked_query(link: Link, user_id: str, *, from_left: bool) -> Any:
+def _linked_query(link: Link, user_id: str, *, from_left: bool) -> tuple[Reader, Any]:
+    """The rows at the other end with ``linked_at``, and the reader of what it returns."""
     _, other = link.ends(from_left)
     junction = link.table
-    return (select(*public_columns(other.table),
-                   junction.c[link.time_column].label("linked_at"))
-            .join_from(junction, other.table,
-                       other.table.c.id == junction.c[other.column])
-            .where(junction.c.user_id == user_id, other.table.c.user_id == user_id))
+    reader = Reader.of([*public_columns(other.table),
+                        junction.c[link.time_column].label("linked_at")])
+    return reader, (select(*reader.columns)
+                    .join_from(junction, other.table,
+                               other.table.c.id == junction.c[other.column])
+                    .where(junction.c.user_id == user_id, other.table.c.user_id == user_id))
 
 
 async def list_linked(router: Router, user_id: str, link: Link, from_id: Any, *,
@@ -95,11 +99,11 @@ async def list_linked(router: Router, user_id: str, link: Link, from_id: Any, *,
     oldest link first."""
     start, _ = link.ends(from_left)
     limit, offset = page_bounds(limit, offset)
-    query = (_linked_query(link, user_id, from_left=from_left)
-             .where(link.table.c[start.column] == from_id)
+    reader, query = _linked_query(link, user_id, from_left=from_left)
+    query = (query.where(link.table.c[start.column] == from_id)
              .order_by(link.table.c[link.time_column], link.table.c.id)
              .limit(limit).offset(offset))
     async with content_transaction(router, user_id, link.table) as conn:
         await fetch_owned(conn, user_id, start, from_id)
         rows = (await conn.execute(query)).all()
-    return [to_json(r) for r in rows]
+    return [to_json(reader, r) for r in rows]

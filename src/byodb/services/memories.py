@@ -13,14 +13,15 @@ from sqlalchemy.sql import func
 
 from byodb.assistant.embeddings import EmbeddingModel, embed_texts, is_zero
 from byodb.assistant.extraction import MAX_MEMORY_CHARS
+from byodb.content.limits import MAX_LIST_LIMIT
 from byodb.content.tables import memories
 from byodb.errors import InvalidInput, NotFound
 from byodb.ids import new_id
 from byodb.routing import Router
-from byodb.content.limits import MAX_LIST_LIMIT
-from byodb.services.rows import public_columns, row_dict
+from byodb.services.rows import Reader, public_columns
 
-_COLUMNS = public_columns(memories)
+_READER = Reader.of(public_columns(memories))
+_COLUMNS = _READER.columns
 MAX_CATEGORY_CHARS = 100
 _CHANGEABLE = frozenset({"content", "category", "importance", "is_active"})
 
@@ -72,7 +73,7 @@ async def create_memory(router: Router, embedder: EmbeddingModel, user_id: str, 
     async with router.connect(user_id, memories) as conn:
         row = (await conn.execute(memories.insert().values(**values)
                                   .returning(*_COLUMNS))).one()
-    return row_dict(row)
+    return _READER.read(row)
 
 
 async def list_memories(router: Router, user_id: str, *, active: bool | None = None,
@@ -87,7 +88,7 @@ async def list_memories(router: Router, user_id: str, *, active: bool | None = N
     query = query.order_by(memories.c.created_at.desc(), memories.c.id.desc()).limit(limit)
     async with router.connect(user_id, memories) as conn:
         rows = (await conn.execute(query)).all()
-    return [row_dict(r) for r in rows]
+    return [_READER.read(r) for r in rows]
 
 
 async def get_memory(router: Router, user_id: str, memory_id: UUID) -> dict[str, Any]:
@@ -96,7 +97,7 @@ async def get_memory(router: Router, user_id: str, memory_id: UUID) -> dict[str,
             memories.c.id == memory_id, memories.c.user_id == user_id))).first()
     if row is None:
         raise NotFound("memory not found")
-    return row_dict(row)
+    return _READER.read(row)
 
 
 async def update_memory(router: Router, embedder: EmbeddingModel, user_id: str,
@@ -123,9 +124,10 @@ async def update_memory(router: Router, embedder: EmbeddingModel, user_id: str,
             .where(memories.c.id == memory_id, memories.c.user_id == user_id)
             .values(**values, updated_at=func.now())
             .returning(*_COLUMNS))).first()
-    if row is None:
-        raise NotFound("memory not found")
-    return row_dict(row)
+        if row is None:
+            raise NotFound("memory not found")
+        # Before the commit: an update answered with an error must not have happened.
+        return _READER.read(row)
 
 
 async def delete_memory(router: Router, user_id: str, memory_id: UUID) -> None:

@@ -10,9 +10,11 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import case, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from byodb.assistant import ChatModel, ChatTurn
 from byodb.assistant.embeddings import EmbeddingModel
+from byodb.content.limits import MAX_MESSAGE_CHARS, MAX_MESSAGES_LISTED
 from byodb.content.tables import conversations, messages
 from byodb.errors import InvalidInput
 from byodb.ids import new_id
@@ -20,10 +22,10 @@ from byodb.routing import Router
 from byodb.services import branching, usage
 from byodb.services.after_exchange import after_exchange
 from byodb.services.conversations import fetch_owned_conversation
-from byodb.content.limits import MAX_MESSAGE_CHARS
-from byodb.services.rows import public_columns, row_dict
+from byodb.services.rows import Reader, public_columns
 
-_COLUMNS = public_columns(messages)
+_READER = Reader.of(public_columns(messages))
+_COLUMNS = _READER.columns
 _CONTEXT_MESSAGES = 40
 
 
@@ -39,16 +41,38 @@ def _approx_tokens(text: str) -> int:
     return max(1, round(len(text.split()) * 4 / 3)) if text.strip() else 0
 
 
-async def list_messages(router: Router, user_id: str,
-                        conversation_id: UUID) -> list[dict[str, Any]]:
+async def list_messages(router: Router, user_id: str, conversation_id: UUID, *,
+                        limit: int = MAX_MESSAGES_LISTED) -> list[dict[str, Any]]:
+    """The conversation's newest ``limit`` messages (at most :data:`MAX_MESSAGES_LISTED`,
+    so a listing's size is bounded however many rows the database holds), oldest first."""
+    limit = max(1, min(limit, MAX_MESSAGES_LISTED))
+    newest = (select(*_COLUMNS)
+              .where(messages.c.conversation_id == conversation_id,
+                     messages.c.user_id == user_id)
+              .order_by(messages.c.created_at.desc(), messages.c.id.desc())
+              .limit(limit).subquery("newest"))
     async with router.connect(user_id, messages) as conn:
         await fetch_owned_conversation(conn, user_id, conversation_id)
         rows = (await conn.execute(
-            select(*_COLUMNS)
-            .where(messages.c.conversation_id == conversation_id,
-                   messages.c.user_id == user_id)
-            .order_by(messages.c.created_at, messages.c.id))).all()
-    return [row_dict(r) for r in rows]
+            select(newest).order_by(newest.c.created_at, newest.c.id))).all()
+    return [_READER.read(r) for r in rows]
+
+
+async def _branch_history(conn: AsyncConnection, user_id: str,
+                          tip_id: UUID) -> list[dict[str, Any]]:
+    reader, statement = branching.branch_history(user_id, tip_id, _CONTEXT_MESSAGES)
+    return [reader.read(r) for r in (await conn.execute(statement)).all()]
+
+
+async def _capped(pieces: AsyncIterator[str], limit: int) -> AsyncIterator[str]:
+    """The model's reply, cut at ``limit`` characters: a stored message must be one the
+    API could have written, or it would not read back (``services.rows``)."""
+    room = limit
+    async for piece in pieces:
+        yield piece[:room]
+        room -= len(piece)
+        if room <= 0:
+            break
 
 
 async def send_message(router: Router, model: ChatModel, user_id: str,
@@ -70,8 +94,8 @@ async def send_message(router: Router, model: ChatModel, user_id: str,
         conversation = await fetch_owned_conversation(conn, user_id, conversation_id)
         parent_id = await branching.choose_parent(conn, user_id, conversation_id,
                                                   parent_message_id)
-        history = [] if parent_id is None else (await conn.execute(
-            branching.branch_history(user_id, parent_id, _CONTEXT_MESSAGES))).all()
+        history = [] if parent_id is None else await _branch_history(conn, user_id,
+                                                                      parent_id)
         user_row = (await conn.execute(messages.insert().values(
             id=new_id(), conversation_id=conversation_id, user_id=user_id, role="user",
             content=content, status="complete", input_tokens=_approx_tokens(content),
@@ -84,16 +108,17 @@ async def send_message(router: Router, model: ChatModel, user_id: str,
             role="assistant", content="", status="generating", model=model.name,
             parent_message_id=user_row.id, generation_started_at=now,
         ))
-    yield ReplyEvent("user_message", row_dict(user_row))
+    user_message = _READER.read(user_row)
+    yield ReplyEvent("user_message", user_message)
 
     turns = [ChatTurn("system", conversation["system_prompt"])] if conversation.get(
         "system_prompt") else []
-    turns += [ChatTurn(r.role, r.content) for r in reversed(history)]
+    turns += [ChatTurn(m["role"], m["content"]) for m in reversed(history)]
     turns.append(ChatTurn("user", content))
     pieces: list[str] = []
     failure: str | None = None
     try:
-        async for piece in model.stream(turns):
+        async for piece in _capped(model.stream(turns), MAX_MESSAGE_CHARS):
             pieces.append(piece)
             yield ReplyEvent("delta", piece)
     except Exception as exc:  # the model failing must still leave a finished message
@@ -117,11 +142,12 @@ async def send_message(router: Router, model: ChatModel, user_id: str,
                     title=case((conversations.c.title.is_(None), title),
                                else_=conversations.c.title)))
         await usage.record_reply(conn, user_id, assistant_row)
-    yield ReplyEvent("assistant_message", row_dict(assistant_row))
+    assistant_message = _READER.read(assistant_row)
+    yield ReplyEvent("assistant_message", assistant_message)
     # After the reply reached the caller: embed both messages, store extracted memories
     # (best effort; never fails the exchange).
     await after_exchange(router, model, embedder, user_id, conversation_id,
-                         row_dict(user_row), row_dict(assistant_row))
+                         user_message, assistant_message)
 
 
 async def post_message(router: Router, model: ChatModel, user_id: str,

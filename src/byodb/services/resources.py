@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -54,10 +53,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from byodb.errors import Conflict, InvalidInput, NotFound
-from byodb.ids import new_id
-from byodb.routing import Router
-from byodb.services.activity import record_event
 from byodb.content.limits import (
     MAX_INLINE_BYTES,
     MAX_INTEGER,
@@ -66,7 +61,11 @@ from byodb.content.limits import (
     MAX_LIST_OFFSET,
     text_limit,
 )
-from byodb.services.rows import public_columns, row_dict
+from byodb.errors import Conflict, InvalidInput, NotFound
+from byodb.ids import new_id
+from byodb.routing import Router
+from byodb.services.activity import record_event
+from byodb.services.rows import Reader, json_text_bytes, public_columns
 
 # --- the declarative spec ----------------------------------------------------------------
 
@@ -209,7 +208,8 @@ def _check_uuid(rule: FieldRule, value: Any) -> UUID:
 
 def _check_json(rule: FieldRule, value: Any) -> Any:
     try:
-        size = len(json.dumps(value, ensure_ascii=False).encode())
+        # Measured as the database prints it back, so every accepted value reads back.
+        size = json_text_bytes(value)
     except (TypeError, ValueError):
         raise InvalidInput(f"{rule.name}: must be JSON") from None
     if rule.max_length is not None and size > rule.max_length:
@@ -380,17 +380,18 @@ async def _clear_exclusive(conn: AsyncConnection, user_id: str, res: Resource,
                        .where(flag.is_(True), res.table.c.id != keep).values({flag: False}))
 
 
-def _columns(res: Resource, *, with_bytes: bool = False) -> list[Column[Any]]:
-    """What a response shows; bytes only when one row is fetched (as base64)."""
+def _reader(res: Resource, *, with_bytes: bool = False) -> Reader:
+    """What a response shows, bounded; bytes only when one row is fetched (as base64)."""
     columns = public_columns(res.table)
     if with_bytes:
         columns += [c for c in res.table.columns if isinstance(c.type, LargeBinary)]
-    return columns
+    return Reader.of(columns)
 
 
-def to_json(row: Any) -> dict[str, Any]:
-    """A row as JSON-able dict; bytes become base64 text."""
-    data = row_dict(row)
+def to_json(reader: Reader, row: Any) -> dict[str, Any]:
+    """A row read through ``reader`` (its values checked) as JSON-able dict; bytes become
+    base64 text."""
+    data = reader.read(row)
     for key, value in data.items():
         if isinstance(value, bytes | memoryview):
             data[key] = base64.b64encode(bytes(value)).decode()
@@ -431,14 +432,15 @@ async def create_row(router: Router, user_id: str, res: Resource, values: Mappin
                     events.append(stamp.event)
         if res.exclusive is not None and row_values.get(res.exclusive):
             await _clear_exclusive(conn, user_id, res, owner_id, row_values["id"])
+        reader = _reader(res)
         row = (await conn.execute(
-            res.table.insert().values(row_values).returning(*_columns(res)))).one()
+            res.table.insert().values(row_values).returning(*reader.columns))).one()
         if res.activity:
             events.insert(0, f"{res.label}.created")
         for event in events:
             await record_event(conn, user_id, event, subject_type=res.label,
                                subject_id=row_values["id"])
-    return to_json(row)
+    return to_json(reader, row)
 
 
 async def list_rows(router: Router, user_id: str, res: Resource, *, owner_id: Any = None,
@@ -451,7 +453,8 @@ async def list_rows(router: Router, user_id: str, res: Resource, *, owner_id: An
         raise InvalidInput(f"{', '.join(unknown)}: not a filter of {res.human}s")
     wanted = {**res.filter_defaults, **given}
     limit, offset = page_bounds(limit, offset)
-    query = _scoped(res, select(*_columns(res)), user_id, owner_id)
+    reader = _reader(res)
+    query = _scoped(res, select(*reader.columns), user_id, owner_id)
     parents = {p.column: p for p in res.parents}
     async with content_transaction(router, user_id, res.table) as conn:
         if res.owner is not None:
@@ -470,40 +473,40 @@ async def list_rows(router: Router, user_id: str, res: Resource, *, owner_id: An
                 else res.column(item.column).asc()
             order.append(clause.nulls_last() if item.nulls_last else clause)
         rows = (await conn.execute(query.order_by(*order).limit(limit).offset(offset))).all()
-    return [to_json(r) for r in rows]
+    return [to_json(reader, r) for r in rows]
 
 
-def _one(res: Resource, key: Any, user_id: str, owner_id: Any, *,
-         with_bytes: bool = False) -> Select[Any]:
-    query: Select[Any] = _scoped(res, select(*_columns(res, with_bytes=with_bytes)), user_id,
-                                 owner_id)
+def _one(res: Resource, reader: Reader, key: Any, user_id: str, owner_id: Any) -> Select[Any]:
+    query: Select[Any] = _scoped(res, select(*reader.columns), user_id, owner_id)
     return query.where(res.column(res.key) == key)
 
 
 async def get_row(router: Router, user_id: str, res: Resource, key: Any, *,
                   owner_id: Any = None) -> dict[str, Any]:
+    reader = _reader(res, with_bytes=True)
     async with content_transaction(router, user_id, res.table) as conn:
         if res.owner is not None:
             await fetch_owned(conn, user_id, res.owner, owner_id)
-        row = (await conn.execute(_one(res, key, user_id, owner_id, with_bytes=True))).first()
+        row = (await conn.execute(_one(res, reader, key, user_id, owner_id))).first()
     if row is None:
         raise NotFound(f"{res.human} not found")
-    return to_json(row)
+    return to_json(reader, row)
 
 
 async def update_row(router: Router, user_id: str, res: Resource, key: Any,
                      changes: Mapping[str, Any], *, owner_id: Any = None) -> dict[str, Any]:
     new = _clean(res, changes, creating=False)
     events: list[str] = []
+    reader = _reader(res)
     async with content_transaction(router, user_id, res.table, conflict=res.conflict) as conn:
         if res.owner is not None:
             await fetch_owned(conn, user_id, res.owner, owner_id)
         old = (await conn.execute(
-            _one(res, key, user_id, owner_id).with_for_update())).first()
+            _one(res, reader, key, user_id, owner_id).with_for_update())).first()
         if old is None:
             raise NotFound(f"{res.human} not found")
         if not new:
-            return to_json(old)
+            return to_json(reader, old)
         await _check_parents(conn, user_id, res, new)
         await _check_unique(conn, user_id, res, new, owner_id=owner_id, exclude=old.id)
         for stamp in res.stamps:
@@ -523,11 +526,14 @@ async def update_row(router: Router, user_id: str, res: Resource, key: Any,
             new["updated_at"] = func.now()
         row = (await conn.execute(
             update(res.table).where(res.table.c.id == old.id, res.table.c.user_id == user_id)
-            .values(new).returning(*_columns(res)))).one()
+            .values(new).returning(*reader.columns))).one()
+        # Checked before the commit: a row still holding a value the API never wrote
+        # (the owner's own edit) fails the update as a whole instead of half-answering it.
+        result = to_json(reader, row)
         for event in events:
             await record_event(conn, user_id, event, subject_type=res.label,
                                subject_id=old.id)
-    return to_json(row)
+    return result
 
 
 async def delete_row(router: Router, user_id: str, res: Resource, key: Any, *,

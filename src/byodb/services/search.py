@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from byodb.assistant.embeddings import EmbeddingModel, check_embedding, embed_texts, is_zero
+from byodb.content.limits import MAX_TITLE_CHARS
 from byodb.content.tables import (
     EMBEDDING_DIMENSIONS,
     conversations,
@@ -51,6 +52,8 @@ Mode = Literal["text", "semantic"]
 MAX_QUERY_CHARS = 500
 MAX_RESULTS = 50
 SNIPPET_CHARS = 240
+_EXCERPT_CHARS = SNIPPET_CHARS * 2
+"""What the server sends of a hit's text; the snippet shown is cut from it."""
 
 HNSW_EF_SEARCH = 100
 """Candidate list size of each HNSW search (pgvector's default is 40). Chosen with
@@ -159,17 +162,26 @@ async def _text_search(router: Router, user_id: str, q: str, limit: int) -> list
     top = (select(branches).order_by(branches.c.score.desc(), branches.c.id)
            .limit(limit).subquery("top"))
     # ts_headline is costly on long texts, so only the rows that made the cut get one.
+    headline = func.ts_headline(
+        "english", top.c.body, query,
+        literal("StartSel=\"\", StopSel=\"\", MaxWords=35, MinWords=12, "
+                "MaxFragments=2, FragmentDelimiter=\" … \""))
     statement = select(
-        top.c.type, top.c.id, top.c.conversation_id, top.c.title, top.c.score,
-        func.ts_headline("english", top.c.body, query,
-                         literal("StartSel=\"\", StopSel=\"\", MaxWords=35, MinWords=12, "
-                                 "MaxFragments=2, FragmentDelimiter=\" … \"")).label("snippet"),
+        top.c.type, top.c.id, top.c.conversation_id,
+        _excerpt(top.c.title, MAX_TITLE_CHARS).label("title"), top.c.score,
+        _excerpt(headline, _EXCERPT_CHARS).label("snippet"),
     ).order_by(top.c.score.desc(), top.c.id)
     async with router.connect(user_id, messages) as conn:
         rows = (await conn.execute(statement)).all()
     return [SearchHit(r.type, str(r.id), _shorten(r.snippet), float(r.score),
                       conversation_id=str(r.conversation_id) if r.conversation_id else None,
                       title=r.title) for r in rows]
+
+
+def _excerpt(text: ColumnElement[Any], chars: int) -> ColumnElement[Any]:
+    """A hit shows excerpts, not stored values, so a text longer than the API allows (the
+    owner's own edit) is cut on the server like any other — bounded, never an error."""
+    return func.left(text, chars)
 
 
 def _shorten(snippet: str | None) -> str:
@@ -197,7 +209,7 @@ def _nearest(type_: str, table: Any, *, conversation_id: ColumnElement[Any] | No
         (conversation_id if conversation_id is not None else cast(null(), Uuid)
          ).label("conversation_id"),
         (file_id if file_id is not None else cast(null(), Uuid)).label("file_id"),
-        func.left(table.c.content, SNIPPET_CHARS * 2).label("body"),
+        _excerpt(table.c.content, _EXCERPT_CHARS).label("body"),
         distance.label("distance"),
     ).where(table.c.user_id == _USER, table.c.embedding.is_not(None))
         .order_by(distance).limit(_LIMIT))
@@ -212,7 +224,7 @@ def _semantic_statement() -> Select[Any]:
     ).subquery("nearest")
     top = select(branches).order_by(branches.c.distance, branches.c.id).limit(_LIMIT) \
         .subquery("top")
-    return (select(top, files.c.filename.label("title"))
+    return (select(top, _excerpt(files.c.filename, MAX_TITLE_CHARS).label("title"))
             .outerjoin(files, (files.c.id == top.c.file_id) & (files.c.user_id == _USER))
             .order_by(top.c.distance, top.c.id))
 

@@ -14,19 +14,20 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select
 
+from byodb.content.limits import DEFAULT_TTS_TTL_DAYS, HASH_PATTERN, MAX_TTS_TTL_DAYS
 from byodb.content.tables import tts_cache
 from byodb.errors import InvalidInput, NotFound
 from byodb.ids import new_id
 from byodb.routing import Router
-from byodb.content.limits import DEFAULT_TTS_TTL_DAYS, HASH_PATTERN, MAX_TTS_TTL_DAYS
 from byodb.services.resources import Resource, delete_row, field_rule, page_bounds, to_json
-from byodb.services.rows import public_columns
+from byodb.services.rows import Reader, public_columns
 
 # The field rules (limits, base64) and the delete are the generic ones, so the cache checks
 # input exactly like every other area.
 SPEC = Resource("cached_audio", tts_cache, key="hash",
                 create=("hash", "text", "voice", "audio"))
-_COLUMNS = public_columns(tts_cache)
+_READER = Reader.of(public_columns(tts_cache))
+_WITH_AUDIO = Reader.of([*public_columns(tts_cache), tts_cache.c.audio])
 _LIVE = tts_cache.c.expires_at > func.now()
 
 
@@ -52,20 +53,20 @@ async def store_audio(router: Router, user_id: str, *, hash: str, text: str, voi
             or_(tts_cache.c.hash == values["hash"], tts_cache.c.expires_at <= func.now())))
         row = (await conn.execute(tts_cache.insert().values(
             id=new_id(), user_id=user_id, expires_at=expires_at, **values,
-        ).returning(*_COLUMNS))).one()
-    return to_json(row)
+        ).returning(*_READER.columns))).one()
+    return to_json(_READER, row)
 
 
 async def find_audio(router: Router, user_id: str, hash: str) -> dict[str, Any]:
     """The live entry stored under ``hash``, with its audio."""
     async with router.connect(user_id, tts_cache) as conn:
         row = (await conn.execute(
-            select(*_COLUMNS, tts_cache.c.audio)
+            select(*_WITH_AUDIO.columns)
             .where(tts_cache.c.user_id == user_id, tts_cache.c.hash == hash, _LIVE)
             .order_by(tts_cache.c.created_at.desc()).limit(1))).first()
     if row is None:
         raise NotFound("no cached audio for this hash")
-    return to_json(row)
+    return to_json(_WITH_AUDIO, row)
 
 
 async def list_entries(router: Router, user_id: str, *, limit: int = 50,
@@ -73,10 +74,10 @@ async def list_entries(router: Router, user_id: str, *, limit: int = 50,
     limit, offset = page_bounds(limit, offset)
     async with router.connect(user_id, tts_cache) as conn:
         rows = (await conn.execute(
-            select(*_COLUMNS).where(tts_cache.c.user_id == user_id, _LIVE)
+            select(*_READER.columns).where(tts_cache.c.user_id == user_id, _LIVE)
             .order_by(tts_cache.c.created_at.desc(), tts_cache.c.id.desc())
             .limit(limit).offset(offset))).all()
-    return [to_json(r) for r in rows]
+    return [to_json(_READER, r) for r in rows]
 
 
 async def forget_audio(router: Router, user_id: str, hash: str) -> None:

@@ -15,12 +15,12 @@ from sqlalchemy import Date, cast, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from byodb.content.limits import MAX_LIST_LIMIT
 from byodb.content.tables import usage_records
 from byodb.errors import InvalidInput
 from byodb.ids import new_id
 from byodb.routing import Router
-from byodb.content.limits import MAX_LIST_LIMIT
-from byodb.services.rows import row_dict
+from byodb.services.rows import Reader, row_dict
 
 _TOTALS = ("input_tokens", "output_tokens", "cost", "request_count")
 _UNKNOWN_MODEL = "unknown"
@@ -57,16 +57,16 @@ async def list_usage(router: Router, user_id: str, *, since: date | None = None,
         where.append(table.c.date <= until)
     if model is not None:
         where.append(table.c.model == model)
-    columns = [table.c.date, table.c.model, *(table.c[name] for name in _TOTALS)]
+    reader = Reader.of([table.c.date, table.c.model, *(table.c[name] for name in _TOTALS)])
     limit = max(1, min(limit, MAX_LIST_LIMIT))
     async with router.connect(user_id, table) as conn:
-        rows = (await conn.execute(select(*columns).where(*where)
+        rows = (await conn.execute(select(*reader.columns).where(*where)
                                    .order_by(table.c.date.desc(), table.c.model)
                                    .limit(limit))).all()
         totals = (await conn.execute(select(
             *(func.coalesce(func.sum(table.c[name]), 0).label(name) for name in _TOTALS)
         ).where(*where))).one()
     summed = row_dict(totals)
-    return {"items": [row_dict(r) for r in rows],
+    return {"items": [reader.read(r) for r in rows],
             "totals": {name: (summed[name] if name == "cost" else int(summed[name]))
                        for name in _TOTALS}}

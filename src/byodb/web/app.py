@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from byodb import __version__
 from byodb.assistant import ChatModel
 from byodb.instances.guard import Resolver, system_resolver
-from byodb.jobs.queue import bound_job_app, ensure_job_schema, use_runtime
+from byodb.instances.jobs import ProcrastinateJobs
+from byodb.jobs.queue import bound_job_app, ensure_job_schema, run_workers
 from byodb.maindb.migrate import upgrade_main
 from byodb.runtime import build_runtime
 from byodb.settings import Settings, get_settings
@@ -50,21 +51,20 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             await asyncio.to_thread(upgrade_main, url)
-        runtime = build_runtime(settings, url, resolver=resolver, chat_model=chat_model)
-        app.state.runtime = runtime
-        app.state.authenticator = Authenticator(settings)
-        app.state.users = UserDirectory(runtime.main)
-        app.state.test_limiter = RateLimiter(settings.test_rate_limit_per_minute)
         tasks: list[asyncio.Task[None]] = []
         async with bound_job_app(url) as job_app:
+            runtime = build_runtime(settings, url, jobs=ProcrastinateJobs(job_app),
+                                    resolver=resolver, chat_model=chat_model)
+            app.state.runtime = runtime
             app.state.job_app = job_app
+            app.state.authenticator = Authenticator(settings)
+            app.state.users = UserDirectory(runtime.main)
+            app.state.test_limiter = RateLimiter(settings.test_rate_limit_per_minute)
             await ensure_job_schema(runtime.main, job_app)
-            use_runtime(runtime)
             tasks.append(asyncio.create_task(listen_for_route_changes(url, runtime.router)))
             if with_worker:
-                tasks.append(asyncio.create_task(job_app.run_worker_async(
-                    queues=["byod"], concurrency=4, wait=True, install_signal_handlers=False,
-                    name="inline", fetch_job_polling_interval=1.0)))
+                tasks.append(asyncio.create_task(
+                    run_workers(job_app, runtime.lifecycle, name="inline")))
             try:
                 yield
             finally:
@@ -73,7 +73,6 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
                 for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
-                use_runtime(None)
                 await runtime.close()
 
     app = FastAPI(title="byodb", version=__version__, lifespan=lifespan,

@@ -19,7 +19,6 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from byodb.instances import config_store
 from byodb.web.api.byod import byod_state
 from byodb.web.deps import PrincipalDep, RuntimeDep
 
@@ -50,7 +49,7 @@ async def byod_events(request: Request, rt: RuntimeDep, me: PrincipalDep,
     user_id = me.user_id
 
     async def load() -> dict[str, Any]:
-        return byod_state(await config_store.load_config(rt.main, user_id))
+        return byod_state(await rt.lifecycle.state(user_id))
 
     async def stream() -> AsyncIterator[str]:
         deadline = time.monotonic() + max_seconds

@@ -11,10 +11,10 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from byodb.content.limits import MAX_MESSAGE_CHARS, MAX_TITLE_CHARS
 from byodb.errors import ByodbError
 from byodb.services import conversations as conversation_service
 from byodb.services import messages as message_service
-from byodb.content.limits import MAX_MESSAGE_CHARS, MAX_TITLE_CHARS
 from byodb.web.deps import PrincipalDep, RuntimeDep
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])

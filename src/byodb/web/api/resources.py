@@ -21,9 +21,9 @@ from uuid import UUID
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, create_model
 
+from byodb.content.limits import MAX_LIST_LIMIT, MAX_LIST_OFFSET
 from byodb.services import links as link_service
 from byodb.services import resources as resource_service
-from byodb.content.limits import MAX_LIST_LIMIT, MAX_LIST_OFFSET
 from byodb.services.links import Link
 from byodb.services.resources import FieldRule, Resource, field_rule
 from byodb.web.deps import PrincipalDep, RuntimeDep

@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from byodb.services import tts_cache as tts_service
 from byodb.content.limits import (
     HASH_PATTERN,
     MAX_HASH_CHARS,
@@ -17,6 +16,7 @@ from byodb.content.limits import (
     MAX_SHORT_TEXT_CHARS,
     MAX_TEXT_CHARS,
 )
+from byodb.services import tts_cache as tts_service
 from byodb.web.deps import PrincipalDep, RuntimeDep
 
 router = APIRouter(prefix="/api/tts-cache", tags=["tts cache"])

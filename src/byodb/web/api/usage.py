@@ -7,8 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from byodb.services import usage as usage_service
 from byodb.content.limits import MAX_LIST_LIMIT, MAX_SHORT_TEXT_CHARS
+from byodb.services import usage as usage_service
 from byodb.web.deps import PrincipalDep, RuntimeDep
 
 router = APIRouter(prefix="/api/usage", tags=["usage"])

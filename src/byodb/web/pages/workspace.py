@@ -14,7 +14,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from byodb.instances import config_store
 from byodb.web.api.byod import byod_state
 from byodb.web.auth import Principal
 from byodb.web.pages.collections import COLLECTIONS
@@ -26,12 +25,11 @@ router = APIRouter(include_in_schema=False)
 
 def is_blocked(state: dict[str, Any]) -> bool:
     """The user's content lives on their database and that database is unreachable."""
-    return bool(state["connection_status"] == "error"
-                and state["deployment_status"] == "deployed")
+    return bool(state["blocked"])
 
 
 async def _state_for(request: Request, principal: Principal) -> dict[str, Any]:
-    config = await config_store.load_config(request.app.state.runtime.main, principal.user_id)
+    config = await request.app.state.runtime.lifecycle.state(principal.user_id)
     return byod_state(config)
 
 

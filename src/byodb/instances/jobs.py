@@ -1,0 +1,70 @@
+"""The lifecycle's durable jobs: a procrastinate :data:`blueprint` and the queue it needs.
+
+Tasks find the process's :class:`InstanceLifecycle` in the worker's context
+(``additional_context["lifecycle"]``), set by whoever runs the worker. Payloads carry ids
+only — never credentials or content (DESIGN.md §1, §6). Connecting and moving have queues
+of their own (:data:`CONNECT_QUEUE`, :data:`MOVE_QUEUE`), each served by its own workers,
+so a handful of stuck moves cannot delay other users' connects; every job body has a
+deadline of its own (the lifecycle's limits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import procrastinate
+from procrastinate.exceptions import AlreadyEnqueued
+
+from byodb.instances.lifecycle import DisconnectMode, InstanceLifecycle
+
+CONNECT_QUEUE = "byod_connect"
+MOVE_QUEUE = "byod_move"
+NAMESPACE = "byod"
+
+blueprint = procrastinate.Blueprint()
+
+
+def lifecycle_of(context: procrastinate.JobContext) -> InstanceLifecycle:
+    lifecycle = context.additional_context.get("lifecycle")
+    if not isinstance(lifecycle, InstanceLifecycle):
+        raise RuntimeError("no lifecycle in the worker context: run the worker through "
+                           "byodb serve or byodb worker")
+    return lifecycle
+
+
+@blueprint.task(name="provision", queue=CONNECT_QUEUE, retry=0, pass_context=True)
+async def provision(context: procrastinate.JobContext, user_id: str,
+                    credential_version: int) -> None:
+    await lifecycle_of(context).provision(user_id, credential_version)
+
+
+@blueprint.task(name="disconnect", queue=MOVE_QUEUE, retry=0, pass_context=True)
+async def disconnect(context: procrastinate.JobContext, user_id: str, credential_version: int,
+                     mode: str) -> None:
+    await lifecycle_of(context).finish_disconnect(user_id, credential_version,
+                                                  DisconnectMode(mode))
+
+
+class ProcrastinateJobs:
+    """:class:`~byodb.instances.lifecycle.LifecycleJobs` on a procrastinate app that has
+    :data:`blueprint` registered under :data:`NAMESPACE`. One job at a time per user
+    (a shared lock), and the same job is never queued twice."""
+
+    def __init__(self, app: procrastinate.App):
+        self._app = app
+
+    async def provision(self, user_id: str, credential_version: int) -> None:
+        with contextlib.suppress(AlreadyEnqueued):
+            await self._app.configure_task(
+                f"{NAMESPACE}:provision", lock=f"user-database:{user_id}",
+                queueing_lock=f"provision:{user_id}:{credential_version}",
+            ).defer_async(user_id=user_id, credential_version=credential_version)
+
+    async def disconnect(self, user_id: str, credential_version: int,
+                         mode: DisconnectMode) -> None:
+        with contextlib.suppress(AlreadyEnqueued):
+            await self._app.configure_task(
+                f"{NAMESPACE}:disconnect", lock=f"user-database:{user_id}",
+                queueing_lock=f"disconnect:{user_id}:{credential_version}",
+            ).defer_async(user_id=user_id, credential_version=credential_version,
+                          mode=mode.value)

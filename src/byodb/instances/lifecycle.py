@@ -1,0 +1,458 @@
+"""The one owner of a user database's lifecycle: :class:`InstanceLifecycle`.
+
+Test, save, provision (deploy + move), switch, retry, disconnect — every rule about a
+user's own database lives here; web handlers, jobs and the CLI call it in a few lines.
+It receives its dependencies explicitly (main engine, vault, guard policy, limits, clock,
+the job queue) and reaches user databases only through :class:`UserDatabase`.
+
+Long work (provision, the data moves of a disconnect) runs as durable jobs
+(``byodb.instances.jobs``); each has a deadline that really stops it, and ends in a
+recorded state — never ``moving`` or ``deploying`` forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+import psycopg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from byodb.content import latest_schema_version
+from byodb.content.deploy import DeployOutcome, deploy_content_schema
+from byodb.errors import ByodbError, Conflict, DecryptionError, NotFound
+from byodb.instances.config_store import (
+    DatabaseConfig,
+    Switch,
+    load_config,
+    save_credentials,
+    update_state,
+)
+from byodb.instances.guard import ConnectionCheckError, GuardPolicy, parse_database_url
+from byodb.instances.handle import UserDatabase
+from byodb.instances.holds import holding_user_writes_on_main
+from byodb.instances.moves import (
+    MoveRefused,
+    delete_user_rows,
+    drop_schema_if_empty,
+    move_user_content,
+)
+from byodb.instances.probe import ConnectionVerdict, classify_connect_error, preflight
+from byodb.instances.states import ConnectionStatus, DeploymentStatus, Placement
+from byodb.maindb.tables import user_database_config as udc
+from byodb.vault import Secret, Vault
+
+log = logging.getLogger(__name__)
+
+
+class DisconnectMode(StrEnum):
+    keep = "keep"
+    migrate = "migrate"
+    delete = "delete"
+
+
+class OldDatabase(StrEnum):
+    """What the old database keeps when a user switches to another one."""
+
+    keep = "keep"
+    delete = "delete"
+
+
+class LifecycleJobs(Protocol):
+    """The durable job queue, as the lifecycle needs it (implemented in ``instances.jobs``)."""
+
+    async def provision(self, user_id: str, credential_version: int) -> None: ...
+
+    async def disconnect(self, user_id: str, credential_version: int,
+                         mode: DisconnectMode) -> None: ...
+
+
+@dataclass(frozen=True)
+class LifecycleLimits:
+    """Deadlines of the lifecycle's operations, in seconds."""
+
+    test_s: float = 15.0
+    deploy_s: float = 300.0
+    move_s: float = 1800.0
+    pool_size: int = 2
+    pool_timeout_s: float = 10.0
+
+
+StateListener = Callable[[str], Awaitable[None]]
+
+# Erased from the row on every disconnect; the credential version is bumped so any queued
+# job for the old credentials becomes a no-op.
+_ERASED: dict[str, Any] = {
+    "encrypted_url": None, "key_id": None, "schema_version": None, "deployment_step": 0,
+    "deployment_total_steps": 0, "instance_id": None, "consecutive_failures": 0,
+    "connection_error": None, "connection_error_code": None,
+    "content_placement": Placement.main.value, "previous_encrypted_url": None,
+    "previous_instance_id": None, "previous_database_mode": None,
+    "credential_version": udc.c.credential_version + 1,
+}
+_NO_SWITCH: dict[str, Any] = {"previous_encrypted_url": None, "previous_instance_id": None,
+                              "previous_database_mode": None}
+
+
+def public_error(exc: BaseException, *, stage: str) -> tuple[str, str]:
+    """A message and code safe to store and show (no URL, password or content), in words
+    that fit what failed: a refused or unverifiable move is not "unreachable"."""
+    if isinstance(exc, ByodbError):
+        return exc.message, exc.code
+    if isinstance(exc, TimeoutError):
+        return f"{stage} did not finish in time; nothing was lost.", "timeout"
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return ("The database user lacks a privilege this step needs.",
+                "insufficient_privileges")
+    if isinstance(exc, psycopg.OperationalError | OSError):
+        return "The database stopped answering.", "unreachable"
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate:
+        return (f"{stage} failed: the database rejected a step (SQLSTATE {sqlstate}); "
+                "nothing was lost.", "step_failed")
+    return f"{stage} failed unexpectedly; nothing was lost.", "step_failed"
+
+
+class InstanceLifecycle:
+    """Owns every user's database lifecycle; one per process."""
+
+    def __init__(self, *, main: AsyncEngine, vault: Vault, policy: GuardPolicy,
+                 limits: LifecycleLimits, jobs: LifecycleJobs | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.main = main
+        self.vault = vault
+        self.policy = policy
+        self.limits = limits
+        self._jobs = jobs
+        self._clock = clock
+        self._listeners: list[StateListener] = []
+
+    # -- wiring ----------------------------------------------------------------------------
+    def on_change(self, listener: StateListener) -> None:
+        """Call ``listener(user_id)`` after every state change this process makes (the
+        router drops its route and pool; other processes learn it through NOTIFY)."""
+        self._listeners.append(listener)
+
+    @property
+    def jobs(self) -> LifecycleJobs:
+        if self._jobs is None:
+            raise RuntimeError("this lifecycle has no job queue (read-only process)")
+        return self._jobs
+
+    async def _changed(self, user_id: str) -> None:
+        for listener in self._listeners:
+            await listener(user_id)
+
+    async def _update(self, user_id: str, **kwargs: Any) -> DatabaseConfig | None:
+        config = await update_state(self.main, user_id, **kwargs)
+        await self._changed(user_id)
+        return config
+
+    # -- reading ---------------------------------------------------------------------------
+    async def state(self, user_id: str) -> DatabaseConfig | None:
+        return await load_config(self.main, user_id)
+
+    def database(self, raw_url: Secret[str]) -> UserDatabase:
+        """The handle of a database given by URL (parsed, not yet contacted)."""
+        return UserDatabase(parse_database_url(raw_url.reveal()), self.policy,
+                            pool_size=self.limits.pool_size,
+                            pool_timeout_s=self.limits.pool_timeout_s)
+
+    def database_of(self, config: DatabaseConfig) -> UserDatabase:
+        """The handle of the user's saved database. Raises :class:`DecryptionError`."""
+        return self.database(config.decrypt_url(self.vault))
+
+    # -- test and save ---------------------------------------------------------------------
+    async def test(self, raw_url: str) -> ConnectionVerdict:
+        """Test a URL end to end; changes nothing. Never raises for a bad URL or database."""
+        try:
+            database = self.database(Secret(raw_url))
+            target = await database.target()
+        except ConnectionCheckError as exc:
+            return ConnectionVerdict(False, exc.code, exc.message, exc.hint)
+        try:
+            async with asyncio.timeout(self.limits.test_s):
+                async with database.connection() as conn:
+                    return await preflight(conn, latest_version=latest_schema_version())
+        except ConnectionCheckError as exc:
+            return ConnectionVerdict(False, exc.code, exc.message, exc.hint)
+        except (TimeoutError, psycopg.Error, OSError) as exc:
+            failure = classify_connect_error(exc, target)
+            return ConnectionVerdict(False, failure.code, failure.message, failure.hint)
+
+    async def save(self, user_id: str, raw_url: str,
+                   old_database: OldDatabase = OldDatabase.keep) -> DatabaseConfig:
+        """Test the URL, store it encrypted and queue provisioning.
+
+        A URL of a *different* database than the one holding the user's content (told apart
+        by the ``instance_id`` in ``byodb_meta``) is a switch: provisioning moves the content
+        old → new, and the old database keeps its copy unless ``old_database`` is delete.
+        """
+        current = await self.state(user_id)
+        if current is not None and current.connection_status is ConnectionStatus.moving:
+            raise Conflict("your data is being moved; wait until it finishes")
+        if current is not None and current.deployment_status is DeploymentStatus.deploying:
+            raise Conflict("a deployment is already running; wait until it finishes")
+        verdict = await self.test(raw_url)
+        if not verdict.ok:
+            raise ConnectionCheckError(verdict.message, hint=verdict.hint, code=verdict.code)
+        switch = self._switch_for(current, verdict, old_database)
+        saved = await save_credentials(self.main, self.vault, user_id,
+                                       parse_database_url(raw_url), Secret(raw_url.strip()),
+                                       switch=switch)
+        await self._changed(user_id)
+        await self.jobs.provision(user_id, saved.credential_version)
+        return saved
+
+    def _switch_for(self, current: DatabaseConfig | None, verdict: ConnectionVerdict,
+                    old_database: OldDatabase) -> Switch | None:
+        """The switch the saved URL means, if any (see :meth:`save`)."""
+        if current is None or current.content_placement is not Placement.user:
+            return None
+        if current.switching:
+            # An earlier switch has not finished: the content is still (also) on the old
+            # database, so that one stays the source — unless this URL is that database.
+            if verdict.instance_id is not None and \
+                    verdict.instance_id == current.previous_instance_id:
+                return None
+            return Switch(current.decrypt_previous_url(self.vault),
+                          current.previous_instance_id, old_database.value)
+        if verdict.instance_id is not None and verdict.instance_id == current.instance_id:
+            return None  # the same database with new credentials
+        return Switch(current.decrypt_url(self.vault), current.instance_id, old_database.value)
+
+    # -- provision (job body) --------------------------------------------------------------
+    async def provision(self, user_id: str, credential_version: int) -> None:
+        """Deploy the schema on the saved database, move the user's content there (from
+        the old database when switching, and whatever is on main), then switch them over.
+        Idempotent: every step resumes where an interrupted run stopped."""
+        config = await self.state(user_id)
+        if config is None or config.credential_version != credential_version or \
+                config.encrypted_url is None:
+            log.info("skipping stale provisioning job")
+            return
+        stage = "The deployment"
+        try:
+            async with asyncio.timeout(self.limits.deploy_s + self.limits.move_s):
+                await self._update(user_id, deployment=DeploymentStatus.deploying,
+                                   expect_credential_version=credential_version,
+                                   deployment_progress="Connecting", deployment_step=0,
+                                   connection_error=None, connection_error_code=None)
+                database = self.database_of(config)
+                outcome = await self._deploy(database, user_id, credential_version)
+                stage = "Moving your content"
+                await self._move_in(database, config, outcome)
+        except Exception as exc:
+            message, code = public_error(exc, stage=stage)
+            log.warning("provisioning failed for a user: %s", code)
+            deployed = stage != "The deployment"
+            await self._update(
+                user_id, connection=ConnectionStatus.error,
+                deployment=None if deployed else DeploymentStatus.failed,
+                expect_credential_version=credential_version,
+                connection_error=message, connection_error_code=code,
+                deployment_progress=f"{'Moving your content' if deployed else 'Deployment'} "
+                                    f"failed: {message}")
+
+    async def _deploy(self, database: UserDatabase, user_id: str,
+                      credential_version: int) -> DeployOutcome:
+        async def progress(step: int, total: int, label: str) -> None:
+            await update_state(self.main, user_id, expect_credential_version=credential_version,
+                               deployment_progress=label, deployment_step=step,
+                               deployment_total_steps=total)
+
+        async with asyncio.timeout(self.limits.deploy_s), \
+                database.connection(statement_timeout_s=self.limits.deploy_s) as conn:
+            outcome = await deploy_content_schema(conn, progress=progress)
+        await self._update(user_id, deployment=DeploymentStatus.deployed,
+                           expect_credential_version=credential_version,
+                           schema_version=outcome.version, instance_id=outcome.instance_id,
+                           last_schema_deploy=self._clock(),
+                           deployment_progress="Moving your existing content")
+        return outcome
+
+    async def _move_in(self, database: UserDatabase, config: DatabaseConfig,
+                       outcome: DeployOutcome) -> None:
+        """Move the user's content onto ``database`` with their requests held, then mark
+        them connected — only once nothing of theirs is left anywhere else."""
+        user_id, expect = config.user_id, config.credential_version
+        await self._update(user_id, connection=ConnectionStatus.moving,
+                           expect_credential_version=expect,
+                           deployment_progress="Moving your content from your previous "
+                           "database" if config.switching else "Moving your existing content")
+        moved = 0
+        async with asyncio.timeout(self.limits.move_s):
+            if config.switching and config.previous_instance_id != outcome.instance_id:
+                old = self.database(config.decrypt_previous_url(self.vault))
+                keep_copy = config.previous_database_mode != OldDatabase.delete.value
+                async with old.connection(statement_timeout_s=self.limits.move_s) as source, \
+                        database.connection(statement_timeout_s=self.limits.move_s) as target:
+                    report = await move_user_content(source, target, user_id,
+                                                     lock_source_tables=True,
+                                                     delete_source=not keep_copy)
+                moved += report.total_rows
+            async with self._main_connection() as main, \
+                    holding_user_writes_on_main(main, user_id), \
+                    database.connection(statement_timeout_s=self.limits.move_s) as target:
+                report = await move_user_content(main, target, user_id,
+                                                 lock_source_tables=False)
+                moved += report.total_rows
+                await self._update(
+                    user_id, connection=ConnectionStatus.connected,
+                    expect_credential_version=expect, consecutive_failures=0,
+                    content_placement=Placement.user.value, last_connection_test=self._clock(),
+                    deployment_progress=f"Connected; moved {moved} rows to your database",
+                    **_NO_SWITCH)
+
+    @asynccontextmanager
+    async def _main_connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """An autocommit psycopg connection to main from the main pool (moves need COPY)."""
+        async with self.main.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            assert isinstance(driver, psycopg.AsyncConnection)
+            yield driver
+
+    # -- retry -----------------------------------------------------------------------------
+    async def retry(self, user_id: str) -> tuple[DatabaseConfig | None, bool]:
+        """Reconnect after an outage, or finish what did not complete. Returns the state
+        and whether work was queued (then it is not final yet)."""
+        config = await self.state(user_id)
+        if config is None or config.encrypted_url is None or config.connection_status in (
+                ConnectionStatus.none, ConnectionStatus.disconnected):
+            raise NotFound("no database is saved for your account")
+        if config.deployment_status is DeploymentStatus.deploying or \
+                config.connection_status is ConnectionStatus.moving:
+            return config, True
+        if (config.deployment_status is not DeploymentStatus.deployed
+                or config.connection_status is ConnectionStatus.pending
+                or config.content_placement is Placement.main or config.switching):
+            # Not switched over (or content left elsewhere): finish provisioning, which
+            # marks the user connected only once every row is on their database.
+            await self.jobs.provision(user_id, config.credential_version)
+            return await self.state(user_id), True
+        return await self.check(config), False
+
+    async def check(self, config: DatabaseConfig) -> DatabaseConfig | None:
+        """Check the saved database now: reachable with our schema → ``connected``."""
+        user_id = config.user_id
+        try:
+            database = self.database_of(config)
+            async with asyncio.timeout(self.limits.test_s):
+                schema = await database.deployed_schema()
+            if schema is None or schema.version != config.schema_version or \
+                    schema.instance_id != config.instance_id:
+                raise ConnectionCheckError(
+                    "The byodb schema on your database is missing or is not the one "
+                    "deployed for you.", hint="Redeploy from Settings → Database.",
+                    code="schema_conflict")
+        except (ConnectionCheckError, DecryptionError, TimeoutError, psycopg.Error,
+                OSError, ByodbError) as exc:
+            message, code = public_error(exc, stage="The check")
+            return await self._update(
+                user_id, connection=ConnectionStatus.error,
+                expect_credential_version=config.credential_version,
+                connection_error=message, connection_error_code=code,
+                last_connection_test=self._clock(),
+                consecutive_failures=config.consecutive_failures + 1)
+        return await self._update(
+            user_id, connection=ConnectionStatus.connected,
+            expect_credential_version=config.credential_version, connection_error=None,
+            connection_error_code=None, consecutive_failures=0,
+            last_connection_test=self._clock())
+
+    async def mark_unreachable(self, user_id: str, credential_version: int, message: str,
+                               code: str = "unreachable") -> None:
+        """Record that a routed call could not use the user's database."""
+        try:
+            await self._update(user_id, connection=ConnectionStatus.error,
+                               expect_credential_version=credential_version,
+                               connection_error=message, connection_error_code=code,
+                               last_connection_test=self._clock())
+        except Exception:  # the original failure matters more than bookkeeping
+            log.exception("could not record a connection failure for a user")
+
+    # -- disconnect ------------------------------------------------------------------------
+    async def disconnect(self, user_id: str, mode: DisconnectMode) -> tuple[DatabaseConfig |
+                                                                            None, bool]:
+        """Leave BYOD. ``keep`` is immediate; ``migrate`` and ``delete`` queue a job (the
+        user is ``moving`` until it ends). Returns the state and whether a job was queued."""
+        config = await self.state(user_id)
+        self._check_can_disconnect(config, mode)
+        assert config is not None
+        if mode is DisconnectMode.keep:
+            kept = await self._update(
+                user_id, connection=ConnectionStatus.disconnected,
+                deployment=DeploymentStatus.not_started,
+                deployment_progress="Disconnected; your data stays on your database",
+                **_ERASED)
+            return kept, False
+        label = ("Moving your data back" if mode is DisconnectMode.migrate
+                 else "Deleting your data")
+        moving = await self._update(user_id, connection=ConnectionStatus.moving,
+                                    deployment_progress=label)
+        await self.jobs.disconnect(user_id, config.credential_version, mode)
+        return moving, True
+
+    @staticmethod
+    def _check_can_disconnect(config: DatabaseConfig | None, mode: DisconnectMode) -> None:
+        """Refuse a disconnect that cannot be done now, with a reason a person can act on."""
+        if config is None or config.connection_status in (ConnectionStatus.none,
+                                                          ConnectionStatus.disconnected):
+            raise Conflict("no database is connected to your account")
+        if config.connection_status is ConnectionStatus.moving or \
+                config.deployment_status is DeploymentStatus.deploying:
+            raise Conflict("your data is being moved or deployed; wait until it finishes")
+        if mode is not DisconnectMode.keep and config.connection_status is not \
+                ConnectionStatus.connected:
+            raise Conflict("your database must be reachable to migrate or delete its data; "
+                           "retry the connection first, or choose keep")
+
+    async def finish_disconnect(self, user_id: str, credential_version: int,
+                                mode: DisconnectMode) -> None:
+        """The job body of ``migrate`` (copy back to main, validated, then delete theirs)
+        and ``delete``."""
+        config = await self.state(user_id)
+        if config is None or config.credential_version != credential_version:
+            return
+        try:
+            async with asyncio.timeout(self.limits.move_s):
+                database = self.database_of(config)
+                async with database.connection(
+                        statement_timeout_s=self.limits.move_s) as theirs:
+                    if mode is DisconnectMode.migrate:
+                        async with self._main_connection() as main, \
+                                holding_user_writes_on_main(main, user_id):
+                            await move_user_content(theirs, main, user_id,
+                                                    lock_source_tables=True)
+                            await self._disconnected(user_id, credential_version, mode)
+                            return
+                    await delete_user_rows(theirs, user_id)
+                    await drop_schema_if_empty(theirs)
+        except Exception as exc:
+            message, code = public_error(exc, stage=f"Disconnecting ({mode})")
+            if not isinstance(exc, MoveRefused | ByodbError):
+                message = f"{message} Retry the connection, then try again."
+            log.warning("disconnect (%s) failed for a user: %s", mode, code)
+            await self._update(user_id, connection=ConnectionStatus.error,
+                               expect_credential_version=credential_version,
+                               connection_error=message, connection_error_code=code,
+                               deployment_progress=f"Disconnecting failed: {message}")
+            return
+        await self._disconnected(user_id, credential_version, mode)
+
+    async def _disconnected(self, user_id: str, credential_version: int,
+                            mode: DisconnectMode) -> None:
+        done = ("Disconnected; your data was moved back" if mode is DisconnectMode.migrate
+                else "Disconnected; your data was deleted from your database")
+        await self._update(user_id, connection=ConnectionStatus.disconnected,
+                           deployment=DeploymentStatus.not_started,
+                           expect_credential_version=credential_version,
+                           deployment_progress=done, **_ERASED)
