@@ -173,6 +173,12 @@ class InstanceLifecycle:
         """Test a URL end to end; changes nothing. Never raises for a bad URL or database."""
         try:
             database = self.database(Secret(raw_url))
+        except ConnectionCheckError as exc:
+            return ConnectionVerdict(False, exc.code, exc.message, exc.hint)
+        return await self._test(database)
+
+    async def _test(self, database: UserDatabase) -> ConnectionVerdict:
+        try:
             target = await database.target()
         except ConnectionCheckError as exc:
             return ConnectionVerdict(False, exc.code, exc.message, exc.hint)
@@ -199,13 +205,13 @@ class InstanceLifecycle:
             raise Conflict("your data is being moved; wait until it finishes")
         if current is not None and current.deployment_status is DeploymentStatus.deploying:
             raise Conflict("a deployment is already running; wait until it finishes")
-        verdict = await self.test(raw_url)
+        database = self.database(Secret(raw_url))  # a malformed URL raises invalid_url
+        verdict = await self._test(database)
         if not verdict.ok:
             raise ConnectionCheckError(verdict.message, hint=verdict.hint, code=verdict.code)
         switch = self._switch_for(current, verdict, old_database)
-        saved = await save_credentials(self.main, self.vault, user_id,
-                                       parse_database_url(raw_url), Secret(raw_url.strip()),
-                                       switch=switch)
+        saved = await save_credentials(self.main, self.vault, user_id, database.url,
+                                       Secret(raw_url.strip()), switch=switch)
         await self._changed(user_id)
         await self.jobs.provision(user_id, saved.credential_version)
         return saved

@@ -12,6 +12,7 @@ import asyncio
 import os
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,9 @@ class Authenticator:
         self._settings = settings
         self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True) \
             if settings.is_production and settings.jwks_url else None
+        # PyJWKClient blocks on HTTP; it gets threads of its own, so signing in never waits
+        # behind other work on the default pool.
+        self._jwks_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jwks")
 
     async def verify(self, token: str | None) -> Principal:
         if not token:
@@ -75,7 +79,8 @@ class Authenticator:
                                     issuer=DEV_ISSUER, audience=DEV_AUDIENCE,
                                     options={"require": ["exp", "sub"]})
             else:
-                key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+                key = await asyncio.get_running_loop().run_in_executor(
+                    self._jwks_threads, self._jwks.get_signing_key_from_jwt, token)
                 audience = self._settings.jwt_audience
                 claims = jwt.decode(token, key.key, algorithms=["RS256", "ES256"],
                                     issuer=self._settings.jwt_issuer, audience=audience,
