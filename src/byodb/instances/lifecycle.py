@@ -444,10 +444,14 @@ class InstanceLifecycle:
                     await drop_schema_if_empty(theirs)
         except Exception as exc:
             message, code = public_error(exc, stage=f"Disconnecting ({mode})")
-            if not isinstance(exc, MoveRefused | ByodbError):
-                message = f"{message} Retry the connection, then try again."
             log.warning("disconnect (%s) failed for a user: %s", mode, code)
-            await self._update(user_id, connection=ConnectionStatus.error,
+            # A move refused for what their database holds changed nothing and their
+            # database works: they stay connected, told why. Anything else: error + retry.
+            refused = isinstance(exc, MoveRefused)
+            if not refused:
+                message = f"{message} Retry the connection, then try again."
+            await self._update(user_id, connection=ConnectionStatus.connected if refused
+                               else ConnectionStatus.error,
                                expect_credential_version=credential_version,
                                connection_error=message, connection_error_code=code,
                                deployment_progress=f"Disconnecting failed: {message}")
