@@ -160,3 +160,12 @@ def count_rows(url: str, sql: str, *params: Any) -> int:
     with psycopg.connect(url) as conn:
         row = conn.execute(sql, params).fetchone()
     return int(row[0]) if row else 0
+
+
+@pytest.fixture
+async def main(main_url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """An autocommit connection to this test's main database (search_path pinned)."""
+    conn = await psycopg.AsyncConnection.connect(
+        main_url, autocommit=True, options="-c search_path=pg_catalog,byodb")
+    yield conn
+    await conn.close()

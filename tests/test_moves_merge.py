@@ -14,7 +14,8 @@ import pytest
 
 from byodb.ids import new_id
 from byodb.instances.moves import MoveReport, MoveVerificationError, move_user_content
-from tests.test_moves_untrusted import Conn, connect, deploy_schema, everything, insert, row_count
+from tests.instances_support import deploy_schema
+from tests.moves_support import Conn, connect, everything, insert, row_count
 
 USER = "ada"
 EARLIER = datetime(2025, 1, 1, tzinfo=UTC)
@@ -22,16 +23,9 @@ LATER = EARLIER + timedelta(hours=1)
 
 
 @pytest.fixture
-async def main(main_url: str) -> AsyncIterator[Conn]:
-    conn = await connect(main_url)
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
 async def own(user_db_url: str) -> AsyncIterator[Conn]:
     """The user's own database, with the content schema deployed."""
-    deploy_schema(user_db_url)
+    await deploy_schema(user_db_url)
     conn = await connect(user_db_url)
     yield conn
     await conn.close()

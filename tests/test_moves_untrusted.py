@@ -8,73 +8,20 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import AsyncConnection, sql
-from psycopg.types.json import Jsonb
+from psycopg import sql
 
-from byodb.content import CONTENT_SCHEMA_VERSION, content_schema_statements, meta_insert_sql
 from byodb.content.limits import MAX_FILE_BYTES
 from byodb.ids import new_id
 from byodb.instances.moves import (
     MoveRefused,
-    content_tables,
     move_user_content,
-    set_comparable_session,
 )
+from tests.instances_support import deploy_schema
+from tests.moves_support import Conn, connect, everything, insert, row_count
 
 ATTACKER = "attacker"
 VICTIM = "victim"
-PINNED = "-c search_path=pg_catalog,byodb"
-
-Conn = AsyncConnection[Any]
-
-
-# --- helpers shared with test_moves_merge.py ---------------------------------------------
-
-
-async def connect(url: str, *, pinned: bool = True) -> Conn:
-    """An autocommit connection; ``pinned`` puts pg_catalog first whatever the database says."""
-    if pinned:
-        return await psycopg.AsyncConnection.connect(url, autocommit=True, options=PINNED)
-    return await psycopg.AsyncConnection.connect(url, autocommit=True)
-
-
-def deploy_schema(url: str) -> None:
-    """The current content schema and its byodb_meta row, as a deploy would leave them."""
-    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
-        for statement in content_schema_statements():
-            conn.execute(statement)
-        conn.execute(meta_insert_sql(CONTENT_SCHEMA_VERSION))
-
-
-async def insert(conn: Conn, table: str, **values: Any) -> uuid.UUID:
-    """Insert one row (a fresh id unless given); dicts are stored as JSON."""
-    values.setdefault("id", new_id())
-    row = {k: Jsonb(v) if isinstance(v, dict) else v for k, v in values.items()}
-    await conn.execute(sql.SQL("insert into {} ({}) values ({})").format(
-        sql.Identifier("byodb", table), sql.SQL(", ").join(map(sql.Identifier, row)),
-        sql.SQL(", ").join(sql.Placeholder() * len(row))), tuple(row.values()))
-    identifier: uuid.UUID = values["id"]
-    return identifier
-
-
-async def everything(conn: Conn, user_id: str | None = None) -> dict[str, list[str]]:
-    """Per content table, the full text of every row (of ``user_id``, or of everyone)."""
-    found: dict[str, list[str]] = {}
-    async with conn.transaction():
-        await set_comparable_session(conn)
-        for table in content_tables():
-            where = sql.SQL("where t.user_id::text = %s") if user_id else sql.SQL("")
-            cursor = await conn.execute(sql.SQL(
-                "select t::text from {} t {} order by t.id").format(
-                sql.Identifier("byodb", table.name), where), (user_id,) if user_id else ())
-            found[table.name] = [row[0] for row in await cursor.fetchall()]
-    return found
-
-
-def row_count(snapshot: dict[str, list[str]]) -> int:
-    return sum(len(rows) for rows in snapshot.values())
 
 
 # --- arrangement -------------------------------------------------------------------------
@@ -84,13 +31,6 @@ class Victim:
     def __init__(self, conversation: uuid.UUID, message: uuid.UUID) -> None:
         self.conversation = conversation
         self.message = message
-
-
-@pytest.fixture
-async def main(main_url: str) -> AsyncIterator[Conn]:
-    conn = await connect(main_url)
-    yield conn
-    await conn.close()
 
 
 @pytest.fixture
@@ -110,7 +50,7 @@ async def hostile(user_db_url: str) -> AsyncIterator[Conn]:
 
     Connected as its owner (the superuser of the user server), so the test can plant what
     any database owner can plant."""
-    deploy_schema(user_db_url)
+    await deploy_schema(user_db_url)
     conn = await connect(user_db_url)
     own = await insert(conn, "conversations", user_id=ATTACKER, title="Mine")
     await insert(conn, "messages", user_id=ATTACKER, conversation_id=own, role="user",

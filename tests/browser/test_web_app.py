@@ -125,7 +125,7 @@ async def test_connect_chat_outage_and_recovery_in_the_browser(
     blocker = page.get_by_role("alertdialog", name="We can't reach your database")
     await expect(blocker).to_be_visible()
     await expect(page.locator("#main")).to_be_hidden()
-    await expect(blocker).to_contain_text("could not be reached")
+    await expect(blocker).to_contain_text("stopped answering")
     await expect(blocker.get_by_role("link", name="Settings → Database")).to_be_visible()
     await screenshot(page, screenshots / "blocker.png")
     retry = blocker.get_by_role("button", name="Retry connection")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -85,6 +86,8 @@ class LifecycleLimits:
 
 
 StateListener = Callable[[str], Awaitable[None]]
+PROGRESS_INTERVAL_S = 0.25
+"""Deploy progress is written to main at most this often (and always at the end)."""
 
 # Erased from the row on every disconnect; the credential version is bumped so any queued
 # job for the old credentials becomes a no-op.
@@ -268,7 +271,16 @@ class InstanceLifecycle:
 
     async def _deploy(self, database: UserDatabase, user_id: str,
                       credential_version: int) -> DeployOutcome:
+        last_written = 0.0
+
         async def progress(step: int, total: int, label: str) -> None:
+            # A few writes a second are plenty for a progress bar; one per DDL statement
+            # would make every deploy wait on main ~120 times.
+            nonlocal last_written
+            now = time.monotonic()
+            if step != total and now - last_written < PROGRESS_INTERVAL_S:
+                return
+            last_written = now
             await update_state(self.main, user_id, expect_credential_version=credential_version,
                                deployment_progress=label, deployment_step=step,
                                deployment_total_steps=total)

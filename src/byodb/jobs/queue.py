@@ -24,9 +24,11 @@ from byodb.maindb.urls import libpq_url
 log = logging.getLogger(__name__)
 
 MAINTENANCE_QUEUE = "byod_maintenance"
-# Queue → how many of its jobs one process runs at once.
+# Queue → how many of its jobs one process runs at once. The jobs wait on other servers
+# almost all the time, so many run at once: a few users' stuck connects (each ends at its
+# deadline) leave room for everyone else's.
 WORKER_CONCURRENCY: dict[str, int] = {
-    instance_jobs.CONNECT_QUEUE: 4,
+    instance_jobs.CONNECT_QUEUE: 16,
     instance_jobs.MOVE_QUEUE: 2,
     MAINTENANCE_QUEUE: 1,
 }

@@ -50,6 +50,7 @@ _STOPPED = "Your database stopped answering."
 # statement or lock timeout (e.g. the owner holds a table locked). They block this request
 # (503) without marking the database unreachable.
 _SLOW_SQLSTATES = frozenset({"57014", "55P03"})
+_DOWN_CODES = frozenset({"unreachable", "timeout"})
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,10 @@ class Router:
         except (TimeoutError, PoolTimeout, OSError, psycopg.OperationalError) as exc:
             raise await self._unreachable(user_id, route, _STOPPED, exc) from exc
         except ConnectionCheckError as exc:
+            # A new connection failed (the guard or the server said no). Down is "stopped
+            # answering", however the pool found out; a refusal keeps its own words.
+            if exc.code in _DOWN_CODES:
+                raise await self._unreachable(user_id, route, _STOPPED, exc) from exc
             await self._mark(user_id, route, exc.message, exc.code)
             raise ByodUnavailable(exc.message, hint=exc.hint) from exc
 
