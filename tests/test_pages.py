@@ -133,7 +133,9 @@ async def test_every_page_renders_for_a_signed_in_user(api: Api) -> None:
         "/settings/database": ['<label for="database-url">Database URL</label>',
                                'type="password"', ">Test connection</button>",
                                "Save &amp; deploy</button>", "Your database</th>",
-                               "Disconnect"],
+                               "Disconnect", "If this URL leads to another database",
+                               'name="old_database" value="keep" checked',
+                               'name="old_database" value="delete"'],
         "/help/database": ["Using your own database"],
     }
     for path, needles in expectations.items():

@@ -29,6 +29,7 @@ const ui = {
   save: $("[data-save]"),
   saveHelp: $("[data-save-help]"),
   cancelUpdate: $("[data-cancel-update]"),
+  switchChoice: $("[data-switch-choice]"),
   result: $("[data-test-result]"),
   resultTitle: $("[data-test-title]"),
   resultMessage: $("[data-test-message]"),
@@ -221,6 +222,7 @@ function renderConnectCard() {
   ui.connectTitle.textContent = updating ? "Update credentials"
     : c === "error" ? "Try a different database URL" : "Connect your database";
   ui.cancelUpdate.hidden = !updating;
+  ui.switchChoice.hidden = !updating;
 }
 
 // ---- live progress ------------------------------------------------------------------
@@ -303,7 +305,7 @@ ui.test.addEventListener("click", async () => {
       testedUrl = ui.url.value;
       ui.save.disabled = false;
       ui.saveHelp.textContent = updating
-        ? "Saving switches byodb to these credentials. Use them for the same database (e.g. a new password); to move to another database, disconnect first."
+        ? "Saving switches byodb to this URL. The same database with new credentials: nothing moves. Another database: your content moves there, and the current one keeps or deletes its copy as chosen above."
         : "Save & deploy creates byodb's tables in a “byodb” schema on your database and moves your content there.";
     }
   } catch (error) {
@@ -316,7 +318,11 @@ ui.form.addEventListener("submit", async (event) => {
   if (ui.save.disabled || testedUrl === null) return;
   const url = ui.url.value.trim();
   try {
-    const saved = await busy(ui.save, () => api("PUT", "/api/byod", { url }), "Saving…");
+    const body = { url };
+    if (updating) {
+      body.old_database = ui.form.querySelector("input[name=old_database]:checked")?.value || "keep";
+    }
+    const saved = await busy(ui.save, () => api("PUT", "/api/byod", body), "Saving…");
     ui.url.value = "";
     ui.url.type = "password";
     ui.toggleSecret.textContent = "Show";
