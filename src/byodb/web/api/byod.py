@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.responses import JSONResponse, Response
 
 from byodb.content import latest_schema_version
@@ -13,12 +13,13 @@ from byodb.content.package import build_package
 from byodb.instances.config_store import DatabaseConfig
 from byodb.instances.lifecycle import DisconnectMode, OldDatabase
 from byodb.instances.states import ContentAccess
+from byodb.web.api.models import RequestModel
 from byodb.web.deps import PrincipalDep, RuntimeDep
 
 router = APIRouter(prefix="/api/byod", tags=["byod"])
 
 
-class UrlBody(BaseModel):
+class UrlBody(RequestModel):
     url: str = Field(..., max_length=2048, description="postgresql:// connection URL")
 
 
@@ -28,7 +29,7 @@ class SaveBody(UrlBody):
         "content: keep the old database's copy after the move, or delete it there.")
 
 
-class DisconnectBody(BaseModel):
+class DisconnectBody(RequestModel):
     mode: Literal["keep", "migrate", "delete"]
 
 

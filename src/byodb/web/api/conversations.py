@@ -9,24 +9,25 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from byodb.content.limits import MAX_MESSAGE_CHARS, MAX_TITLE_CHARS
 from byodb.errors import ByodbError
 from byodb.services import conversations as conversation_service
 from byodb.services import messages as message_service
+from byodb.web.api.models import RequestModel
 from byodb.web.deps import PrincipalDep, RuntimeDep
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
 
-class NewConversation(BaseModel):
+class NewConversation(RequestModel):
     title: str | None = Field(None, max_length=MAX_TITLE_CHARS)
     model: str | None = Field(None, max_length=200)
     system_prompt: str | None = Field(None, max_length=MAX_MESSAGE_CHARS)
 
 
-class ConversationChanges(BaseModel):
+class ConversationChanges(RequestModel):
     title: str | None = Field(None, max_length=MAX_TITLE_CHARS)
     is_archived: bool | None = None
     is_pinned: bool | None = None
@@ -34,7 +35,7 @@ class ConversationChanges(BaseModel):
     system_prompt: str | None = Field(None, max_length=MAX_MESSAGE_CHARS)
 
 
-class NewMessage(BaseModel):
+class NewMessage(RequestModel):
     content: str = Field(..., min_length=1, max_length=MAX_MESSAGE_CHARS)
     parent_message_id: UUID | None = Field(
         None, description="Branch from this message of the conversation (edit or "

@@ -24,12 +24,15 @@ router = APIRouter(prefix="/api/files", tags=["files"])
 
 # Multipart framing (boundaries, part headers) on top of the file itself.
 _ENVELOPE_BYTES = 64 * 1024
+# The upload's only form field; any other is refused (422), as in the JSON routes.
+_FORM_FIELDS = frozenset({"file"})
+_MAX_NAME_SHOWN = 100
 
 _UPLOAD_SCHEMA: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["file"],
+            "type": "object", "required": ["file"], "additionalProperties": False,
             "properties": {"file": {"type": "string", "format": "binary",
                                     "description": "Allowed types: " + ", ".join(ALLOWED_TYPES)
                                                    + f"; at most {MAX_FILE_BYTES} bytes."}},
@@ -63,6 +66,12 @@ async def upload(request: Request, rt: RuntimeDep, me: PrincipalDep) -> dict[str
     the size limit."""
     limited = _limited(request, MAX_FILE_BYTES + _ENVELOPE_BYTES)
     async with limited.form(max_files=1, max_fields=5) as form:
+        # Like every request model (``RequestModel``): a field other than ``file`` is
+        # refused, not ignored.
+        unknown = sorted(set(form.keys()) - _FORM_FIELDS)
+        if unknown:
+            raise InvalidInput(f"{unknown[0][:_MAX_NAME_SHOWN]}: Extra inputs are not "
+                               "permitted")
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidInput("send the file as multipart/form-data in a field named file")

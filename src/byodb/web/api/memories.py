@@ -6,23 +6,24 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from byodb.assistant.extraction import MAX_MEMORY_CHARS
 from byodb.services import memories as memory_service
 from byodb.services.memories import MAX_CATEGORY_CHARS
+from byodb.web.api.models import RequestModel
 from byodb.web.deps import PrincipalDep, RuntimeDep
 
 router = APIRouter(prefix="/api/memories", tags=["memories"])
 
 
-class NewMemory(BaseModel):
+class NewMemory(RequestModel):
     content: str = Field(..., min_length=1, max_length=MAX_MEMORY_CHARS)
     category: str | None = Field(None, max_length=MAX_CATEGORY_CHARS)
     importance: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
 
 
-class MemoryChanges(BaseModel):
+class MemoryChanges(RequestModel):
     content: str | None = Field(None, min_length=1, max_length=MAX_MEMORY_CHARS)
     category: str | None = Field(None, max_length=MAX_CATEGORY_CHARS)
     importance: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)

@@ -19,18 +19,17 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, create_model
+from pydantic import AwareDatetime, BaseModel, Field, JsonValue, create_model
 
 from byodb.content.limits import MAX_LIST_LIMIT, MAX_LIST_OFFSET
 from byodb.services import links as link_service
 from byodb.services import resources as resource_service
 from byodb.services.links import Link
 from byodb.services.resources import FieldRule, Resource, field_rule
+from byodb.web.api.models import RequestModel
 from byodb.web.deps import PrincipalDep, RuntimeDep
 
 OPERATIONS = frozenset({"create", "list", "get", "update", "delete"})
-
-_FORBID_EXTRA = ConfigDict(extra="forbid")
 
 
 def _camel(label: str) -> str:
@@ -58,8 +57,9 @@ def _python_type(rule: FieldRule) -> tuple[Any, dict[str, Any]]:
     return types[rule.kind], {}
 
 
-def _model(name: str, fields: dict[str, tuple[Any, Any]]) -> type[BaseModel]:
-    model: type[BaseModel] = create_model(name, __config__=_FORBID_EXTRA, **fields)  # type: ignore[call-overload]
+def _model(name: str, fields: dict[str, tuple[Any, Any]]) -> type[RequestModel]:
+    """A generated request model; like every request model it refuses unknown fields."""
+    model: type[RequestModel] = create_model(name, __base__=RequestModel, **fields)  # type: ignore[call-overload]
     return model
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, Field
 
 from byodb.content.limits import (
     HASH_PATTERN,
@@ -17,6 +17,7 @@ from byodb.content.limits import (
     MAX_TEXT_CHARS,
 )
 from byodb.services import tts_cache as tts_service
+from byodb.web.api.models import RequestModel
 from byodb.web.deps import PrincipalDep, RuntimeDep
 
 router = APIRouter(prefix="/api/tts-cache", tags=["tts cache"])
@@ -24,9 +25,7 @@ router = APIRouter(prefix="/api/tts-cache", tags=["tts cache"])
 _BASE64_CHARS = 4 * -(-MAX_INLINE_BYTES // 3)
 
 
-class NewAudio(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class NewAudio(RequestModel):
     hash: str = Field(..., min_length=1, max_length=MAX_HASH_CHARS, pattern=HASH_PATTERN,
                       description="The client's hash of text + voice + settings")
     text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS)
