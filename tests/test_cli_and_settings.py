@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jwt
 import pytest
@@ -57,7 +61,8 @@ def test_production_refuses_to_start_without_key_and_issuer(tmp_path: Path) -> N
 def test_production_settings_refuse_private_hosts_and_require_tls() -> None:
     settings = Settings(BYODB_ENV="production", BYOD_ENCRYPTION_KEY="ab" * 32,
                         BYODB_JWKS_URL="https://issuer.example/.well-known/jwks.json",
-                        BYODB_JWT_ISSUER="https://issuer.example")
+                        BYODB_JWT_ISSUER="https://issuer.example",
+                        BYODB_JWT_AUDIENCE="byodb")
     settings.check_production()
     assert settings.private_hosts_allowed is False and settings.tls_required is True
     allowed = Settings(BYODB_ENV="production", BYODB_ALLOW_PRIVATE_HOSTS=True)
@@ -113,3 +118,94 @@ def test_rotate_key_reencrypts_stored_credentials(tmp_path: Path, main_url: str)
     assert Vault(KeyRing.from_hex(new)).decrypt(stored[0], user_id="ann",
                                                 field="database_url").reveal() == url
     assert "re-encrypted 0" in run("rotate-key", env=env).stdout  # idempotent
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+def test_serve_checks_its_port_before_starting_anything(tmp_path: Path) -> None:
+    with _listening_socket() as taken:
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        env = {"BYODB_DATA_DIR": str(tmp_path), "BYODB_DATABASE_URL": ""}
+        result = run("serve", "--port", str(port), env=env)
+    assert result.returncode == 1
+    assert time.monotonic() - started < 30  # no embedded start-up, no migrations
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert errors == [f"error: port {port} on 127.0.0.1 is already in use; "
+                      f"pick another with --port (e.g. --port {port + 1})"]
+    assert "Traceback" not in result.stderr and "startup complete" not in result.stderr
+    assert not (tmp_path / "postgres").exists()  # no embedded server was started
+
+
+def test_development_banner_fits_80_columns_without_breaking_a_sentence(
+        tmp_path: Path) -> None:
+    with _listening_socket() as taken:  # serve prints the banner, then stops at the port
+        result = run("serve", "--port", str(taken.getsockname()[1]),
+                     env={"BYODB_DATA_DIR": str(tmp_path), "COLUMNS": "80"})
+    lines = result.stderr.splitlines()
+    banner = [line.strip("│ ") for line in lines if line.startswith("│")]
+    assert banner[0] == "DEVELOPMENT MODE"
+    assert all(len(line) <= 80 for line in lines if not line.startswith("error:"))
+    sentences = ["Anyone can sign in as any user.",
+                 f"Tokens and the encryption key are generated and kept in {tmp_path}/.",
+                 "Private and loopback database hosts are allowed.",
+                 "For real use: BYODB_ENV=production, BYOD_ENCRYPTION_KEY and a JWT issuer."]
+    joined = " ".join(banner[1:])
+    for sentence in sentences:
+        assert sentence in joined
+    # Every line of the banner ends a sentence, or (a long data dir) leads to its path.
+    for line in banner[1:]:
+        assert line.endswith(".") or line.endswith(" kept in"), line
+
+
+def test_export_into_a_missing_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    out = tmp_path / "missing-dir" / "x.zip"
+    result = run("project", "export", str(out))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot write {out}: the folder {out.parent} does not exist"]
+    assert not out.parent.exists()
+    written = run("project", "export", str(tmp_path / "x.zip"))
+    assert written.returncode == 0 and (tmp_path / "x.zip").stat().st_size > 0
+
+
+def test_devdb_stop_of_an_unknown_sandbox_says_so(tmp_path: Path) -> None:
+    env = {"BYODB_DATA_DIR": str(tmp_path)}
+    result = run("devdb", "stop", "nosuch", env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no sandbox database named 'nosuch'")
+    assert "byodb devdb start nosuch" in result.stderr
+    assert "stopped" not in result.stdout
+    escape = run("devdb", "stop", "../../etc", env=env)
+    assert escape.returncode == 2 and "invalid sandbox name" in escape.stderr
+
+
+def test_worker_says_what_it_serves_and_from_where_without_the_password(
+        tmp_path: Path, main_url: str) -> None:
+    password = urlsplit(main_url).password
+    assert password
+    process = subprocess.Popen([*BYODB, "worker"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "BYODB_DATABASE_URL": main_url,
+                                    "BYODB_DATA_DIR": str(tmp_path)})
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline().strip()  # the first line it prints
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+    where = urlsplit(main_url)
+    assert line == ("byodb worker: serving queues byod_connect (16 at a time), "
+                    "byod_move (2 at a time), byod_maintenance (1 at a time) from "
+                    f"postgresql://postgres:****@127.0.0.1:{where.port}{where.path}")
+    assert password not in line

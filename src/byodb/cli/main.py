@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import re
 import signal
+import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import psycopg
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -20,13 +24,13 @@ from byodb.content.package import build_package
 from byodb.errors import ByodbError
 from byodb.instances.config_store import rotate_credentials
 from byodb.instances.jobs import ProcrastinateJobs
-from byodb.jobs.queue import bound_job_app, ensure_job_schema, run_workers
-from byodb.maindb.embedded import PostgresCluster
+from byodb.jobs.queue import WORKER_CONCURRENCY, bound_job_app, ensure_job_schema, run_workers
+from byodb.maindb.embedded import EmbeddedServerError, PostgresCluster, ServerShare
 from byodb.maindb.location import start_main_database
 from byodb.maindb.migrate import upgrade_main
-from byodb.maindb.urls import async_url
+from byodb.maindb.urls import async_url, redacted_url
 from byodb.runtime import build_runtime
-from byodb.settings import get_settings
+from byodb.settings import Settings, get_settings
 from byodb.vault import Vault, generate_key_hex
 from byodb.vault.keys import load_key_ring
 from byodb.web.app import create_app
@@ -42,18 +46,63 @@ project_app = typer.Typer(help="The manual-deployment package.", no_args_is_help
 app.add_typer(project_app, name="project")
 err = Console(stderr=True)
 
+# The banner's text lines are at most this long: with the panel's border and padding
+# (4 columns) it fits an 80-column terminal, so Rich never has to wrap a sentence.
+_BANNER_WIDTH = 76
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """One ``error: …`` line on stderr, then exit with ``code``.
+
+    soft_wrap keeps it one line however narrow the terminal; escape keeps paths and
+    URLs with brackets (``[::1]``) from being read as Rich markup.
+    """
+    err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _development_banner_lines(data_dir: Path) -> list[str]:
+    """The development banner, one sentence a line (each ≤ _BANNER_WIDTH when it can be)."""
+    keys = f"Tokens and the encryption key are generated and kept in {data_dir}/."
+    if len(keys) > _BANNER_WIDTH:  # a long data dir gets a line of its own
+        keys = f"Tokens and the encryption key are generated and kept in\n  {data_dir}/."
+    return [
+        "Anyone can sign in as any user.",
+        keys,
+        "Private and loopback database hosts are allowed.",
+        "For real use: BYODB_ENV=production, BYOD_ENCRYPTION_KEY and a JWT issuer.",
+    ]
+
 
 def _announce_environment() -> None:
     settings = get_settings()
     if settings.is_production:
         err.print("[bold]byodb[/] production mode")
         return
-    err.print(Panel.fit(
-        "[bold yellow]DEVELOPMENT MODE[/]\n"
-        "Anyone can sign in as any user; tokens and the encryption key are generated and kept\n"
-        f"in {settings.data_dir}/. Private and loopback database hosts are allowed.\n"
-        "Set BYODB_ENV=production (with BYOD_ENCRYPTION_KEY and a JWT issuer) for real use.",
-        border_style="yellow"))
+    body = "\n".join(escape(line) for line in _development_banner_lines(settings.data_dir))
+    err.print(Panel.fit(f"[bold yellow]DEVELOPMENT MODE[/]\n{body}", border_style="yellow"))
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail now, before anything starts, if uvicorn could not listen on host:port.
+
+    Binds the way uvicorn does (same family choice, SO_REUSEADDR) and lets go at once;
+    the gap until uvicorn binds is short, and uvicorn still fails cleanly if it is lost.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        another = f"pick another with --port (e.g. --port {port + 1})" if port < 65535 \
+            else "pick another with --port"
+        if exc.errno == errno.EADDRINUSE:
+            _fail(f"port {port} on {host} is already in use; {another}", 1)
+        if exc.errno == errno.EACCES:
+            _fail(f"not allowed to listen on port {port} on {host}; {another}", 1)
+        _fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+              f"check --host, or {another}", 1)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -74,19 +123,33 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
         err.print(f"[red]error:[/] {exc.message}")
         raise typer.Exit(2) from None
     _announce_environment()
-    url, cluster = start_main_database(settings)
-    if cluster is not None:
-        err.print(f"main database: embedded PostgreSQL in {cluster.root}")
+    # Before the slow part: a taken port is reported at once, with nothing started.
+    _check_port(host, port)
+    url, share = _start_main(settings)
+    if share is not None:
+        how = ("started by this process" if share.started
+               else "already running; shared with the byodb processes using it")
+        err.print(f"main database: embedded PostgreSQL in {escape(str(share.cluster.root))} "
+                  f"({how})", soft_wrap=True)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it; with this handler in
-    # place that ends in SystemExit, so the embedded server below is stopped too.
+    # place that ends in SystemExit, so this process's share of the embedded server is
+    # released too (which stops it only if no other byodb process uses it).
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.run(create_app(settings, main_url=url), host=host, port=port,
                     log_level="info", proxy_headers=False,
                     access_log=False)  # ours (web/access_log.py) leaves query strings out
     finally:
-        if cluster is not None:
-            cluster.stop()
+        if share is not None and not share.release():
+            err.print("embedded PostgreSQL left running: another byodb process uses it")
+
+
+def _start_main(settings: Settings) -> tuple[str, ServerShare | None]:
+    """:func:`start_main_database`, with a stuck embedded server as an ``error:`` line."""
+    try:
+        return start_main_database(settings)
+    except EmbeddedServerError as exc:
+        _fail(f"embedded PostgreSQL: {exc}; try again, or stop the other byodb process", 1)
 
 
 @app.command()
@@ -94,8 +157,15 @@ def worker() -> None:
     """Run background jobs in this process (``byodb serve`` also runs them inline)."""
 
     settings = get_settings()
-    settings.check_production()
-    url, _ = start_main_database(settings)
+    try:
+        settings.check_production()
+    except ByodbError as exc:
+        _fail(exc.message)
+    url, share = _start_main(settings)
+    queues = ", ".join(f"{queue} ({concurrency} at a time)"
+                       for queue, concurrency in WORKER_CONCURRENCY.items())
+    # One line: what this process does and where, the password masked.
+    typer.echo(f"byodb worker: serving queues {queues} from {redacted_url(url)}", err=True)
 
     async def run() -> None:
         async with bound_job_app(url) as job_app:
@@ -106,7 +176,15 @@ def worker() -> None:
             finally:
                 await runtime.close()
 
-    asyncio.run(run())
+    # As in serve: SIGTERM ends in SystemExit, so the share below is released.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a foreground worker is stopped, not an error
+    finally:
+        if share is not None:
+            share.release()
 
 
 @app.command()
@@ -137,7 +215,7 @@ def rotate_key() -> None:
     """
 
     settings = get_settings()
-    url, _ = start_main_database(settings)
+    url, share = _start_main(settings)
 
     async def run() -> int:
 
@@ -150,8 +228,10 @@ def rotate_key() -> None:
     try:
         count = asyncio.run(run())
     except ByodbError as exc:
-        err.print(f"[red]error:[/] {exc.message}")
-        raise typer.Exit(2) from None
+        _fail(exc.message)
+    finally:
+        if share is not None:
+            share.release()
     typer.echo(f"re-encrypted {count} credential(s)")
 
 
@@ -159,8 +239,12 @@ def rotate_key() -> None:
 def db_upgrade() -> None:
     """Apply pending main-database migrations (also done at every start)."""
 
-    url, _ = start_main_database(get_settings())
-    upgrade_main(url)
+    url, share = _start_main(get_settings())
+    try:
+        upgrade_main(url)
+    finally:
+        if share is not None:
+            share.release()
     typer.echo("main database is up to date")
 
 
@@ -176,9 +260,18 @@ devdb_app = typer.Typer(help="A throwaway local PostgreSQL to play 'your own dat
 app.add_typer(devdb_app, name="devdb")
 
 
-def _devdb(name: str) -> PostgresCluster:
+# A sandbox's name becomes a directory under <data dir>/devdb: no separators, no "..".
+_DEVDB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 
-    return PostgresCluster(get_settings().data_dir.resolve() / "devdb" / name)
+
+def _devdb_root() -> Path:
+    return get_settings().data_dir.resolve() / "devdb"
+
+
+def _devdb(name: str) -> PostgresCluster:
+    if not _DEVDB_NAME.fullmatch(name):
+        _fail(f"invalid sandbox name {name!r}: use letters, digits, '-' and '_'")
+    return PostgresCluster(_devdb_root() / name)
 
 
 @devdb_app.command("start")
@@ -197,7 +290,18 @@ def devdb_start(name: Annotated[str, typer.Argument(help="Which sandbox server."
 def devdb_stop(name: Annotated[str, typer.Argument(help="Which sandbox server.")] = "mine",
                ) -> None:
     """Stop the sandbox server (its data stays; `start` brings it back on the same port)."""
-    _devdb(name).stop()
+    cluster = _devdb(name)
+    if not (cluster.pgdata / "PG_VERSION").exists():
+        root = _devdb_root()
+        known = sorted(p.name for p in root.iterdir() if (p / "pgdata" / "PG_VERSION").exists()) \
+            if root.is_dir() else []
+        have = f"there are: {', '.join(known)}" if known else "there are none yet"
+        _fail(f"no sandbox database named {name!r} in {root} ({have}); "
+              f"`byodb devdb start {name}` creates it")
+    if cluster.running_port() is None:
+        typer.echo(f"{name} was not running")
+        return
+    cluster.stop()
     typer.echo("stopped")
 
 
@@ -205,7 +309,12 @@ def devdb_stop(name: Annotated[str, typer.Argument(help="Which sandbox server.")
 def project_export(out: Annotated[Path, typer.Argument(help="Where to write the .zip.")]) -> None:
     """Write the manual-deployment package (schema SQL, steps, README) to OUT."""
 
-    out.write_bytes(build_package())
+    if not out.parent.is_dir():  # not created for the user: a typo should not make folders
+        _fail(f"cannot write {out}: the folder {out.parent} does not exist")
+    try:
+        out.write_bytes(build_package())
+    except OSError as exc:  # a directory named OUT, no permission, a full disk…
+        _fail(f"cannot write {out}: {exc.strerror or exc}")
     typer.echo(f"wrote {out}")
 
 

@@ -3,19 +3,30 @@
 ``byodb serve`` uses one as the default main database (under ``<data dir>/postgres``) so no
 server has to be installed; the tests use the same class to play users' own databases on
 their own TCP ports. The cluster listens on 127.0.0.1 only, with password (SCRAM) auth.
+
+Several byodb processes may use one data directory's server at once (``serve``, ``worker``,
+a second ``serve`` on another port, ``db upgrade``…). Each holds a :class:`ServerShare`: a
+shared ``flock`` on ``users.lock`` kept for the life of the process. Whoever leaves takes the
+lock exclusively, without waiting, and stops the server only if that succeeds, i.e. when no
+other process still holds a share. The kernel drops the locks of a process that dies, even
+by SIGKILL, so there is no count on disk to go stale and no "owner" whose exit breaks the
+others.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pwd
 import secrets
 import socket
 import stat
 import subprocess
+import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -26,6 +37,42 @@ with warnings.catch_warnings():
 
 _SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
 SUPERUSER = "postgres"
+# A stop (pg_ctl -w, up to a minute) holds the locks below; waiting a little longer than
+# that tells a stuck holder from a slow one.
+_LOCK_WAIT = 90.0
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded server could not be reached in time (another process holds it)."""
+
+
+def _open_lock(path: Path) -> int:
+    # O_CLOEXEC (Python's default too): pg_ctl and the postmaster must not inherit the
+    # descriptor, or the server itself would look like a process still using it.
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def _flock(fd: int, operation: int, *, wait: float, what: str) -> None:
+    """``flock`` with a deadline (the call itself has none)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise EmbeddedServerError(f"{what} is held by another process") from None
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _exclusively(path: Path, *, wait: float = _LOCK_WAIT) -> Iterator[None]:
+    fd = _open_lock(path)
+    try:
+        _flock(fd, fcntl.LOCK_EX, wait=wait, what=str(path))
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _free_port() -> int:
@@ -134,12 +181,25 @@ class PostgresCluster:
             return None
         return port
 
+    @property
+    def _control_lock(self) -> Path:
+        return self.root / "control.lock"
+
     def start(self) -> PostgresCluster:
+        self.root.mkdir(parents=True, exist_ok=True)
+        # Two processes starting at once would both see no postmaster.pid and both run
+        # initdb / pg_ctl start; the loser would fail. Starting and stopping take turns.
+        with _exclusively(self._control_lock):
+            self._start()
+        return self
+
+    def _start(self) -> bool:
+        """Start the server unless it runs; whether this call started it."""
         self.initialise()
         existing = self.running_port()
         if existing is not None:
             self.port = existing
-            return self
+            return False
         port_file = self.root / "port"
         if self.port is None and port_file.exists():
             self.port = int(port_file.read_text())  # same address across restarts
@@ -161,13 +221,40 @@ class PostgresCluster:
             else f"-h 127.0.0.1 -p {self.port} -k '' -c max_connections=200",
             "start",
         )
-        return self
+        return True
 
     def stop(self, mode: str = "fast") -> None:
-        if self.running_port() is None:
+        if not self.root.is_dir():
             return
-        with contextlib.suppress(subprocess.CalledProcessError):
-            self._run("pg_ctl", "-D", str(self.pgdata), "-m", mode, "-w", "stop")
+        with _exclusively(self._control_lock):
+            if self.running_port() is None:
+                return
+            try:
+                self._run("pg_ctl", "-D", str(self.pgdata), "-m", mode, "-w", "stop")
+            except subprocess.CalledProcessError as exc:
+                # It may have gone by itself meanwhile; a server still up is worth a word.
+                if self.running_port() is not None:
+                    message = exc.stderr.decode(errors="replace").strip() if exc.stderr else ""
+                    raise EmbeddedServerError(f"pg_ctl stop failed: {message}") from exc
+
+    def share(self, *, wait: float = _LOCK_WAIT) -> ServerShare:
+        """Start the server unless it runs, and hold a share of it until ``release()``.
+
+        Use this, not :meth:`start`/:meth:`stop`, when other processes may use the same
+        server: the last share released stops it, and no other release does.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = _open_lock(self.root / "users.lock")
+        try:
+            # Blocks only while a leaving process holds it exclusively to stop the server;
+            # once it has, this process starts the server again below.
+            _flock(fd, fcntl.LOCK_SH, wait=wait, what="the embedded server's users.lock")
+            with _exclusively(self._control_lock):
+                started = self._start()
+        except BaseException:
+            os.close(fd)
+            raise
+        return ServerShare(self, fd, started=started)
 
     def url(self, database: str = "postgres", *, user: str = SUPERUSER,
             password: str | None = None, driver: str = "postgresql") -> str:
@@ -175,3 +262,37 @@ class PostgresCluster:
         assert self.port is not None, "cluster not started"
         secret = self.password if password is None else password
         return f"{driver}://{quote(user)}:{quote(secret, safe='')}@127.0.0.1:{self.port}/{database}"
+
+
+@dataclass
+class ServerShare:
+    """This process's use of an embedded server that other processes may use too."""
+
+    cluster: PostgresCluster
+    _fd: int | None = field(repr=False)
+    started: bool = False  # whether this process started the server (for messages only)
+
+    def release(self) -> bool:
+        """Give the share up; stop the server if no other process holds one.
+
+        Returns whether the server was stopped. Safe to call twice.
+        """
+        if self._fd is None:
+            return False
+        # The shared lock goes before the exclusive one is asked for (flock's own conversion
+        # is not atomic either). Two processes leaving at the same moment: one of them gets
+        # the exclusive lock and stops the server. A newcomer taking a share in between:
+        # nobody stops it, and the newcomer uses it.
+        os.close(self._fd)
+        self._fd = None
+        fd = _open_lock(self.cluster.root / "users.lock")
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # another process still uses the server
+            # Newcomers wait on their shared lock until the stop has finished.
+            self.cluster.stop()
+            return True
+        finally:
+            os.close(fd)
