@@ -9,7 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from byodb.assistant import ChatModel, chat_model_from_settings
 from byodb.assistant.embeddings import EmbeddingModel, embedding_model_from_settings
-from byodb.instances.guard import GuardPolicy, Resolver, SessionLimits, system_resolver
+from byodb.instances.guard import (
+    GuardPolicy,
+    Resolver,
+    SessionLimits,
+    forget_host_libpq_environment,
+    system_resolver,
+)
 from byodb.instances.lifecycle import InstanceLifecycle, LifecycleJobs, LifecycleLimits
 from byodb.maindb.urls import async_url
 from byodb.routing import Router
@@ -56,6 +62,9 @@ def build_runtime(settings: Settings, main_url: str, *,
                   resolver: Resolver = system_resolver,
                   chat_model: ChatModel | None = None,
                   embedder: EmbeddingModel | None = None) -> Runtime:
+    # Before anything connects: no PG* variable of this host may shape a connection (a user's
+    # above all); main is configured by its URL alone.
+    forget_host_libpq_environment()
     main = create_async_engine(async_url(main_url), pool_size=10, max_overflow=10)
     vault = Vault(load_key_ring(settings))
     lifecycle = InstanceLifecycle(main=main, vault=vault,

@@ -24,7 +24,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from byodb.content.deploy import DeployedSchema, deployed_schema
-from byodb.instances.guard import CheckedTarget, ConnectionCheckError, DatabaseUrl, GuardPolicy
+from byodb.instances.guard import (
+    CheckedTarget,
+    ConnectionCheckError,
+    DatabaseUrl,
+    GuardPolicy,
+    client_auth_refusal,
+    forget_host_libpq_environment,
+)
 from byodb.instances.probe import classify_connect_error
 
 
@@ -49,13 +56,17 @@ class UserDatabase:
 
     async def _open(self, *, autocommit: bool) -> psycopg.AsyncConnection:
         target = await self.target()
+        # libpq reads PG* variables for what connect_kwargs() cannot pin (PGSERVICE, PGTZ);
+        # removing them here, right before the connection, covers any set after startup.
+        forget_host_libpq_environment()
         try:
             return await asyncio.wait_for(
                 psycopg.AsyncConnection.connect(**target.connect_kwargs(),
                                                 autocommit=autocommit),
                 self._policy.connect_timeout_s + 1)
         except (psycopg.Error, OSError, TimeoutError) as exc:
-            raise classify_connect_error(exc, target) from None
+            raise (client_auth_refusal(exc, target)
+                   or classify_connect_error(exc, target)) from None
 
     async def connect(self) -> psycopg.AsyncConnection:
         """A new autocommit connection (the caller closes it); failures are classified
