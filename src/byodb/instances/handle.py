@@ -11,6 +11,9 @@ All of it is async: no user-database work runs on a thread pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -74,17 +77,27 @@ class UserDatabase:
         return await self._open(autocommit=True)
 
     @asynccontextmanager
-    async def connection(self, *, statement_timeout_s: float | None = None
+    async def connection(self, *, statement_timeout_s: float | None = None,
+                         sever_after_s: float | None = None
                          ) -> AsyncIterator[psycopg.AsyncConnection]:
         """A connection for one operation; ``statement_timeout_s`` raises the session's
-        statement limit for long work (a deploy, a move's COPY) that has its own deadline."""
+        statement limit for long work (a deploy, a move's COPY) that has its own deadline.
+
+        ``sever_after_s``: past this, the socket is shut down whatever is waiting on it. The
+        caller's own deadline cancels first; this catches what a cancellation cannot end —
+        e.g. the ROLLBACK that follows it, sent to a server that stopped answering.
+        """
         conn = await self.connect()
+        watchdog = (asyncio.get_running_loop().call_later(sever_after_s, _sever, conn)
+                    if sever_after_s is not None else None)
         try:
             if statement_timeout_s is not None:
                 await conn.execute(psycopg.sql.SQL("set statement_timeout = {}").format(
                     psycopg.sql.Literal(max(1, round(statement_timeout_s * 1000)))))
             yield conn
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             await conn.close()
 
     @property
@@ -125,6 +138,19 @@ class UserDatabase:
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
+
+
+def _sever(conn: psycopg.AsyncConnection) -> None:
+    """Shut the connection's socket down so every wait on it ends at once (closing the
+    descriptor itself under a pending wait would leave that wait hanging)."""
+    if conn.closed:
+        return
+    try:
+        duplicate = os.dup(conn.pgconn.socket)
+    except (psycopg.OperationalError, OSError):
+        return
+    with socket.socket(fileno=duplicate) as sock, contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 PING_AFTER_IDLE_S = 1.0

@@ -86,6 +86,9 @@ class LifecycleLimits:
 
 
 StateListener = Callable[[str], Awaitable[None]]
+SEVER_GRACE_S = 2.0
+"""How long after an operation's deadline its user-database sockets are cut (the deadline
+cancels first; this ends what a cancellation cannot, see ``UserDatabase.connection``)."""
 PROGRESS_INTERVAL_S = 0.25
 """Deploy progress is written to main at most this often (and always at the end)."""
 
@@ -187,7 +190,8 @@ class InstanceLifecycle:
             return ConnectionVerdict(False, exc.code, exc.message, exc.hint)
         try:
             async with asyncio.timeout(self.limits.test_s):
-                async with database.connection() as conn:
+                async with database.connection(
+                        sever_after_s=self.limits.test_s + SEVER_GRACE_S) as conn:
                     return await preflight(conn, latest_version=latest_schema_version())
         except ConnectionCheckError as exc:
             return ConnectionVerdict(False, exc.code, exc.message, exc.hint)
@@ -286,7 +290,8 @@ class InstanceLifecycle:
                                deployment_total_steps=total)
 
         async with asyncio.timeout(self.limits.deploy_s), \
-                database.connection(statement_timeout_s=self.limits.deploy_s) as conn:
+                database.connection(statement_timeout_s=self.limits.deploy_s,
+                                    sever_after_s=self.limits.deploy_s + SEVER_GRACE_S) as conn:
             outcome = await deploy_content_schema(conn, progress=progress)
         await self._update(user_id, deployment=DeploymentStatus.deployed,
                            expect_credential_version=credential_version,
@@ -309,15 +314,15 @@ class InstanceLifecycle:
             if config.switching and config.previous_instance_id != outcome.instance_id:
                 old = self.database(config.decrypt_previous_url(self.vault))
                 keep_copy = config.previous_database_mode != OldDatabase.delete.value
-                async with old.connection(statement_timeout_s=self.limits.move_s) as source, \
-                        database.connection(statement_timeout_s=self.limits.move_s) as target:
+                async with old.connection(**self._move_session()) as source, \
+                        database.connection(**self._move_session()) as target:
                     report = await move_user_content(source, target, user_id,
                                                      lock_source_tables=True,
                                                      delete_source=not keep_copy)
                 moved += report.total_rows
             async with self._main_connection() as main, \
                     holding_user_writes_on_main(main, user_id), \
-                    database.connection(statement_timeout_s=self.limits.move_s) as target:
+                    database.connection(**self._move_session()) as target:
                 report = await move_user_content(main, target, user_id,
                                                  lock_source_tables=False)
                 moved += report.total_rows
@@ -327,6 +332,12 @@ class InstanceLifecycle:
                     content_placement=Placement.user.value, last_connection_test=self._clock(),
                     deployment_progress=f"Connected; moved {moved} rows to your database",
                     **_NO_SWITCH)
+
+    def _move_session(self) -> dict[str, float]:
+        """Connection limits for a move: statements as long as the move may take, and the
+        socket cut shortly after its deadline, whatever is still waiting on it."""
+        return {"statement_timeout_s": self.limits.move_s,
+                "sever_after_s": self.limits.move_s + SEVER_GRACE_S}
 
     @asynccontextmanager
     async def _main_connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
@@ -443,8 +454,7 @@ class InstanceLifecycle:
         try:
             async with asyncio.timeout(self.limits.move_s):
                 database = self.database_of(config)
-                async with database.connection(
-                        statement_timeout_s=self.limits.move_s) as theirs:
+                async with database.connection(**self._move_session()) as theirs:
                     if mode is DisconnectMode.migrate:
                         async with self._main_connection() as main, \
                                 holding_user_writes_on_main(main, user_id):

@@ -42,8 +42,10 @@ job_app.add_tasks_from(instance_jobs.blueprint, namespace=instance_jobs.NAMESPAC
 @contextlib.asynccontextmanager
 async def bound_job_app(main_url: str) -> AsyncIterator[procrastinate.App]:
     """The job app connected to ``main_url``, open for deferring (and running a worker)."""
+    # Each worker keeps a connection LISTENing for new jobs; fetching, finishing and
+    # deferring jobs need more on top, so the pool grows with the number of queues.
     connector = procrastinate.PsycopgConnector(conninfo=libpq_url(main_url), min_size=1,
-                                               max_size=4)
+                                               max_size=2 * len(WORKER_CONCURRENCY) + 4)
     with job_app.replace_connector(connector) as app:
         async with app.open_async():
             yield app
