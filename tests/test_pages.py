@@ -97,7 +97,8 @@ async def test_pages_send_a_signed_out_visitor_to_sign_in(api: Api) -> None:
 
 async def test_signing_out_clears_the_cookie(api: Api) -> None:
     signed_in = await sign_in(api, "cy")
-    response = await api.client.post("/signout", headers=session(signed_in))
+    response = await api.client.post("/signout", headers={**session(signed_in),
+                                                           "Origin": "http://byodb.test"})
     assert response.status_code == 303 and response.headers["location"] == "/signin"
     assert f'{SESSION_COOKIE}=""' in response.headers["set-cookie"]
     assert "max-age=0" in response.headers["set-cookie"].lower()
@@ -106,7 +107,8 @@ async def test_signing_out_clears_the_cookie(api: Api) -> None:
 async def test_development_sign_in_is_refused_in_production(tmp_path: Any, main_url: str) -> None:
     settings = Settings(BYODB_DATA_DIR=tmp_path / "prod", BYODB_ENV="production",
                         BYOD_ENCRYPTION_KEY="ab" * 32, BYODB_JWT_ISSUER="https://issuer.test",
-                        BYODB_JWKS_URL="https://issuer.test/.well-known/jwks.json")
+                        BYODB_JWKS_URL="https://issuer.test/.well-known/jwks.json",
+                        BYODB_JWT_AUDIENCE="byodb")
     app = create_app(settings, main_url=main_url, migrate=False, run_worker=False)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

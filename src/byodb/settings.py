@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from byodb.content.limits import MAX_FILE_BYTES
 from byodb.errors import ConfigurationError
 
 
@@ -40,6 +42,10 @@ class Settings(BaseSettings):
     jwks_url: str | None = Field(None, alias="BYODB_JWKS_URL")
     admin_claim: str = Field("byodb_admin", alias="BYODB_ADMIN_CLAIM")
     admin_users: str = Field("", alias="BYODB_ADMIN_USERS")
+    # Reverse proxies whose X-Forwarded-Proto / X-Forwarded-For are believed: comma-separated
+    # addresses or CIDRs. None by default: a header anyone can send must not make a plain-HTTP
+    # request look like HTTPS (Secure cookies, the same-site check's own origin).
+    trusted_proxies: str = Field("", alias="BYODB_TRUSTED_PROXIES")
 
     # Model provider: offline unless an OpenAI-compatible endpoint is configured.
     llm_base_url: str | None = Field(
@@ -68,6 +74,17 @@ class Settings(BaseSettings):
     engine_cache_size: int = Field(500, alias="BYODB_ENGINE_CACHE_SIZE")
     test_rate_limit_per_minute: int = Field(10, alias="BYODB_TEST_RATE_LIMIT")
 
+    # The HTTP edge: bodies above these sizes are refused (413) before they are read. JSON:
+    # the largest body the content API's field limits allow, in any JSON encoding, is
+    # about 1.8 MB; routes carrying base64 bytes (attachments, TTS audio) get
+    # MAX_INLINE_BYTES as base64 on top (byodb.web.edge_limits). Uploads: a file of
+    # MAX_FILE_BYTES plus its multipart framing.
+    max_json_body_bytes: int = Field(2 * 1024 * 1024, gt=0, alias="BYODB_MAX_JSON_BODY")
+    max_upload_bytes: int = Field(MAX_FILE_BYTES + 64 * 1024, gt=0,
+                                  alias="BYODB_MAX_UPLOAD_BYTES")
+    # GET /readyz answers within this many seconds, even when main hangs.
+    ready_timeout_s: float = Field(2.0, gt=0, alias="BYODB_READY_TIMEOUT")
+
     # Run background jobs inside `byodb serve` (a separate `byodb worker` may run them too).
     run_worker_in_app: bool = Field(True, alias="BYODB_INLINE_WORKER")
 
@@ -90,8 +107,27 @@ class Settings(BaseSettings):
     def admin_user_ids(self) -> frozenset[str]:
         return frozenset(u.strip() for u in self.admin_users.split(",") if u.strip())
 
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """``BYODB_TRUSTED_PROXIES`` parsed; a malformed entry is a configuration error, not
+        a silently ignored proxy (the server would then treat every request as plain HTTP)."""
+        networks = []
+        for entry in (e.strip() for e in self.trusted_proxies.split(",")):
+            if not entry:
+                continue
+            try:
+                networks.append(ip_network(entry, strict=False))
+            except ValueError:
+                raise ConfigurationError(
+                    f"BYODB_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR range"
+                ) from None
+        return tuple(networks)
+
     def check_production(self) -> None:
-        """Refuse to run in production without the secrets production needs."""
+        """Refuse to run in production without the secrets production needs (and, in any
+        environment, with a malformed ``BYODB_TRUSTED_PROXIES``: this is the one check every
+        entry point runs before serving)."""
+        self.trusted_proxy_networks  # noqa: B018 - raises ConfigurationError when malformed
         if not self.is_production:
             return
         missing = []
@@ -99,6 +135,10 @@ class Settings(BaseSettings):
             missing.append("BYOD_ENCRYPTION_KEY")
         if not (self.jwks_url and self.jwt_issuer):
             missing.append("BYODB_JWKS_URL and BYODB_JWT_ISSUER")
+        # Without an audience any token the issuer signs for another application would
+        # sign in here too.
+        if not self.jwt_audience:
+            missing.append("BYODB_JWT_AUDIENCE")
         if missing:
             raise ConfigurationError(
                 "production needs " + ", ".join(missing) + " (see README, Configuration)"

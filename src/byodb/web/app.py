@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from byodb import __version__
 from byodb.assistant import ChatModel
@@ -27,10 +28,14 @@ from byodb.web.api import files as files_api
 from byodb.web.api import memories as memories_api
 from byodb.web.api import search as search_api
 from byodb.web.auth import Authenticator
-from byodb.web.errors import install_error_handlers
+from byodb.web.edge_limits import BodyLimits, EdgeLimits
+from byodb.web.errors import error_body, install_error_handlers
 from byodb.web.notify import listen_for_route_changes
 from byodb.web.pages import install_pages
+from byodb.web.proxies import TrustedProxiesMiddleware
 from byodb.web.ratelimit import RateLimiter
+from byodb.web.readiness import ReadinessProbe
+from byodb.web.same_site import SameSiteMiddleware
 from byodb.web.users import UserDirectory
 
 log = logging.getLogger(__name__)
@@ -60,6 +65,8 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
             app.state.authenticator = Authenticator(settings)
             app.state.users = UserDirectory(runtime.main)
             app.state.test_limiter = RateLimiter(settings.test_rate_limit_per_minute)
+            app.state.readiness = ReadinessProbe.for_main(runtime.main, url,
+                                                          timeout_s=settings.ready_timeout_s)
             await ensure_job_schema(runtime.main, job_app)
             tasks.append(asyncio.create_task(listen_for_route_changes(url, runtime.router)))
             if with_worker:
@@ -79,11 +86,28 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
                   description="Bring your own database: each user's chat content on a "
                               "PostgreSQL they own.")
     install_error_handlers(app)
+    # Outside the error handlers, inside the access log (which then logs its 413s and 401s).
+    app.add_middleware(EdgeLimits, limits=BodyLimits.from_settings(settings))
+    # Cross-site cookie requests are refused before any body is read (web/same_site.py).
+    app.add_middleware(SameSiteMiddleware)
     app.add_middleware(AccessLogMiddleware)
+    # Outermost: the scheme a trusted proxy forwarded is in place before anything reads it.
+    app.add_middleware(TrustedProxiesMiddleware, settings=settings)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], responses={503: {"description": "not ready"}})
+    async def readyz() -> JSONResponse:
+        """200 only when main is reachable and migrated: where a load balancer sends
+        traffic (``/healthz`` is for restarts)."""
+        probe: ReadinessProbe = app.state.readiness
+        reason = await probe.not_ready_reason()
+        if reason is None:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse(error_body("not_ready", reason), status_code=503,
+                            headers={"Retry-After": "5"})
 
     app.include_router(byod_api.router)
     app.include_router(byod_events_api.router)

@@ -2,8 +2,16 @@
 
 Development: tokens are HS256-signed with a key kept in the data dir (``byodb token``).
 Production: tokens are verified against the issuer's JWKS (Clerk-compatible), issuer and
-optional audience. The admin role comes from a claim (``byodb_admin`` by default, or
-``role: admin``) or from ``BYODB_ADMIN_USERS``; it is always checked on the server.
+audience (both required: ``Settings.check_production``).
+
+Who is an admin, checked on the server for every request (docs/operations.md, "Admins"):
+the claim named by ``BYODB_ADMIN_CLAIM`` (``byodb_admin``) is ``true``, or ``role`` is
+``"admin"``, or ``metadata.role`` is ``"admin"``, or the subject is listed in
+``BYODB_ADMIN_USERS``. The identity provider must fill these claims only from data users
+cannot write themselves.
+
+Claims are type-checked after the signature (:func:`principal_from_claims`): a token the
+issuer signed can still carry any JSON, and a wrong type must be a 401, never a 500.
 """
 
 from __future__ import annotations
@@ -12,9 +20,11 @@ import asyncio
 import os
 import secrets
 import time
+import unicodedata
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import jwt
 
@@ -24,6 +34,11 @@ from byodb.settings import Settings
 DEV_ISSUER = "byodb-dev"
 DEV_AUDIENCE = "byodb"
 SESSION_COOKIE = "byodb_session"
+# Clerk ids are ~32 characters, Auth0's "provider|id" rarely over 100; 255 leaves room for
+# any issuer while keeping ids sane in keys, logs and URLs (user ids are path segments).
+MAX_SUBJECT_CHARS = 255
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,45 @@ class Principal:
     def require_admin(self) -> None:
         if not self.is_admin:
             raise Forbidden("this needs the admin role")
+
+
+def subject_problem(subject: object) -> str | None:
+    """Why ``subject`` cannot be a user id, or None. The one rule for user ids, whether they
+    come from a token's ``sub`` or from the development sign-in."""
+    if not isinstance(subject, str) or not subject:
+        return "the user id (sub) must be a non-empty string"
+    if len(subject) > MAX_SUBJECT_CHARS:
+        return f"the user id (sub) must be at most {MAX_SUBJECT_CHARS} characters"
+    # Control characters (NUL above all) break PostgreSQL text and forge log lines.
+    if any(unicodedata.category(char) == "Cc" for char in subject):
+        return "the user id (sub) must not contain control characters"
+    return None
+
+
+def _optional_claim(claims: Mapping[str, Any], name: str, kind: type[_T], what: str,
+                    where: str = "") -> _T | None:
+    """A claim that may be absent (or null), else must be of ``kind``."""
+    value = claims.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, kind):
+        raise Unauthenticated(f"the token's {where}{name} claim must be {what}")
+    return value
+
+
+def principal_from_claims(claims: Mapping[str, Any], settings: Settings) -> Principal:
+    """The principal a verified token names, after checking every claim we read."""
+    problem = subject_problem(claims.get("sub"))
+    if problem is not None:
+        raise Unauthenticated(f"the token is not valid: {problem}")
+    user_id: str = claims["sub"]
+    metadata = _optional_claim(claims, "metadata", dict, "an object") or {}
+    admin_flag = _optional_claim(claims, settings.admin_claim, bool, "true or false")
+    role = _optional_claim(claims, "role", str, "a string")
+    metadata_role = _optional_claim(metadata, "role", str, "a string", where="metadata.")
+    is_admin = (admin_flag is True or role == "admin" or metadata_role == "admin"
+                or user_id in settings.admin_user_ids)
+    return Principal(user_id, is_admin)
 
 
 def _dev_secret(settings: Settings) -> bytes:
@@ -51,8 +105,9 @@ def issue_dev_token(settings: Settings, user_id: str, *, admin: bool = False,
     """A development token (refused in production: there the issuer signs tokens)."""
     if settings.is_production:
         raise Forbidden("development tokens are disabled in production")
-    if not user_id or len(user_id) > 200:
-        raise ValueError("user id must be 1-200 characters")
+    problem = subject_problem(user_id)
+    if problem is not None:
+        raise ValueError(problem)
     now = int(time.time())
     claims: dict[str, Any] = {"sub": user_id, "iss": DEV_ISSUER, "aud": DEV_AUDIENCE,
                               "iat": now, "exp": now + ttl_s}
@@ -63,6 +118,9 @@ def issue_dev_token(settings: Settings, user_id: str, *, admin: bool = False,
 
 class Authenticator:
     def __init__(self, settings: Settings):
+        # Fail closed: an Authenticator built without create_app's start-up check would
+        # otherwise accept production tokens for any audience.
+        settings.check_production()
         self._settings = settings
         self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True) \
             if settings.is_production and settings.jwks_url else None
@@ -77,22 +135,25 @@ class Authenticator:
             if self._jwks is None:
                 claims = jwt.decode(token, _dev_secret(self._settings), algorithms=["HS256"],
                                     issuer=DEV_ISSUER, audience=DEV_AUDIENCE,
-                                    options={"require": ["exp", "sub"]})
+                                    options={"require": ["exp", "sub", "aud"]})
             else:
                 key = await asyncio.get_running_loop().run_in_executor(
                     self._jwks_threads, self._jwks.get_signing_key_from_jwt, token)
-                audience = self._settings.jwt_audience
                 claims = jwt.decode(token, key.key, algorithms=["RS256", "ES256"],
-                                    issuer=self._settings.jwt_issuer, audience=audience,
-                                    options={"require": ["exp", "sub"],
-                                             "verify_aud": audience is not None})
+                                    issuer=self._settings.jwt_issuer,
+                                    audience=self._settings.jwt_audience,
+                                    options={"require": ["exp", "sub", "iss", "aud"],
+                                             "verify_aud": True})
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("your session has expired; sign in again") from None
+        except (jwt.InvalidAudienceError, jwt.MissingRequiredClaimError) as exc:
+            # Said plainly: a token for another application is the usual cause, and the
+            # operator fixes it at the identity provider.
+            if isinstance(exc, jwt.MissingRequiredClaimError) and exc.claim != "aud":
+                raise Unauthenticated(f"the token is not valid: it has no {exc.claim} "
+                                      "claim") from None
+            raise Unauthenticated("the token was issued for another audience "
+                                  "(application)") from None
         except (jwt.InvalidTokenError, jwt.PyJWKClientError):
             raise Unauthenticated("the token is not valid") from None
-        user_id = str(claims["sub"])
-        is_admin = (claims.get(self._settings.admin_claim) is True
-                    or claims.get("role") == "admin"
-                    or (claims.get("metadata") or {}).get("role") == "admin"
-                    or user_id in self._settings.admin_user_ids)
-        return Principal(user_id, is_admin)
+        return principal_from_claims(claims, self._settings)

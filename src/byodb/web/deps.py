@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -19,12 +20,32 @@ def get_runtime(request: Request) -> Runtime:
 CLERK_SESSION_COOKIE = "__session"
 
 
-def bearer_token(request: Request) -> str | None:
-    """The JWT of the request: the bearer header, else our session cookie, else Clerk's."""
+@dataclass(frozen=True)
+class Credential:
+    """The JWT a request carries and where it came from. A cookie is sent by the browser on
+    its own, also for requests another site starts, so cookie credentials are what the
+    same-site check (``web/same_site.py``) guards; a bearer header is never ambient."""
+
+    token: str
+    from_cookie: bool
+
+
+def request_credential(request: Request) -> Credential | None:
+    """The bearer header, else our session cookie, else Clerk's; None when there is none.
+
+    Reads headers only, so the same-site middleware can call it before the body is read.
+    """
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.cookies.get(SESSION_COOKIE) or request.cookies.get(CLERK_SESSION_COOKIE)
+        return Credential(header[7:].strip(), from_cookie=False)
+    cookie = request.cookies.get(SESSION_COOKIE) or request.cookies.get(CLERK_SESSION_COOKIE)
+    return Credential(cookie, from_cookie=True) if cookie else None
+
+
+def bearer_token(request: Request) -> str | None:
+    """The JWT of the request (see :func:`request_credential`)."""
+    credential = request_credential(request)
+    return credential.token if credential else None
 
 
 async def get_principal(request: Request) -> Principal:

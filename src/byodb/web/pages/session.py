@@ -4,6 +4,9 @@ Development: a form signs anyone in as any user id (optionally admin) by setting
 ``byodb_session`` cookie to a development token. Production: the issuer's JWT arrives in that
 cookie or in an ``Authorization`` header (the identity provider's front end puts it there), and
 the form here only accepts a pasted token; the development form is refused.
+
+Every form post here passes the same-site check first (``web/same_site.py``): a page on
+another origin can neither sign a visitor in to its own account (login CSRF) nor out.
 """
 
 from __future__ import annotations
@@ -15,14 +18,21 @@ from fastapi import APIRouter, Form, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from byodb.errors import ByodbError, Unauthenticated
-from byodb.web.auth import SESSION_COOKIE, Authenticator, Principal, issue_dev_token
+from byodb.web.auth import (
+    MAX_SUBJECT_CHARS,
+    SESSION_COOKIE,
+    Authenticator,
+    Principal,
+    issue_dev_token,
+    subject_problem,
+)
 from byodb.web.deps import bearer_token
 from byodb.web.pages.rendering import render
 
 router = APIRouter(include_in_schema=False)
 
 SESSION_MAX_AGE_S = 7 * 24 * 3600
-MAX_USER_ID_CHARS = 200
+MAX_USER_ID_CHARS = MAX_SUBJECT_CHARS
 
 
 async def page_principal(request: Request) -> Principal | None:
@@ -49,10 +59,19 @@ def sign_in_redirect(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/signin?next={quote(target, safe='/')}", status_code=303)
 
 
+def _cookie_is_secure(request: Request) -> bool:
+    """``Secure`` whenever the request came over TLS: the scheme is the connection's, or
+    ``X-Forwarded-Proto`` from a proxy in ``BYODB_TRUSTED_PROXIES`` (web/proxies.py runs
+    first). Over plain HTTP (development) a Secure cookie would never come back."""
+    return request.url.scheme == "https"
+
+
 def _with_session(request: Request, token: str, destination: str) -> RedirectResponse:
+    # HttpOnly: no script reads the token. SameSite=Lax: not sent on other sites' POSTs
+    # (the same-site check in web/same_site.py covers sibling subdomains and __session).
     response = RedirectResponse(destination, status_code=303)
     response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_MAX_AGE_S, httponly=True,
-                        samesite="lax", secure=request.url.scheme == "https", path="/")
+                        samesite="lax", secure=_cookie_is_secure(request), path="/")
     return response
 
 
@@ -79,10 +98,11 @@ async def sign_in(request: Request, user_id: Annotated[str, Form()] = "",
                                 "with your organisation's identity provider."},
                       status_code=403)
     user_id = user_id.strip()
-    if not user_id or len(user_id) > MAX_USER_ID_CHARS:
+    if subject_problem(user_id) is not None:  # the same rule as a token's sub
         return render(request, "signin.html",
                       {"next": destination, "user_id": user_id[:MAX_USER_ID_CHARS],
-                       "error": f"Enter a user ID of 1 to {MAX_USER_ID_CHARS} characters."},
+                       "error": f"Enter a user ID of 1 to {MAX_USER_ID_CHARS} characters, "
+                                "without control characters."},
                       status_code=422)
     token = issue_dev_token(request.app.state.runtime.settings, user_id, admin=admin,
                             ttl_s=SESSION_MAX_AGE_S)
@@ -109,6 +129,6 @@ async def sign_in_with_token(request: Request, token: Annotated[str, Form()] = "
 async def sign_out(request: Request) -> Response:
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
-                           secure=request.url.scheme == "https")
+                           secure=_cookie_is_secure(request))
     response.headers["Clear-Site-Data"] = '"cache"'
     return response
