@@ -130,10 +130,6 @@ class UserDatabase:
         async with self.connection() as conn:
             return await deployed_schema(conn)
 
-    async def deployed_version(self) -> int | None:
-        schema = await self.deployed_schema()
-        return schema.version if schema is not None else None
-
     async def dispose(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from byodb.content import latest_schema_version
 from byodb.content.deploy import DeployOutcome, deploy_content_schema
-from byodb.errors import ByodbError, Conflict, DecryptionError, NotFound
+from byodb.errors import ByodbError, Conflict, NotFound
 from byodb.instances.config_store import (
     DatabaseConfig,
     Switch,
@@ -94,16 +94,15 @@ PROGRESS_INTERVAL_S = 0.25
 
 # Erased from the row on every disconnect; the credential version is bumped so any queued
 # job for the old credentials becomes a no-op.
+_NO_SWITCH: dict[str, Any] = {"previous_encrypted_url": None, "previous_instance_id": None,
+                              "previous_database_mode": None}
 _ERASED: dict[str, Any] = {
     "encrypted_url": None, "key_id": None, "schema_version": None, "deployment_step": 0,
     "deployment_total_steps": 0, "instance_id": None, "consecutive_failures": 0,
     "connection_error": None, "connection_error_code": None,
-    "content_placement": Placement.main.value, "previous_encrypted_url": None,
-    "previous_instance_id": None, "previous_database_mode": None,
+    "content_placement": Placement.main.value, **_NO_SWITCH,
     "credential_version": udc.c.credential_version + 1,
 }
-_NO_SWITCH: dict[str, Any] = {"previous_encrypted_url": None, "previous_instance_id": None,
-                              "previous_database_mode": None}
 
 
 def public_error(exc: BaseException, *, stage: str) -> tuple[str, str]:
@@ -382,8 +381,7 @@ class InstanceLifecycle:
                     "The byodb schema on your database is missing or is not the one "
                     "deployed for you.", hint="Redeploy from Settings → Database.",
                     code="schema_conflict")
-        except (ConnectionCheckError, DecryptionError, TimeoutError, psycopg.Error,
-                OSError, ByodbError) as exc:
+        except (ByodbError, TimeoutError, psycopg.Error, OSError) as exc:  # incl. guard, vault
             message, code = public_error(exc, stage="The check")
             return await self._update(
                 user_id, connection=ConnectionStatus.error,

@@ -59,17 +59,10 @@ class Route:
 
     access: ContentAccess
     credential_version: int = 0
-    error: str | None = None
-
-    @property
-    def placement(self) -> Placement:
-        return Placement.main if self.access is ContentAccess.main else Placement.user
 
     @classmethod
     def of(cls, config: DatabaseConfig | None) -> Route:
-        if config is None:
-            return cls(ContentAccess.main)
-        return cls(config.access, config.credential_version, config.connection_error)
+        return cls(access_of(config), config.credential_version if config else 0)
 
 
 class Router:
