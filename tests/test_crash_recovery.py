@@ -40,7 +40,7 @@ async def test_job_of_a_dead_worker_is_retried_and_completes(api: Api, main_url:
              dead[0]))
     await asyncio.sleep(1.5)  # the live worker had its chance: a job in "doing" is not its
     # The periodic task (every minute) may have put it back already; otherwise we do now.
-    requeued = await requeue_stalled_jobs(api.app.state.job_app.job_manager)
+    requeued = await requeue_stalled_jobs(api.app.state.job_app.job_manager, rt.main)
     with psycopg.connect(main_url) as conn:
         retried = conn.execute("select count(*) from procrastinate_events where type = "
                                "'deferred_for_retry'").fetchone()
@@ -51,3 +51,25 @@ async def test_job_of_a_dead_worker_is_retried_and_completes(api: Api, main_url:
                       "%s", "xia") == 1
     assert count_rows(main_url, "select count(*) from byodb.conversations where user_id = %s",
                       "xia") == 0
+
+
+async def test_two_sweeps_at_once_retry_a_stalled_job_once(api: Api, main_url: str) -> None:
+    rt = api.app.state.runtime
+    with psycopg.connect(main_url, autocommit=True) as conn:
+        dead = conn.execute("insert into procrastinate_workers (last_heartbeat) values "
+                            "(now() - interval '1 hour') returning id").fetchone()
+        assert dead is not None
+        job = conn.execute(
+            "insert into procrastinate_jobs (queue_name, task_name, lock, args, status, "
+            "worker_id) values ('byod_connect', 'byod:provision', 'user-database:nobody', "
+            "%s, 'doing', %s) returning id",
+            (json.dumps({"user_id": "nobody", "credential_version": 1}), dead[0])).fetchone()
+        assert job is not None
+    manager = api.app.state.job_app.job_manager
+    requeued = await asyncio.gather(*(requeue_stalled_jobs(manager, rt.main)
+                                      for _ in range(4)))
+    assert sum(requeued) == 1
+    with psycopg.connect(main_url) as conn:
+        attempts = conn.execute("select attempts from procrastinate_jobs where id = %s",
+                                (job[0],)).fetchone()
+    assert attempts == (1,)

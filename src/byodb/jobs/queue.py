@@ -24,6 +24,7 @@ from byodb.maindb.urls import libpq_url
 log = logging.getLogger(__name__)
 
 MAINTENANCE_QUEUE = "byod_maintenance"
+STALLED_JOBS_LOCK_KEY = 0x6279_6F64_6A6F  # "byodjo": one requeue of stalled jobs at a time
 # Queue → how many of its jobs one process runs at once. The jobs wait on other servers
 # almost all the time, so many run at once: a few users' stuck connects (each ends at its
 # deadline) leave room for everyone else's.
@@ -60,17 +61,27 @@ async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) 
     Every byodb job is idempotent (deploy is a no-op once done, moves resume), so running
     an interrupted one again completes it instead of leaving a user stuck in ``deploying``.
     """
-    return await requeue_stalled_jobs(context.app.job_manager)
+    return await requeue_stalled_jobs(context.app.job_manager,
+                                      instance_jobs.lifecycle_of(context).main)
 
 
-async def requeue_stalled_jobs(manager: procrastinate.manager.JobManager) -> int:
-    """Retry every byod job whose worker stopped sending heartbeats."""
-    stalled: list[procrastinate.jobs.Job] = []
-    for queue in WORKER_CONCURRENCY:
-        stalled.extend(await manager.get_stalled_jobs(queue=queue))
-    for job in stalled:
-        log.warning("retrying stalled job %s (%s)", job.id, job.task_name)
-        await manager.retry_job(job)
+async def requeue_stalled_jobs(manager: procrastinate.manager.JobManager,
+                               main: AsyncEngine) -> int:
+    """Retry every byod job whose worker stopped sending heartbeats.
+
+    Callers take turns (an advisory lock on main): two that read the same stalled job at
+    once would both retry it, the second putting it back in the queue while a live worker
+    already runs it, and one user's provisioning would then run twice at the same time.
+    """
+    async with main.begin() as turn:
+        await turn.execute(text("select pg_advisory_xact_lock(:key)"),
+                           {"key": STALLED_JOBS_LOCK_KEY})
+        stalled: list[procrastinate.jobs.Job] = []
+        for queue in WORKER_CONCURRENCY:
+            stalled.extend(await manager.get_stalled_jobs(queue=queue))
+        for job in stalled:
+            log.warning("retrying stalled job %s (%s)", job.id, job.task_name)
+            await manager.retry_job(job)
     return len(stalled)
 
 
