@@ -88,6 +88,31 @@ class Settings(BaseSettings):
     # Run background jobs inside `byodb serve` (a separate `byodb worker` may run them too).
     run_worker_in_app: bool = Field(True, alias="BYODB_INLINE_WORKER")
 
+    # Fleet schema migrations (docs/operations.md, "Schema rollouts"). The target version
+    # defaults to the latest this code knows; it is never below the minimum supported.
+    schema_target: int | None = Field(None, alias="BYODB_SCHEMA_TARGET")
+    auto_migrate: bool = Field(True, alias="BYODB_AUTO_MIGRATE")
+
+    # Health of user databases (docs/operations.md, "Health and alerts").
+    health_interval_s: float = Field(300.0, gt=0, alias="BYODB_HEALTH_INTERVAL")
+    health_concurrency: int = Field(50, gt=0, alias="BYODB_HEALTH_CONCURRENCY")
+    health_failures: int = Field(2, gt=0, alias="BYODB_HEALTH_FAILURES")
+    health_timeout_s: float = Field(5.0, gt=0, alias="BYODB_HEALTH_TIMEOUT")
+    # Alert email: smtp://user:pass@host:port (the password is a secret like any other).
+    smtp_url: str | None = Field(None, alias="BYODB_SMTP_URL")
+    alert_emails: str = Field("", alias="BYODB_ALERT_EMAILS")
+    mail_from: str = Field("byodb@localhost", alias="BYODB_MAIL_FROM")
+    alert_group_threshold: int = Field(5, gt=0, alias="BYODB_ALERT_GROUP_THRESHOLD")
+    # GET /metrics: open when unset, else only with "Authorization: Bearer <token>".
+    metrics_token: str | None = Field(None, alias="BYODB_METRICS_TOKEN")
+
+    # Feature flags and the premium gate (docs/byod.md, "Feature flags").
+    byod_enabled: bool = Field(True, alias="BYOD_ENABLED")
+    byod_requires_premium: bool = Field(False, alias="BYOD_REQUIRES_PREMIUM")
+    premium_claim: str = Field("byodb_premium", alias="BYODB_PREMIUM_CLAIM")
+    byod_realtime: bool = Field(False, alias="BYOD_REALTIME")
+    byod_file_storage: bool = Field(True, alias="BYOD_FILE_STORAGE")
+
     @property
     def is_production(self) -> bool:
         return self.env is Environment.production

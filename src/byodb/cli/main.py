@@ -9,28 +9,27 @@ import re
 import signal
 import socket
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import psycopg
 import typer
 import uvicorn
-from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from byodb.cli.common import err, fail, start_main
 from byodb.content import content_schema_sql
 from byodb.content.package import build_package
 from byodb.errors import ByodbError
 from byodb.instances.config_store import rotate_credentials
 from byodb.instances.jobs import ProcrastinateJobs
 from byodb.jobs.queue import WORKER_CONCURRENCY, bound_job_app, ensure_job_schema, run_workers
-from byodb.maindb.embedded import EmbeddedServerError, PostgresCluster, ServerShare
-from byodb.maindb.location import start_main_database
+from byodb.maindb.embedded import PostgresCluster
 from byodb.maindb.migrate import upgrade_main
 from byodb.maindb.urls import async_url, redacted_url
 from byodb.runtime import build_runtime
-from byodb.settings import Settings, get_settings
+from byodb.settings import get_settings
 from byodb.vault import Vault, generate_key_hex
 from byodb.vault.keys import load_key_ring
 from byodb.web.app import create_app
@@ -44,21 +43,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(schema_app, name="schema")
 project_app = typer.Typer(help="The manual-deployment package.", no_args_is_help=True)
 app.add_typer(project_app, name="project")
-err = Console(stderr=True)
 
 # The banner's text lines are at most this long: with the panel's border and padding
 # (4 columns) it fits an 80-column terminal, so Rich never has to wrap a sentence.
 _BANNER_WIDTH = 76
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    """One ``error: …`` line on stderr, then exit with ``code``.
-
-    soft_wrap keeps it one line however narrow the terminal; escape keeps paths and
-    URLs with brackets (``[::1]``) from being read as Rich markup.
-    """
-    err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _development_banner_lines(data_dir: Path) -> list[str]:
@@ -98,10 +86,10 @@ def _check_port(host: str, port: int) -> None:
         another = f"pick another with --port (e.g. --port {port + 1})" if port < 65535 \
             else "pick another with --port"
         if exc.errno == errno.EADDRINUSE:
-            _fail(f"port {port} on {host} is already in use; {another}", 1)
+            fail(f"port {port} on {host} is already in use; {another}", 1)
         if exc.errno == errno.EACCES:
-            _fail(f"not allowed to listen on port {port} on {host}; {another}", 1)
-        _fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+            fail(f"not allowed to listen on port {port} on {host}; {another}", 1)
+        fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
               f"check --host, or {another}", 1)
 
 
@@ -125,7 +113,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     _announce_environment()
     # Before the slow part: a taken port is reported at once, with nothing started.
     _check_port(host, port)
-    url, share = _start_main(settings)
+    url, share = start_main(settings)
     if share is not None:
         how = ("started by this process" if share.started
                else "already running; shared with the byodb processes using it")
@@ -144,14 +132,6 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
             err.print("embedded PostgreSQL left running: another byodb process uses it")
 
 
-def _start_main(settings: Settings) -> tuple[str, ServerShare | None]:
-    """:func:`start_main_database`, with a stuck embedded server as an ``error:`` line."""
-    try:
-        return start_main_database(settings)
-    except EmbeddedServerError as exc:
-        _fail(f"embedded PostgreSQL: {exc}; try again, or stop the other byodb process", 1)
-
-
 @app.command()
 def worker() -> None:
     """Run background jobs in this process (``byodb serve`` also runs them inline)."""
@@ -160,8 +140,8 @@ def worker() -> None:
     try:
         settings.check_production()
     except ByodbError as exc:
-        _fail(exc.message)
-    url, share = _start_main(settings)
+        fail(exc.message)
+    url, share = start_main(settings)
     queues = ", ".join(f"{queue} ({concurrency} at a time)"
                        for queue, concurrency in WORKER_CONCURRENCY.items())
     # One line: what this process does and where, the password masked.
@@ -215,7 +195,7 @@ def rotate_key() -> None:
     """
 
     settings = get_settings()
-    url, share = _start_main(settings)
+    url, share = start_main(settings)
 
     async def run() -> int:
 
@@ -228,7 +208,7 @@ def rotate_key() -> None:
     try:
         count = asyncio.run(run())
     except ByodbError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     finally:
         if share is not None:
             share.release()
@@ -239,7 +219,7 @@ def rotate_key() -> None:
 def db_upgrade() -> None:
     """Apply pending main-database migrations (also done at every start)."""
 
-    url, share = _start_main(get_settings())
+    url, share = start_main(get_settings())
     try:
         upgrade_main(url)
     finally:
@@ -270,7 +250,7 @@ def _devdb_root() -> Path:
 
 def _devdb(name: str) -> PostgresCluster:
     if not _DEVDB_NAME.fullmatch(name):
-        _fail(f"invalid sandbox name {name!r}: use letters, digits, '-' and '_'")
+        fail(f"invalid sandbox name {name!r}: use letters, digits, '-' and '_'")
     return PostgresCluster(_devdb_root() / name)
 
 
@@ -296,7 +276,7 @@ def devdb_stop(name: Annotated[str, typer.Argument(help="Which sandbox server.")
         known = sorted(p.name for p in root.iterdir() if (p / "pgdata" / "PG_VERSION").exists()) \
             if root.is_dir() else []
         have = f"there are: {', '.join(known)}" if known else "there are none yet"
-        _fail(f"no sandbox database named {name!r} in {root} ({have}); "
+        fail(f"no sandbox database named {name!r} in {root} ({have}); "
               f"`byodb devdb start {name}` creates it")
     if cluster.running_port() is None:
         typer.echo(f"{name} was not running")
@@ -310,11 +290,11 @@ def project_export(out: Annotated[Path, typer.Argument(help="Where to write the 
     """Write the manual-deployment package (schema SQL, steps, README) to OUT."""
 
     if not out.parent.is_dir():  # not created for the user: a typo should not make folders
-        _fail(f"cannot write {out}: the folder {out.parent} does not exist")
+        fail(f"cannot write {out}: the folder {out.parent} does not exist")
     try:
         out.write_bytes(build_package())
     except OSError as exc:  # a directory named OUT, no permission, a full disk…
-        _fail(f"cannot write {out}: {exc.strerror or exc}")
+        fail(f"cannot write {out}: {exc.strerror or exc}")
     typer.echo(f"wrote {out}")
 
 
