@@ -141,6 +141,22 @@ email_alerts = Table(
     _created(),
 )
 
+# One row per health sweep of the user databases (the scheduled one or one started by an
+# operator); finished_at stays null while it runs.
+health_sweeps = Table(
+    "health_sweeps", metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("trigger", Text, nullable=False),  # "schedule" | "operator"
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("checked", Integer, nullable=False, server_default="0"),
+    Column("healthy", Integer, nullable=False, server_default="0"),
+    Column("failed", Integer, nullable=False, server_default="0"),
+    Column("recovered", Integer, nullable=False, server_default="0"),
+    Column("duration_ms", BigInteger),
+    Index("ix_health_sweeps_started_at", "started_at"),
+)
+
 jobs = Table(
     "jobs", metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
