@@ -110,6 +110,7 @@ ENUMS: list[tuple[Table, str, tuple[str, ...]]] = [
 # and a frozen step (see byodb.content.steps), then record the new version's digest here.
 DDL_FINGERPRINTS: dict[int, str] = {
     1: "e3e9bac49fcdabff6f84dc5fad94f9a05a8a0a09a9ae192b0592451c569d4813",
+    2: "a7f81c75c091a04cc86682c5ea4169aa776bdf58503404a38d922a88e0d06333",
 }
 
 USER = "user_2abcDEF"
@@ -690,6 +691,12 @@ def test_schema_changes_come_with_a_version_bump() -> None:
         "the content tables changed: bump CONTENT_SCHEMA_VERSION, add a SCHEMA_CHANGELOG "
         "line and a frozen VERSION_STEPS entry, then record the digest in DDL_FINGERPRINTS"
     )
+
+
+def test_the_frozen_version_1_ddl_is_the_one_released_with_version_1() -> None:
+    # Every older database and `schema sql --version 1` depend on it never drifting.
+    normalised = " ".join(content_schema_sql(version=1).split())
+    assert hashlib.sha256(normalised.encode()).hexdigest() == DDL_FINGERPRINTS[1]
 
 
 def test_the_exported_script_deploys_like_create_content_schema(engine: Engine) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from byodb.content.ddl import content_schema_statements
+from byodb.content.ddl import content_schema_statements, known_schema_versions
 from byodb.content.steps import steps_between
 from byodb.content.tables import CONTENT_SCHEMA
 from byodb.content.version import CONTENT_SCHEMA_VERSION
@@ -104,18 +104,22 @@ async def deploy_content_schema(
     progress: Progress | None = None,
     target_version: int = CONTENT_SCHEMA_VERSION,
 ) -> DeployOutcome:
-    """Bring ``conn``'s database to ``target_version`` in one transaction.
+    """Bring ``conn``'s database to ``target_version`` in one transaction: an empty one is
+    created at that version (its DDL, not the latest's), an older one gets the steps.
 
     ``conn`` is in autocommit mode (the transaction is ours). Time limits are the
     caller's: server-side ones on the connection, a client-side deadline around the call.
     ``progress(step, total, label)`` is awaited as statements run.
     """
     report = progress or _no_progress
+    if target_version not in known_schema_versions():
+        raise DeployError(f"schema version {target_version} is not one this release knows",
+                          code="unsupported_version")
     async with conn.transaction():
         await conn.execute("select pg_catalog.pg_advisory_xact_lock(%s)", (DEPLOY_LOCK_KEY,))
         current = await deployed_schema(conn)
         if current is None:
-            creation = content_schema_statements()
+            creation = content_schema_statements(version=target_version)
             total = len(creation) + 1
             for number, statement in enumerate(creation, start=1):
                 await report(number, total, _label(statement))
@@ -126,11 +130,14 @@ async def deploy_content_schema(
                 "values (1, %s, %s)", (target_version, instance_id))
             outcome = DeployOutcome("created", None, target_version, instance_id)
         else:
-            if current.version > target_version:
+            if current.version not in known_schema_versions():
                 raise DeployError(
-                    f"the database is at schema version {current.version}, newer than "
-                    f"{target_version}", code="unsupported_version")
-            steps = steps_between(current.version, target_version)
+                    f"the database is at schema version {current.version}, newer than this "
+                    "release knows", code="unsupported_version")
+            # Past the target (the operator lowered it to hold a rollout): kept as it is,
+            # never downgraded; the code works with every supported version.
+            reached = max(current.version, target_version)
+            steps = steps_between(current.version, reached)
             total = sum(len(s) for _, s in steps) + 1
             number = 0
             for version, statements in steps:
@@ -140,9 +147,9 @@ async def deploy_content_schema(
                     await conn.execute(statement.encode())
             if steps:
                 await conn.execute("update byodb.byodb_meta set schema_version = %s, "
-                                   "updated_at = now() where id = 1", (target_version,))
+                                   "updated_at = now() where id = 1", (reached,))
             outcome = DeployOutcome("upgraded" if steps else "unchanged", current.version,
-                                    target_version, current.instance_id)
+                                    reached, current.instance_id)
         await report(total, total, "Recording schema version")
     return outcome
 

@@ -4,10 +4,11 @@ upgrade the content schema on their database by hand with ``psql``, then press v
 Contents of the zip (all plain text, reproducible for a given version):
 
 - ``README.md`` — what it is and the exact commands;
-- ``schema.sql`` — the full schema of the current version, in one transaction, recording the
+- ``schema.sql`` — the full schema of the package's version (the operator's target,
+  ``BYODB_SCHEMA_TARGET``, by default the latest), in one transaction, recording the
   version in ``byodb.byodb_meta`` (so the app recognises the database as deployed);
-- ``steps/v000N.sql`` — one file per version step, each in one transaction, for a database
-  already at N-1;
+- ``steps/v000N.sql`` — one file per version step up to the package's version, each in one
+  transaction, for a database already at N-1;
 - ``manifest.json`` — version, changelog and SHA-256 of every file.
 """
 
@@ -32,7 +33,8 @@ def full_schema_script(version: int = CONTENT_SCHEMA_VERSION) -> str:
         f"-- byodb content schema, version {version}. Apply once to an empty database:\n"
         "--   psql \"$DATABASE_URL\" -v ON_ERROR_STOP=1 -f schema.sql\n"
         "-- Everything runs in one transaction: it completes or changes nothing.\n\n"
-        "BEGIN;\n\n" + content_schema_sql() + meta_insert_sql(version) + "\nCOMMIT;\n"
+        "BEGIN;\n\n" + content_schema_sql(version=version) + meta_insert_sql(version)
+        + "\nCOMMIT;\n"
     )
 
 
@@ -52,8 +54,12 @@ def step_script(version: int, statements: tuple[str, ...]) -> str:
     )
 
 
+def _steps_up_to(version: int) -> list[int]:
+    return sorted(v for v in VERSION_STEPS if v <= version)
+
+
 def _readme(version: int) -> str:
-    steps = sorted(VERSION_STEPS)
+    steps = _steps_up_to(version)
     step_lines = "\n".join(f"- `steps/v{v:04d}.sql`: version {v - 1} → {v}. "
                            f"{SCHEMA_CHANGELOG.get(v, '')}" for v in steps) or \
         "- (none yet: version 1 is the first version)"
@@ -101,15 +107,17 @@ Do not edit the `byodb` schema by hand afterwards: updates are applied by the ap
 
 
 def build_package(version: int = CONTENT_SCHEMA_VERSION) -> bytes:
-    """The zip archive as bytes (deterministic for a given code version)."""
+    """The zip archive for schema ``version`` as bytes (deterministic for a given code
+    version); ``ValueError`` for a version this code cannot create."""
     files: dict[str, str] = {"schema.sql": full_schema_script(version)}
-    for step_version, statements in sorted(VERSION_STEPS.items()):
-        files[f"steps/v{step_version:04d}.sql"] = step_script(step_version, statements)
+    for step_version in _steps_up_to(version):
+        files[f"steps/v{step_version:04d}.sql"] = step_script(step_version,
+                                                              VERSION_STEPS[step_version])
     files["README.md"] = _readme(version)
     manifest = {
         "package": "byodb-content-schema",
         "schema_version": version,
-        "changelog": {str(k): v for k, v in sorted(SCHEMA_CHANGELOG.items())},
+        "changelog": {str(k): v for k, v in sorted(SCHEMA_CHANGELOG.items()) if k <= version},
         "files": {name: hashlib.sha256(text.encode()).hexdigest()
                   for name, text in sorted(files.items())},
     }

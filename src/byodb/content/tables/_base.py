@@ -136,6 +136,17 @@ def embedding_column() -> Column[Any]:
     return Column("embedding", Vector(EMBEDDING_DIMENSIONS), nullable=True)
 
 
+def embedding_model_column() -> Column[str]:
+    """``embedding_model text``, nullable (schema version 2): the name of the model that made
+    the row's ``embedding``, so vectors of an old model can be found and recomputed. NULL
+    for rows without an embedding and for vectors written before version 2.
+
+    Declared last in its table: a version step adds it with ``ALTER TABLE ... ADD COLUMN``,
+    which appends, and a fresh deploy must give the same column order.
+    """
+    return Column("embedding_model", Text, nullable=True)
+
+
 def tsvector_column(name: str, *source_columns: str) -> Column[Any]:
     """A generated, stored ``tsvector`` over one or more text columns (English config).
 

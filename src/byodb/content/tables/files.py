@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from byodb.content.tables._base import (
     created_at_column,
     embedding_column,
+    embedding_model_column,
     enum_check,
     fk_column,
     hnsw_cosine_index,
@@ -65,6 +66,7 @@ file_chunks = Table(
     Column("content", Text, nullable=False),
     embedding_column(),
     created_at_column(),
+    embedding_model_column(),  # version 2
     # A chunk's position within its file is unique, so re-chunking after a retry
     # cannot duplicate chunks.
     UniqueConstraint("file_id", "chunk_index"),

@@ -7,6 +7,7 @@ from sqlalchemy import CheckConstraint, Column, Double, Index, Table, Text
 from byodb.content.tables._base import (
     created_at_column,
     embedding_column,
+    embedding_model_column,
     enum_check,
     fk_column,
     flag_column,
@@ -38,6 +39,7 @@ memories = Table(
     created_at_column(),
     updated_at_column(),
     tsvector_column("content_tsv", "content"),
+    embedding_model_column(),  # version 2
     enum_check("source", MEMORY_SOURCES),
     CheckConstraint("importance BETWEEN 0 AND 1", name="importance_range"),
     Index("ix_memories_user", "user_id"),

@@ -19,6 +19,7 @@ from byodb.content.tables._base import (
     counter_column,
     created_at_column,
     embedding_column,
+    embedding_model_column,
     enum_check,
     fk_column,
     gin_index,
@@ -63,6 +64,7 @@ messages = Table(
     created_at_column(),
     updated_at_column(),
     tsvector_column("content_tsv", "content"),
+    embedding_model_column(),  # version 2
     enum_check("role", MESSAGE_ROLES),
     enum_check("status", MESSAGE_STATUSES),
     Index("ix_messages_conversation", "conversation_id"),

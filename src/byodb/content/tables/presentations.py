@@ -6,7 +6,7 @@ and would need quoting in every hand-written query and version step.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Integer, Table, Text
+from sqlalchemy import Column, Index, Integer, Table, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from byodb.content.tables._base import (
@@ -89,6 +89,10 @@ design_templates = Table(
     created_at_column(),
     updated_at_column(),
     Index("ix_design_templates_user", "user_id"),
+    # Version 2: at most one default template per user (the services clear the others
+    # before setting it; the index makes it hold under concurrent writes too).
+    Index("uq_design_templates_user_default", "user_id", unique=True,
+          postgresql_where=text("is_default")),
 )
 
 presentation_sessions = Table(

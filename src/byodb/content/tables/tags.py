@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Table, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Table, Text, UniqueConstraint, func, literal_column
 
 from byodb.content.tables._base import (
     created_at_column,
@@ -27,6 +27,11 @@ tags = Table(
     enum_check("scope", TAG_SCOPES),
     Index("ix_tags_user", "user_id"),
     Index("ix_tags_name", "name"),
+    # Version 2: a tag name is unique per user, ignoring case, as the services enforce
+    # (they store names trimmed); the index makes it hold under concurrent writes too.
+    # A unique index, not a constraint: a constraint cannot hold an expression.
+    Index("uq_tags_user_lower_name", "user_id", func.lower(literal_column("name")),
+          unique=True),
 )
 
 conversation_tags = Table(

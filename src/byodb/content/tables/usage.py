@@ -60,4 +60,6 @@ tts_cache = Table(
     Index("ix_tts_cache_user", "user_id"),
     Index("ix_tts_cache_hash", "hash"),
     Index("ix_tts_cache_expires", "expires_at"),
+    # Version 2: one entry per user and hash (storing again replaces, see the service).
+    Index("uq_tts_cache_user_hash", "user_id", "hash", unique=True),
 )
