@@ -1,0 +1,62 @@
+"""The health sweep's durable jobs: a procrastinate :data:`blueprint` with a per-minute
+periodic tick and the operator's "check all now".
+
+Exactly once across replicas: procrastinate's periodic deferrer queues one job per tick
+(``periodic_id`` + timestamp are unique on main) however many workers run it, and the sweep
+itself takes an advisory lock on main and, for a scheduled tick, sweeps only when
+``BYODB_HEALTH_INTERVAL`` seconds passed since the last sweep began (checked under the lock).
+The sweeper reaches a task through the worker's context (``additional_context["health"]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import procrastinate
+from procrastinate.exceptions import AlreadyEnqueued
+
+from byodb.instances.health_sweep import HealthSweeper, SweepTrigger
+
+HEALTH_QUEUE = "byod_health"
+NAMESPACE = "health"
+
+blueprint = procrastinate.Blueprint()
+
+
+class HealthContext:
+    """What the health jobs need from the worker: the sweeper and the sweep interval."""
+
+    def __init__(self, sweeper: HealthSweeper, *, interval_s: float):
+        self.sweeper = sweeper
+        self.interval_s = interval_s
+
+
+def health_of(context: procrastinate.JobContext) -> HealthContext:
+    health = context.additional_context.get("health")
+    if not isinstance(health, HealthContext):
+        raise RuntimeError("no health sweeper in the worker context: run the worker through "
+                           "byodb serve or byodb worker")
+    return health
+
+
+@blueprint.periodic(cron="* * * * *", periodic_id="health-tick")
+@blueprint.task(name="scheduled_sweep", queue=HEALTH_QUEUE, retry=0, pass_context=True,
+                queueing_lock="health-scheduled-sweep")
+async def scheduled_sweep(context: procrastinate.JobContext, timestamp: int) -> None:
+    health = health_of(context)
+    await health.sweeper.sweep_if_due(float(timestamp), health.interval_s)
+
+
+@blueprint.task(name="operator_sweep", queue=HEALTH_QUEUE, retry=0, pass_context=True)
+async def operator_sweep(context: procrastinate.JobContext) -> None:
+    await health_of(context).sweeper.sweep_when_free(SweepTrigger.operator)
+
+
+async def request_sweep(app: procrastinate.App) -> bool:
+    """Queue a sweep now (an operator's "check all"). False when one is already waiting in
+    the queue: that one covers this request."""
+    with contextlib.suppress(AlreadyEnqueued):
+        await app.configure_task(f"{NAMESPACE}:operator_sweep",
+                                 queueing_lock="health-operator-sweep").defer_async()
+        return True
+    return False

@@ -1,0 +1,293 @@
+"""The health sweep: every instance that is connected or in error, checked with bounded
+concurrency, its state moved by the lifecycle (hysteresis), the outcome recorded in
+``health_sweeps`` — and one alert when an instance goes down, one when it recovers.
+
+Order of a sweep:
+
+1. take the sweep lock on main (``pg_try_advisory_lock``): two processes never sweep at
+   once; a scheduled sweep also re-reads, under the lock, whether one is due;
+2. record the sweep (``health_sweeps``), load the instances it covers;
+3. check them, at most ``concurrency`` at a time — each check is one connection with its
+   own deadline (``InstanceLifecycle.check_health``), so at most ``concurrency`` connections
+   are ever open and a dead server costs one deadline of one slot;
+4. apply each result through the lifecycle: a change of status at once
+   (``record_health``), every check's facts and failure count in batches (``record_checks``);
+5. report outages and recoveries: users' notifications and alert emails, recorded in one
+   transaction with the fact that they were reported (never once per sweep), then delivered
+   (a mail failure is retried by the next sweep and never breaks this one);
+6. close the sweep's record, release the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import and_, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from byodb.alerts import AlertItem, AlertKind, AlertSettings, compose_alerts
+from byodb.alerts.outbox import Delivery, deliver_pending, record_alerts
+from byodb.ids import new_id
+from byodb.instances.config_store import DatabaseConfig
+from byodb.instances.health import CheckedInstance, HealthResult, HealthTransition
+from byodb.instances.lifecycle import InstanceLifecycle
+from byodb.instances.states import ConnectionStatus, DeploymentStatus, Placement
+from byodb.maindb.tables import health_sweeps, notifications
+from byodb.maindb.tables import user_database_config as udc
+
+log = logging.getLogger(__name__)
+
+SWEEP_LOCK_KEY = 0x6279_6F64_6865  # "byodhe": one sweep at a time across every process
+TICK_SLACK_S = 30.0
+"""A scheduled tick sweeps when the last sweep began at least ``interval - slack`` seconds
+before the tick: ticks come once a minute and a sweep starts a moment after its tick, so
+without slack a 300 s interval would sweep every 360 s."""
+LOCK_RETRY_S = 0.5
+LOCK_PATIENCE_S = 900.0
+"""An operator's sweep waits this long at most for a running sweep to end."""
+
+Progress = Callable[[int, int], None]
+
+
+class SweepTrigger(StrEnum):
+    schedule = "schedule"
+    operator = "operator"
+
+
+# Instances the sweep covers: switched over to their own database (connected or in error).
+# One whose first deploy or move never finished is not "down" — provisioning owns it.
+COVERED = and_(udc.c.connection_status.in_([ConnectionStatus.connected.value,
+                                            ConnectionStatus.error.value]),
+               udc.c.deployment_status == DeploymentStatus.deployed.value,
+               udc.c.content_placement == Placement.user.value,
+               udc.c.encrypted_url.is_not(None), udc.c.previous_encrypted_url.is_(None))
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    sweep_id: UUID
+    trigger: SweepTrigger
+    checked: int
+    healthy: int
+    failed: int
+    recovered: int
+    went_down: int
+    seconds: float
+    alerts: Delivery = field(default_factory=Delivery)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"checked": self.checked, "healthy": self.healthy, "failed": self.failed,
+                "recovered": self.recovered, "seconds": round(self.seconds, 3)}
+
+
+class HealthSweeper:
+    """Runs sweeps for one process (the worker's job, the CLI, a benchmark)."""
+
+    def __init__(self, lifecycle: InstanceLifecycle, *, concurrency: int,
+                 alerts: AlertSettings):
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.lifecycle = lifecycle
+        self.concurrency = concurrency
+        self.alerts = alerts
+
+    @property
+    def _main(self) -> AsyncEngine:
+        return self.lifecycle.main
+
+    # -- entry points ----------------------------------------------------------------------
+    async def sweep(self, trigger: SweepTrigger = SweepTrigger.operator, *,
+                    progress: Progress | None = None) -> SweepSummary | None:
+        """One sweep now; None when another process is sweeping (that sweep covers it)."""
+        async with self._sweep_lock() as held:
+            if not held:
+                return None
+            return await self._sweep(trigger, progress)
+
+    async def sweep_when_free(self, trigger: SweepTrigger = SweepTrigger.operator, *,
+                              progress: Progress | None = None,
+                              patience_s: float = LOCK_PATIENCE_S,
+                              on_wait: Callable[[], None] | None = None
+                              ) -> SweepSummary | None:
+        """One sweep now, after the one running elsewhere (if any) ends: an operator who
+        asks for a check wants one that starts after the request. None when the other
+        sweep outlasts ``patience_s``."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            summary = await self.sweep(trigger, progress=progress)
+            if summary is not None or time.monotonic() >= deadline:
+                return summary
+            if on_wait is not None:
+                on_wait()
+                on_wait = None
+            await asyncio.sleep(LOCK_RETRY_S)
+
+    async def sweep_if_due(self, tick: float, interval_s: float) -> SweepSummary | None:
+        """The scheduled sweep of the tick at ``tick`` (epoch seconds), if one is due."""
+        async with self._sweep_lock() as held:
+            if not held:
+                return None
+            async with self._main.connect() as conn:
+                last = (await conn.execute(
+                    select(func.max(health_sweeps.c.started_at)))).scalar_one_or_none()
+            if last is not None and tick - last.timestamp() < interval_s - TICK_SLACK_S:
+                return None
+            return await self._sweep(SweepTrigger.schedule, None)
+
+    async def check_one(self, user_id: str) -> tuple[HealthResult, HealthTransition] | None:
+        """Check one user's database now, as a sweep would (its state moves the same way;
+        an outage or recovery is reported by the next sweep). None when the user has no
+        instance the sweep covers."""
+        async with self._main.connect() as conn:
+            row = (await conn.execute(select(udc).where(COVERED, udc.c.user_id == user_id))
+                   ).first()
+        if row is None:
+            return None
+        config = DatabaseConfig.from_row(row)
+        result = await self.lifecycle.check_health(config)
+        transition = await self.lifecycle.record_health(config, result)
+        await self.lifecycle.record_checks([CheckedInstance(config, result, transition)])
+        return result, transition
+
+    @asynccontextmanager
+    async def _sweep_lock(self) -> AsyncIterator[bool]:
+        """Hold the sweep lock on a main connection of its own for the whole sweep (a
+        session lock: released if this process dies, since its connection closes)."""
+        async with self._main.connect() as conn:
+            held = bool((await conn.execute(text("select pg_try_advisory_lock(:key)"),
+                                            {"key": SWEEP_LOCK_KEY})).scalar())
+            await conn.commit()
+            try:
+                yield held
+            finally:
+                if held:
+                    await conn.execute(text("select pg_advisory_unlock(:key)"),
+                                       {"key": SWEEP_LOCK_KEY})
+                    await conn.commit()
+
+    # -- the sweep -------------------------------------------------------------------------
+    async def _sweep(self, trigger: SweepTrigger, progress: Progress | None) -> SweepSummary:
+        started = time.monotonic()
+        sweep_id = new_id()
+        async with self._main.begin() as conn:
+            await conn.execute(insert(health_sweeps).values(id=sweep_id, trigger=trigger.value))
+            rows = (await conn.execute(select(udc).where(COVERED).order_by(udc.c.user_id))).all()
+        configs = [DatabaseConfig.from_row(row) for row in rows]
+        try:
+            checked = await self._check_all(configs, progress)
+            await self.lifecycle.record_checks(checked)
+            delivery, went_down = await self._report()
+        except BaseException:
+            # A sweep that died (main lost, cancelled) is closed, not left "running".
+            with contextlib.suppress(Exception):
+                async with self._main.begin() as conn:
+                    await conn.execute(update(health_sweeps)
+                                       .where(health_sweeps.c.id == sweep_id)
+                                       .values(finished_at=func.now(), duration_ms=round(
+                                           (time.monotonic() - started) * 1000)))
+            raise
+        summary = SweepSummary(
+            sweep_id=sweep_id, trigger=trigger, checked=len(checked),
+            healthy=sum(1 for c in checked if c.result.ok),
+            failed=sum(1 for c in checked if not c.result.ok),
+            recovered=sum(1 for c in checked if c.transition is HealthTransition.recovered),
+            went_down=went_down, seconds=time.monotonic() - started, alerts=delivery)
+        async with self._main.begin() as conn:
+            await conn.execute(update(health_sweeps).where(health_sweeps.c.id == sweep_id).values(
+                finished_at=func.now(), checked=summary.checked, healthy=summary.healthy,
+                failed=summary.failed, recovered=summary.recovered,
+                duration_ms=round(summary.seconds * 1000)))
+        log.info("health sweep (%s): %d checked, %d failed, %d recovered in %.1f s",
+                 trigger, summary.checked, summary.failed, summary.recovered, summary.seconds)
+        return summary
+
+    async def _check_all(self, configs: Sequence[DatabaseConfig],
+                         progress: Progress | None) -> list[CheckedInstance]:
+        slots = asyncio.Semaphore(self.concurrency)
+        done: list[CheckedInstance] = []
+
+        async def one(config: DatabaseConfig) -> None:
+            async with slots:
+                result = await self.lifecycle.check_health(config)
+            try:
+                transition = await self.lifecycle.record_health(config, result)
+            except Exception:  # one row's bookkeeping must not end everyone's sweep
+                log.exception("could not record a health result")
+                transition = HealthTransition.skipped
+            done.append(CheckedInstance(config, result, transition))
+            if progress is not None:
+                progress(len(done), len(configs))
+
+        if progress is not None:
+            progress(0, len(configs))
+        await asyncio.gather(*(one(config) for config in configs))
+        return done
+
+    # -- reporting -------------------------------------------------------------------------
+    async def _report(self) -> tuple[Delivery, int]:
+        """Report outages confirmed by the sweep and recoveries, once each. Returns the
+        alert delivery and how many instances were newly reported down."""
+        threshold = self.lifecycle.limits.health_failures
+        async with self._main.begin() as conn:
+            down = (await conn.execute(
+                select(udc.c.user_id, udc.c.host,
+                       func.coalesce(udc.c.health_error_code,
+                                     udc.c.connection_error_code).label("code"))
+                .where(COVERED, udc.c.connection_status == ConnectionStatus.error.value,
+                       udc.c.consecutive_failures >= threshold,
+                       udc.c.outage_reported_at.is_(None))
+                .order_by(udc.c.user_id).with_for_update())).all()
+            reported = (await conn.execute(
+                select(udc.c.user_id, udc.c.host, udc.c.connection_status)
+                .where(udc.c.outage_reported_at.is_not(None),
+                       udc.c.connection_status != ConnectionStatus.error.value)
+                .order_by(udc.c.user_id).with_for_update())).all()
+            up = [r for r in reported if r.connection_status == ConnectionStatus.connected.value]
+            await self._mark_reported(conn, [r.user_id for r in down],
+                                      [r.user_id for r in reported])
+            await self._notify_users(conn, [r.user_id for r in down], [r.user_id for r in up])
+            if self.alerts.enabled:
+                groups = self.alerts.group_threshold
+                await record_alerts(conn, [
+                    *compose_alerts(AlertKind.down, [AlertItem(r.user_id, r.host, r.code)
+                                                     for r in down], groups),
+                    *compose_alerts(AlertKind.recovered, [AlertItem(r.user_id, r.host, None)
+                                                          for r in up], groups)])
+            elif down:
+                log.warning("%d user databases went down; no alert email is configured "
+                            "(BYODB_SMTP_URL, BYODB_ALERT_EMAILS)", len(down))
+        return await deliver_pending(self._main, self.alerts), len(down)
+
+    @staticmethod
+    async def _mark_reported(conn: AsyncConnection, down: list[str],
+                             cleared: list[str]) -> None:
+        # Not a state change (no NOTIFY): the fact that an outage was reported, so the next
+        # sweeps do not report it again; cleared once the instance is no longer in error
+        # (recovered, or disconnected — then without a recovery notice).
+        if down:
+            await conn.execute(update(udc).where(udc.c.user_id.in_(down))
+                               .values(outage_reported_at=func.now()))
+        if cleared:
+            await conn.execute(update(udc).where(udc.c.user_id.in_(cleared))
+                               .values(outage_reported_at=None))
+
+    @staticmethod
+    async def _notify_users(conn: AsyncConnection, down: list[str], up: list[str]) -> None:
+        rows = [{"id": new_id(), "user_id": user_id, "kind": "byod_down",
+                 "message": "Your database stopped answering. byodb keeps checking it and "
+                            "reconnects you by itself as soon as it is back; nothing is "
+                            "stored anywhere else meanwhile."} for user_id in down]
+        rows += [{"id": new_id(), "user_id": user_id, "kind": "byod_recovered",
+                  "message": "Your database is back: you are connected again."}
+                 for user_id in up]
+        if rows:
+            await conn.execute(insert(notifications), rows)
