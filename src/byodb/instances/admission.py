@@ -1,0 +1,46 @@
+"""Who may connect a database now: the operator's flags (docs/byod.md, "Feature flags").
+
+``BYOD_ENABLED=false`` (the kill switch) and ``BYOD_REQUIRES_PREMIUM=true`` refuse *new*
+connections only. A user whose content already lives on their own database keeps it: they
+keep working on it, retry, update its credentials (the same database), disconnect and export
+— a flag never strands anyone's data. The lifecycle applies this in ``test_for`` and
+``save``, the only ways to connect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from byodb.errors import ByodbError, ByodDisabled, PremiumRequired
+from byodb.instances.config_store import DatabaseConfig
+from byodb.instances.states import Placement
+
+DISABLED_MESSAGE = "Connecting your own database is turned off on this server for now."
+DISABLED_HINT = ("Your content stays on byodb's database. If your content is already on your "
+                 "own database, nothing changes: it keeps working, and you can retry, update "
+                 "its credentials, disconnect or export.")
+PREMIUM_MESSAGE = "Using your own database is part of the premium plan."
+PREMIUM_HINT = "Upgrade your plan, then sign in again to connect your database."
+
+
+@dataclass(frozen=True)
+class ConnectFlags:
+    """The flags that decide whether a user may connect a new database."""
+
+    enabled: bool = True
+    requires_premium: bool = False
+
+    def refusal(self, *, premium: bool) -> ByodbError | None:
+        """Why a new connection is refused for this user, or None. The kill switch first:
+        it applies to everyone, premium or not."""
+        if not self.enabled:
+            return ByodDisabled(DISABLED_MESSAGE, hint=DISABLED_HINT)
+        if self.requires_premium and not premium:
+            return PremiumRequired(PREMIUM_MESSAGE, hint=PREMIUM_HINT)
+        return None
+
+
+def holds_own_database(config: DatabaseConfig | None) -> bool:
+    """The user's content lives on their own database (connected, in error or moving):
+    the flags must not take that database away from them."""
+    return config is not None and config.content_placement is Placement.user
