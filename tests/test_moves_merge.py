@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from byodb.content.deploy import deploy_content_schema
 from byodb.ids import new_id
 from byodb.instances.moves import MoveReport, MoveVerificationError, move_user_content
 from tests.instances_support import deploy_schema
@@ -103,6 +104,27 @@ async def test_a_tag_of_the_same_name_stays_one_tag_with_all_its_links(
     assert sorted(links) == sorted([(chat_on_main, tag_on_main), (chat_on_own, tag_on_main)])
     assert await values(main, "select note_id, tag_id from byodb.note_tags") == [
         (note_on_own, tag_on_main)]
+
+
+async def test_tag_names_differing_only_in_case_are_one_tag(main: Conn,
+                                                            user_db_url: str) -> None:
+    # Names are unique per user ignoring case (the services' rule, and schema version 2's
+    # unique index on main): "Work" and "WORK" from a version-1 own database (which could
+    # hold both, written by racing requests) join main's "work", links and all.
+    async with await connect(user_db_url) as own:
+        await deploy_content_schema(own, target_version=1)
+        tag_on_main = await insert(main, "tags", user_id=USER, name="work", scope="user")
+        chat = await insert(own, "conversations", user_id=USER, title="on own")
+        for name in ("Work", "WORK"):
+            tag = await insert(own, "tags", user_id=USER, name=name, scope="user")
+            await insert(own, "conversation_tags", user_id=USER, conversation_id=chat,
+                         tag_id=tag)
+
+        await move_back(own, main)
+
+    assert await values(main, "select id, name from byodb.tags") == [(tag_on_main, "work")]
+    assert await values(main, "select conversation_id, tag_id from byodb.conversation_tags"
+                        ) == [(chat, tag_on_main)]
 
 
 async def test_cached_speech_of_the_same_hash_is_kept_once(main: Conn, own: Conn) -> None:

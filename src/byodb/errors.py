@@ -75,3 +75,35 @@ class DecryptionError(ByodbError):
 
     code = "decryption_failed"
     status = 500
+
+
+class ByodDisabled(ByodbError):
+    """``BYOD_ENABLED=false``: the operator's kill switch refuses new connections (users
+    already connected keep working, retrying, disconnecting and exporting)."""
+
+    code = "byod_disabled"
+    status = 403
+
+
+class PremiumRequired(ByodbError):
+    """``BYOD_REQUIRES_PREMIUM=true`` and the token lacks the premium claim."""
+
+    code = "premium_required"
+    status = 402
+
+
+class FileStorageDisabled(ByodbError):
+    """``BYOD_FILE_STORAGE=false``: file bytes of a user whose content is on their own
+    database are refused (they are never kept on main instead)."""
+
+    code = "file_storage_disabled"
+    status = 403
+
+
+class ByodUpdating(ByodbError):
+    """The user's database is below the oldest schema version this code works with and its
+    migration did not finish in the moment the request waited: retry shortly (503 with
+    ``Retry-After``)."""
+
+    code = "byod_updating"
+    status = 503

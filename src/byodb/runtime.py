@@ -7,8 +7,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from byodb.alerts import AlertSettings
 from byodb.assistant import ChatModel, chat_model_from_settings
 from byodb.assistant.embeddings import EmbeddingModel, embedding_model_from_settings
+from byodb.content import resolve_schema_target
+from byodb.instances.admission import ConnectFlags
 from byodb.instances.guard import (
     GuardPolicy,
     Resolver,
@@ -16,6 +19,8 @@ from byodb.instances.guard import (
     forget_host_libpq_environment,
     system_resolver,
 )
+from byodb.instances.health_jobs import HealthContext
+from byodb.instances.health_sweep import HealthSweeper
 from byodb.instances.lifecycle import InstanceLifecycle, LifecycleJobs, LifecycleLimits
 from byodb.maindb.urls import async_url
 from byodb.routing import Router
@@ -35,6 +40,7 @@ class Runtime:
     chat_model: ChatModel
     resolver: Resolver
     embedder: EmbeddingModel
+    health: HealthContext
 
     async def close(self) -> None:
         await self.router.close()
@@ -54,7 +60,10 @@ def guard_policy(settings: Settings, resolver: Resolver = system_resolver) -> Gu
 def lifecycle_limits(settings: Settings) -> LifecycleLimits:
     return LifecycleLimits(test_s=settings.test_timeout_s, deploy_s=settings.deploy_timeout_s,
                            move_s=settings.move_timeout_s, pool_size=settings.user_pool_size,
-                           pool_timeout_s=settings.connect_timeout_s * 2)
+                           schema_target=resolve_schema_target(settings.schema_target),
+                           pool_timeout_s=settings.connect_timeout_s * 2,
+                           health_s=settings.health_timeout_s,
+                           health_failures=settings.health_failures)
 
 
 def build_runtime(settings: Settings, main_url: str, *,
@@ -69,9 +78,13 @@ def build_runtime(settings: Settings, main_url: str, *,
     vault = Vault(load_key_ring(settings))
     lifecycle = InstanceLifecycle(main=main, vault=vault,
                                   policy=guard_policy(settings, resolver),
-                                  limits=lifecycle_limits(settings), jobs=jobs)
+                                  limits=lifecycle_limits(settings), jobs=jobs,
+                                  flags=ConnectFlags(
+                                      enabled=settings.byod_enabled,
+                                      requires_premium=settings.byod_requires_premium))
     router = Router(main, lifecycle, cache_size=settings.engine_cache_size,
-                    request_timeout_s=settings.user_request_timeout_s)
+                    request_timeout_s=settings.user_request_timeout_s,
+                    file_storage=settings.byod_file_storage)
     return Runtime(
         settings=settings,
         main_url=main_url,
@@ -82,4 +95,7 @@ def build_runtime(settings: Settings, main_url: str, *,
         chat_model=chat_model or chat_model_from_settings(settings),
         resolver=resolver,
         embedder=embedder or embedding_model_from_settings(settings),
+        health=HealthContext(HealthSweeper(lifecycle, concurrency=settings.health_concurrency,
+                                           alerts=AlertSettings.from_settings(settings)),
+                             interval_s=settings.health_interval_s),
     )

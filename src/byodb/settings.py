@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from byodb.content.limits import MAX_FILE_BYTES
+from byodb.content.version import resolve_schema_target
 from byodb.errors import ConfigurationError
 
 
@@ -82,6 +83,9 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = Field(2 * 1024 * 1024, gt=0, alias="BYODB_MAX_JSON_BODY")
     max_upload_bytes: int = Field(MAX_FILE_BYTES + 64 * 1024, gt=0,
                                   alias="BYODB_MAX_UPLOAD_BYTES")
+    # POST /api/import: an export file (a byodb, ChatGPT or Claude export) is far larger than
+    # one uploaded file; its members may unpack to at most 8 times this (docs/import.md).
+    max_import_bytes: int = Field(256 * 1024 * 1024, gt=0, alias="BYODB_MAX_IMPORT_BYTES")
     # GET /readyz answers within this many seconds, even when main hangs.
     ready_timeout_s: float = Field(2.0, gt=0, alias="BYODB_READY_TIMEOUT")
 
@@ -105,6 +109,8 @@ class Settings(BaseSettings):
     alert_group_threshold: int = Field(5, gt=0, alias="BYODB_ALERT_GROUP_THRESHOLD")
     # GET /metrics: open when unset, else only with "Authorization: Bearer <token>".
     metrics_token: str | None = Field(None, alias="BYODB_METRICS_TOKEN")
+    # A scrape waits at most this long for main's aggregates, then reports what it has.
+    metrics_timeout_s: float = Field(2.0, gt=0, alias="BYODB_METRICS_TIMEOUT")
 
     # Feature flags and the premium gate (docs/byod.md, "Feature flags").
     byod_enabled: bool = Field(True, alias="BYOD_ENABLED")
@@ -153,6 +159,7 @@ class Settings(BaseSettings):
         environment, with a malformed ``BYODB_TRUSTED_PROXIES``: this is the one check every
         entry point runs before serving)."""
         self.trusted_proxy_networks  # noqa: B018 - raises ConfigurationError when malformed
+        resolve_schema_target(self.schema_target)  # a target outside the supported versions
         if not self.is_production:
             return
         missing = []

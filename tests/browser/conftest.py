@@ -91,14 +91,22 @@ def _byodb_command() -> list[str]:
 
 
 @pytest.fixture
-def server(main_url: str, tmp_path: Path) -> Iterator[Server]:
+def server_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Extra environment for ``byodb serve`` (flags): none, unless a test parametrizes this
+    fixture indirectly, e.g. ``@pytest.mark.parametrize("server_env", [{...}],
+    indirect=True)``."""
+    return dict(getattr(request, "param", {}))
+
+
+@pytest.fixture
+def server(main_url: str, tmp_path: Path, server_env: dict[str, str]) -> Iterator[Server]:
     """``byodb serve`` on a free loopback port, main on a fresh database of main_server."""
     port = _free_port()
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("BYODB_", "BYOD_", "OPENAI_"))}
     env.update({"BYODB_DATABASE_URL": main_url, "BYODB_DATA_DIR": str(tmp_path / "data"),
                 "BYODB_ALLOW_PRIVATE_HOSTS": "true", "BYODB_ENV": "development",
-                "BYODB_TEST_RATE_LIMIT": "1000"})
+                "BYODB_TEST_RATE_LIMIT": "1000", **server_env})
     log = tmp_path / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen([*_byodb_command(), "serve", "--host", "127.0.0.1",

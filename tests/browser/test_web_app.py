@@ -125,7 +125,9 @@ async def test_connect_chat_outage_and_recovery_in_the_browser(
     blocker = page.get_by_role("alertdialog", name="We can't reach your database")
     await expect(blocker).to_be_visible()
     await expect(page.locator("#main")).to_be_hidden()
-    await expect(blocker).to_contain_text("stopped answering")
+    # The title says it already: "stopped answering" is not repeated under it, the code is.
+    await expect(blocker.locator("[data-blocker-error]")).to_be_hidden()
+    await expect(blocker).to_contain_text("Error code: unreachable")
     await expect(blocker.get_by_role("link", name="Settings → Database")).to_be_visible()
     await screenshot(page, screenshots / "blocker.png")
     retry = blocker.get_by_role("button", name="Retry connection")
@@ -140,6 +142,9 @@ async def test_connect_chat_outage_and_recovery_in_the_browser(
     await expect(page.locator("#main")).to_be_visible()
     await expect(page.locator(".message-assistant .message-content").last).to_contain_text(
         "[offline model]")
+    # The texts follow the new state without a reload (the page was rendered blocked).
+    await page.get_by_role("button", name="New chat").click()
+    await expect(page.locator("[data-empty-chat]")).to_contain_text("only on your database")
     assert await page.evaluate("window.__stillTheSamePage") is True
 
     # -- a non-admin is refused the dashboard and its API -------------------------------------
@@ -158,7 +163,8 @@ async def test_connect_chat_outage_and_recovery_in_the_browser(
     await expect(row).to_contain_text("127.0.0.1")
     await expect(row).to_contain_text("Connected")
     await expect(admin.get_by_role(
-        "button", name="Run schema migrations on all instances")).to_be_disabled()
+        "button", name="Run schema migrations on all instances")).to_be_enabled()
+    await expect(admin.get_by_role("button", name="Check all connections now")).to_be_enabled()
     await row.get_by_role("button", name="Details for ann").click()
     await expect(admin.locator("[data-detail]")).to_be_visible()
     await expect(admin.locator("[data-detail-facts]")).to_contain_text("****")

@@ -18,13 +18,17 @@ from rich.markup import escape
 from rich.panel import Panel
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from byodb.cli import fleet
+from byodb.cli import health as health_cli
 from byodb.cli.common import err, fail, start_main
-from byodb.content import content_schema_sql
+from byodb.cli.export import export_user
+from byodb.content import content_schema_sql, resolve_schema_target
 from byodb.content.package import build_package
 from byodb.errors import ByodbError
 from byodb.instances.config_store import rotate_credentials
 from byodb.instances.jobs import ProcrastinateJobs
 from byodb.jobs.queue import WORKER_CONCURRENCY, bound_job_app, ensure_job_schema, run_workers
+from byodb.jobs.rollout import begin_auto_rollout
 from byodb.maindb.embedded import PostgresCluster
 from byodb.maindb.migrate import upgrade_main
 from byodb.maindb.urls import async_url, redacted_url
@@ -43,6 +47,12 @@ app.add_typer(db_app, name="db")
 app.add_typer(schema_app, name="schema")
 project_app = typer.Typer(help="The manual-deployment package.", no_args_is_help=True)
 app.add_typer(project_app, name="project")
+app.add_typer(fleet.migrations_app, name="migrations")
+app.command("migrate-all")(fleet.migrate_all)
+app.command("export")(export_user)
+app.command("health-check")(health_cli.health_check)
+app.command("status")(health_cli.status)
+app.add_typer(health_cli.instances_app, name="instances")
 
 # The banner's text lines are at most this long: with the panel's border and padding
 # (4 columns) it fits an 80-column terminal, so Rich never has to wrap a sentence.
@@ -152,7 +162,9 @@ def worker() -> None:
             runtime = build_runtime(settings, url, jobs=ProcrastinateJobs(job_app))
             try:
                 await ensure_job_schema(runtime.main, job_app)
-                await run_workers(job_app, runtime.lifecycle, name="worker")
+                await begin_auto_rollout(job_app, runtime)
+                await run_workers(job_app, runtime.lifecycle, name="worker",
+                                  health=runtime.health)
             finally:
                 await runtime.close()
 
@@ -170,11 +182,13 @@ def worker() -> None:
 @app.command()
 def token(user_id: Annotated[str, typer.Argument(help="The user id (JWT subject).")],
           admin: Annotated[bool, typer.Option("--admin", help="Grant the admin role.")] = False,
+          premium: Annotated[bool, typer.Option(
+              "--premium", help="Set the premium claim (BYODB_PREMIUM_CLAIM).")] = False,
           ) -> None:
     """Print a signed development JWT for USER_ID (development auth only)."""
 
     try:
-        typer.echo(issue_dev_token(get_settings(), user_id, admin=admin))
+        typer.echo(issue_dev_token(get_settings(), user_id, admin=admin, premium=premium))
     except (ByodbError, ValueError) as exc:
         err.print(f"[red]error:[/] {getattr(exc, 'message', exc)}")
         raise typer.Exit(2) from None
@@ -229,10 +243,19 @@ def db_upgrade() -> None:
 
 
 @schema_app.command("sql")
-def schema_sql() -> None:
-    """Print the full DDL of the current content schema version."""
+def schema_sql(version: Annotated[int | None, typer.Option(
+        "--version", help="The schema version to print (default: BYODB_SCHEMA_TARGET, "
+        "else the latest).")] = None) -> None:
+    """Print the full DDL that creates a content schema version."""
 
-    typer.echo(content_schema_sql(), nl=False)
+    try:
+        if version is None:
+            version = resolve_schema_target(get_settings().schema_target)
+        typer.echo(content_schema_sql(version=version), nl=False)
+    except ByodbError as exc:
+        fail(exc.message)
+    except ValueError as exc:
+        fail(str(exc))
 
 
 devdb_app = typer.Typer(help="A throwaway local PostgreSQL to play 'your own database' "
@@ -292,7 +315,10 @@ def project_export(out: Annotated[Path, typer.Argument(help="Where to write the 
     if not out.parent.is_dir():  # not created for the user: a typo should not make folders
         fail(f"cannot write {out}: the folder {out.parent} does not exist")
     try:
-        out.write_bytes(build_package())
+        target = resolve_schema_target(get_settings().schema_target)
+        out.write_bytes(build_package(target))
+    except ByodbError as exc:
+        fail(exc.message)
     except OSError as exc:  # a directory named OUT, no permission, a full disk…
         fail(f"cannot write {out}: {exc.strerror or exc}")
     typer.echo(f"wrote {out}")

@@ -217,12 +217,15 @@ async def update_state(
     connection: ConnectionStatus | None = None,
     deployment: DeploymentStatus | None = None,
     expect_credential_version: int | None = None,
+    expect_connection: ConnectionStatus | None = None,
     **facts: Any,
 ) -> DatabaseConfig | None:
     """Move a user's state machines (checked) and record facts in one transaction.
 
     ``expect_credential_version`` makes the update a no-op when the user saved new
-    credentials meanwhile (a stale deploy or health result must not overwrite them).
+    credentials meanwhile (a stale deploy or health result must not overwrite them);
+    ``expect_connection`` likewise when the connection status moved on since it was read
+    (a health result must not undo a disconnect or a move that began meanwhile).
     Returns the new row, or None when there was nothing to update.
     """
     async with engine.begin() as conn:
@@ -231,6 +234,8 @@ async def update_state(
             return None
         if (expect_credential_version is not None
                 and current.credential_version != expect_credential_version):
+            return None
+        if expect_connection is not None and current.connection_status is not expect_connection:
             return None
         values: dict[str, Any] = dict(facts)
         if connection is not None:

@@ -11,6 +11,7 @@ deadline of its own (the lifecycle's limits).
 from __future__ import annotations
 
 import contextlib
+import uuid
 
 import procrastinate
 from procrastinate.exceptions import AlreadyEnqueued
@@ -68,3 +69,10 @@ class ProcrastinateJobs:
                 queueing_lock=f"disconnect:{user_id}:{credential_version}",
             ).defer_async(user_id=user_id, credential_version=credential_version,
                           mode=mode.value)
+
+    async def migrate(self, record_id: uuid.UUID) -> None:
+        """One user's schema migration outside a fleet run (``fleet_jobs`` runs it)."""
+        with contextlib.suppress(AlreadyEnqueued):
+            await self._app.configure_task(
+                f"{NAMESPACE}:migrate_instance", queueing_lock=f"migrate:{record_id}",
+            ).defer_async(record_id=str(record_id), run_id=None, slot=None)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,11 +24,13 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 import psycopg
+from sqlalchemy import bindparam
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from byodb.content import latest_schema_version
 from byodb.content.deploy import DeployOutcome, deploy_content_schema
 from byodb.errors import ByodbError, Conflict, NotFound
+from byodb.instances.admission import ConnectFlags, holds_own_database
 from byodb.instances.config_store import (
     DatabaseConfig,
     Switch,
@@ -37,7 +40,15 @@ from byodb.instances.config_store import (
 )
 from byodb.instances.guard import ConnectionCheckError, GuardPolicy, parse_database_url
 from byodb.instances.handle import UserDatabase
+from byodb.instances.health import (
+    CheckedInstance,
+    HealthResult,
+    HealthTransition,
+    check_database,
+    transition_for,
+)
 from byodb.instances.holds import holding_user_writes_on_main
+from byodb.instances.migration_records import upsert_record
 from byodb.instances.moves import (
     MoveRefused,
     delete_user_rows,
@@ -45,6 +56,7 @@ from byodb.instances.moves import (
     move_user_content,
 )
 from byodb.instances.probe import ConnectionVerdict, classify_connect_error, preflight
+from byodb.instances.schema_migration import InstanceResult, MigrationLimits, SchemaMigrator
 from byodb.instances.states import ConnectionStatus, DeploymentStatus, Placement
 from byodb.maindb.tables import user_database_config as udc
 from byodb.vault import Secret, Vault
@@ -73,6 +85,8 @@ class LifecycleJobs(Protocol):
     async def disconnect(self, user_id: str, credential_version: int,
                          mode: DisconnectMode) -> None: ...
 
+    async def migrate(self, record_id: uuid.UUID) -> None: ...
+
 
 @dataclass(frozen=True)
 class LifecycleLimits:
@@ -81,14 +95,24 @@ class LifecycleLimits:
     test_s: float = 15.0
     deploy_s: float = 300.0
     move_s: float = 1800.0
+    # The content schema version new deploys create (BYODB_SCHEMA_TARGET, resolved by
+    # byodb.content.resolve_schema_target); a database already past it is left as it is.
+    schema_target: int = latest_schema_version()
     pool_size: int = 2
     pool_timeout_s: float = 10.0
+    health_s: float = 5.0
+    health_failures: int = 2  # consecutive failed checks before connected → error
 
 
 StateListener = Callable[[str], Awaitable[None]]
+KEPT_PROGRESS = "Disconnected; your data stays on your database"
+"""The progress line a "keep" disconnect leaves: the pages tell the user where their earlier
+content is from it."""
 SEVER_GRACE_S = 2.0
 """How long after an operation's deadline its user-database sockets are cut (the deadline
 cancels first; this ends what a cancellation cannot, see ``UserDatabase.connection``)."""
+HEALTH_BATCH = 500
+"""Health facts are written this many instances per transaction."""
 PROGRESS_INTERVAL_S = 0.25
 """Deploy progress is written to main at most this often (and always at the end)."""
 
@@ -129,14 +153,22 @@ class InstanceLifecycle:
 
     def __init__(self, *, main: AsyncEngine, vault: Vault, policy: GuardPolicy,
                  limits: LifecycleLimits, jobs: LifecycleJobs | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 flags: ConnectFlags = ConnectFlags()):
         self.main = main
+        self.flags = flags
         self.vault = vault
         self.policy = policy
         self.limits = limits
         self._jobs = jobs
         self._clock = clock
         self._listeners: list[StateListener] = []
+        # Version steps on users' databases (fleet runs, the version gate); its limits and
+        # steps are attributes so an operator tool or a test can set them.
+        self.migrator = SchemaMigrator(
+            main=main, database_of=self.database_of, migrated=self._schema_migrated,
+            describe=lambda exc, stage: public_error(exc, stage=stage),
+            limits=MigrationLimits())
 
     # -- wiring ----------------------------------------------------------------------------
     def on_change(self, listener: StateListener) -> None:
@@ -198,15 +230,39 @@ class InstanceLifecycle:
             failure = classify_connect_error(exc, target)
             return ConnectionVerdict(False, failure.code, failure.message, failure.hint)
 
+    def connect_refusal(self, current: DatabaseConfig | None, *,
+                        premium: bool) -> ByodbError | None:
+        """Why the flags refuse this user a connection test or save now, or None. A user
+        whose content is on their own database is never refused here: they may test and save
+        new credentials for it (``save`` still refuses moving to another database)."""
+        if holds_own_database(current):
+            return None
+        return self.flags.refusal(premium=premium)
+
+    async def test_for(self, user_id: str, raw_url: str, *,
+                       premium: bool = False) -> ConnectionVerdict:
+        """The connection test a user asks for: :meth:`test` after the flags' check
+        (``byod_disabled`` 403, ``premium_required`` 402), which contacts nothing."""
+        refusal = self.connect_refusal(await self.state(user_id), premium=premium)
+        if refusal is not None:
+            raise refusal
+        return await self.test(raw_url)
+
     async def save(self, user_id: str, raw_url: str,
-                   old_database: OldDatabase = OldDatabase.keep) -> DatabaseConfig:
+                   old_database: OldDatabase = OldDatabase.keep, *,
+                   premium: bool = False) -> DatabaseConfig:
         """Test the URL, store it encrypted and queue provisioning.
 
         A URL of a *different* database than the one holding the user's content (told apart
         by the ``instance_id`` in ``byodb_meta``) is a switch: provisioning moves the content
         old → new, and the old database keeps its copy unless ``old_database`` is delete.
+        The flags (``self.flags``) refuse a new connection and a switch, never new
+        credentials for the database that holds the user's content.
         """
         current = await self.state(user_id)
+        refusal = self.connect_refusal(current, premium=premium)
+        if refusal is not None:
+            raise refusal
         if current is not None and current.connection_status is ConnectionStatus.moving:
             raise Conflict("your data is being moved; wait until it finishes")
         if current is not None and current.deployment_status is DeploymentStatus.deploying:
@@ -216,6 +272,9 @@ class InstanceLifecycle:
         if not verdict.ok:
             raise ConnectionCheckError(verdict.message, hint=verdict.hint, code=verdict.code)
         switch = self._switch_for(current, verdict, old_database)
+        flags_refusal = self.flags.refusal(premium=premium)
+        if switch is not None and flags_refusal is not None:
+            raise flags_refusal  # another database: a new connection, not new credentials
         saved = await save_credentials(self.main, self.vault, user_id, database.url,
                                        Secret(raw_url.strip()), switch=switch)
         await self._changed(user_id)
@@ -291,7 +350,8 @@ class InstanceLifecycle:
         async with asyncio.timeout(self.limits.deploy_s), \
                 database.connection(statement_timeout_s=self.limits.deploy_s,
                                     sever_after_s=self.limits.deploy_s + SEVER_GRACE_S) as conn:
-            outcome = await deploy_content_schema(conn, progress=progress)
+            outcome = await deploy_content_schema(conn, progress=progress,
+                                                  target_version=self.limits.schema_target)
         await self._update(user_id, deployment=DeploymentStatus.deployed,
                            expect_credential_version=credential_version,
                            schema_version=outcome.version, instance_id=outcome.instance_id,
@@ -395,6 +455,67 @@ class InstanceLifecycle:
             connection_error_code=None, consecutive_failures=0,
             last_connection_test=self._clock())
 
+    # -- health (the sweep's step; byodb.instances.health_sweep runs it for the fleet) ---
+    async def check_health(self, config: DatabaseConfig) -> HealthResult:
+        """Check the saved database within the health deadline; changes nothing."""
+        try:
+            database = self.database_of(config)
+        except ByodbError as exc:  # unreadable credentials, a URL the guard now refuses
+            return HealthResult.failed(exc.code, exc.message)
+        return await check_database(database, instance_id=config.instance_id,
+                                    timeout_s=self.limits.health_s)
+
+    async def record_health(self, config: DatabaseConfig,
+                            result: HealthResult) -> HealthTransition:
+        """Apply a check's result with hysteresis (:func:`transition_for`). A change of
+        status is written here, at once (it drops the user's route and pool here and,
+        by NOTIFY, everywhere: a recovered user works again without a retry); the check's
+        facts and failure count are written for a whole sweep by :meth:`record_checks`."""
+        failures = 0 if result.ok else config.consecutive_failures + 1
+        transition = transition_for(config.connection_status, failures, result,
+                                    self.limits.health_failures)
+        if transition not in (HealthTransition.recovered, HealthTransition.down):
+            return transition
+        updated = await self._update(
+            config.user_id, expect_credential_version=config.credential_version,
+            expect_connection=config.connection_status, consecutive_failures=failures,
+            last_connection_test=self._clock(),
+            connection=ConnectionStatus.connected if result.ok else ConnectionStatus.error,
+            connection_error=result.message,
+            connection_error_code=None if result.ok else result.code)
+        return transition if updated is not None else HealthTransition.skipped
+
+    async def record_checks(self, checks: Sequence[CheckedInstance]) -> None:
+        """Record checks' facts (time, latency, code) and the failure counts in batches,
+        not a transaction per instance. Not state changes: no NOTIFY, and each row only
+        while it still has the credentials checked (and, for the count, the status the
+        check saw — a transition already wrote its own)."""
+        now = self._clock()
+        facts = [{"uid": c.config.user_id, "cv": c.config.credential_version, "at": now,
+                  "ms": c.result.latency_ms, "code": None if c.result.ok else c.result.code}
+                 for c in checks]
+        counts = [{"uid": c.config.user_id, "cv": c.config.credential_version,
+                   "seen": c.config.connection_status.value,
+                   "n": 0 if c.result.ok else c.config.consecutive_failures + 1}
+                  for c in checks if c.transition in (
+                      HealthTransition.healthy, HealthTransition.failing,
+                      HealthTransition.still_down)
+                  and (c.config.consecutive_failures != 0 or not c.result.ok)]
+        same_row = (udc.c.user_id == bindparam("uid"),
+                    udc.c.credential_version == bindparam("cv"))
+        record_facts = udc.update().where(*same_row).values(
+            last_health_check_at=bindparam("at"), health_latency_ms=bindparam("ms"),
+            health_error_code=bindparam("code"))
+        record_counts = udc.update().where(
+            *same_row, udc.c.connection_status == bindparam("seen")).values(
+            consecutive_failures=bindparam("n"))
+        for start in range(0, max(len(facts), len(counts)), HEALTH_BATCH):
+            async with self.main.begin() as conn:
+                if facts[start:start + HEALTH_BATCH]:
+                    await conn.execute(record_facts, facts[start:start + HEALTH_BATCH])
+                if counts[start:start + HEALTH_BATCH]:
+                    await conn.execute(record_counts, counts[start:start + HEALTH_BATCH])
+
     async def mark_unreachable(self, user_id: str, credential_version: int, message: str,
                                code: str = "unreachable") -> None:
         """Record that a routed call could not use the user's database."""
@@ -405,6 +526,28 @@ class InstanceLifecycle:
                                last_connection_test=self._clock())
         except Exception:  # the original failure matters more than bookkeeping
             log.exception("could not record a connection failure for a user")
+
+    # -- schema migration (job body) -------------------------------------------------------
+    async def migrate(self, record_id: uuid.UUID, owner: str) -> InstanceResult:
+        """Bring one user's database to its record's target version (see
+        ``byodb.instances.schema_migration``); ``owner`` names the lease holder."""
+        return await self.migrator.run(record_id, owner)
+
+    async def request_migration(self, config: DatabaseConfig, to_version: int) -> None:
+        """Queue the user's migration now (the version gate of their requests): their
+        record for ``to_version`` (created if missing) and a job for it, once."""
+        assert config.schema_version is not None
+        async with self.main.begin() as conn:
+            record = await upsert_record(conn, user_id=config.user_id,
+                                         from_version=config.schema_version,
+                                         to_version=to_version, dry_run=False,
+                                         migration_id=None, host=config.host)
+        if record.status == "pending":
+            await self.jobs.migrate(record.id)
+
+    async def _schema_migrated(self, config: DatabaseConfig, version: int) -> None:
+        await self._update(config.user_id, expect_credential_version=config.credential_version,
+                           schema_version=version, last_schema_deploy=self._clock())
 
     # -- disconnect ------------------------------------------------------------------------
     async def disconnect(self, user_id: str, mode: DisconnectMode) -> tuple[DatabaseConfig |
@@ -418,7 +561,7 @@ class InstanceLifecycle:
             kept = await self._update(
                 user_id, connection=ConnectionStatus.disconnected,
                 deployment=DeploymentStatus.not_started,
-                deployment_progress="Disconnected; your data stays on your database",
+                deployment_progress=KEPT_PROGRESS,
                 **_ERASED)
             return kept, False
         label = ("Moving your data back" if mode is DisconnectMode.migrate

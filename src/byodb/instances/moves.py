@@ -15,6 +15,8 @@ The order of a move, step by step:
 2. Stage: each content table (parents first) is streamed with COPY, block by block, into a
    temporary table on the target that has the real table's columns, defaults, NOT NULL and
    CHECK constraints. Generated columns (tsvector) are not copied; the target computes them.
+   During a schema rollout the two sides may be at different versions: only the columns
+   the older of the two has are copied (``byodb.content.has_column``).
 3. Validate the staged rows before anything is written; a failure raises
    :class:`MoveRefused` (409) and changes nothing on either side:
    ``move_foreign_rows`` — a staged row's ``user_id`` is not the moving user's;
@@ -29,11 +31,12 @@ The order of a move, step by step:
    - Same id, same row. A table with ``updated_at``: the newer ``updated_at`` wins (a tie
      keeps the target's row). A table without it: the target's row is kept.
    - Same natural key, one row. Keys are every UNIQUE constraint of a table plus the ones
-     the services enforce in code (a tag's name, a TTS hash, per user). The target's row
-     is kept and the staged row is dropped; rows that referred to the dropped row (a tag's
-     links) are pointed at the kept one. Usage records are the exception: the counters of
-     the staged row are added to the target's row, which takes the staged row's id, so a
-     move that is run again recognises that row as already merged and adds nothing twice.
+     the services enforce in code (a tag's name ignoring case, a TTS hash, per user). The
+     target's row is kept and the staged row is dropped; rows that referred to the dropped
+     row (a tag's links) are pointed at the kept one. Usage records are the exception:
+     the counters of the staged row are added to the target's row, which takes the staged
+     row's id, so a move that is run again recognises that row as already merged and adds
+     nothing twice.
    - Everything else is inserted as it is (ids are kept across databases).
    Then, in the same transaction, every staged row is verified to be on the target: the
    same id with an identical row hash, or a target row that won by the rules above, or the
@@ -49,7 +52,7 @@ Error messages name tables, columns and counts, never a value: content must not 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +61,8 @@ from psycopg import AsyncConnection, sql
 from sqlalchemy import Integer, LargeBinary, Numeric, String, Table, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 
-from byodb.content import CONTENT_SCHEMA, content_table_names
+from byodb.content import CONTENT_SCHEMA, CONTENT_SCHEMA_VERSION, content_table_names, has_column
+from byodb.content.deploy import deployed_schema
 from byodb.content.limits import (
     HASH_PATTERN,
     MAX_INLINE_BYTES,
@@ -78,11 +82,15 @@ _SESSION = ("set local timezone = 'UTC'", "set local datestyle = 'ISO, MDY'",
 # Text the API also checks against a pattern (a TTS hash appears in URLs).
 _PATTERNS: dict[tuple[str, str], str] = {("tts_cache", "hash"): HASH_PATTERN}
 
-# Natural keys the services enforce in code (schema v1 has no unique index for them).
+# Natural keys the services enforce in code (schema v1 has no unique index for them; v2
+# has, but a version-1 source may still hold duplicates, which merge into one row here).
 _CODE_ENFORCED_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "tags": (("user_id", "name"),),
     "tts_cache": (("user_id", "hash"),),
 }
+# Key columns compared ignoring case, as the services compare them (and as schema version
+# 2's unique index on lower(name) does: "Work" and "work" are one tag).
+_CASE_FOLDED_KEYS: frozenset[tuple[str, str]] = frozenset({("tags", "name")})
 # Tables whose natural-key duplicates are added up instead of keeping the target's row.
 _SUMMED_COLUMNS: dict[str, tuple[str, ...]] = {
     "usage_records": ("input_tokens", "output_tokens", "cost", "request_count"),
@@ -223,16 +231,25 @@ def _value_checks(table: Table, columns: Sequence[str]) -> tuple[_Check, ...]:
     return tuple(checks)
 
 
-def _plan(table: Table) -> _Plan:
-    columns = _stored_columns(table)
+def _plan(table: Table, version: int) -> _Plan:
+    # Only the columns both databases have: during a schema rollout one side may still be
+    # at an older version (what it lacks is left to the target's default, NULL).
+    columns = tuple(c for c in _stored_columns(table) if has_column(version, table.name, c))
     references = tuple((fk.parent.name, fk.column.table.name) for fk in table.foreign_keys)
     return _Plan(table=table, columns=columns, references=references,
                  keys=_natural_keys(table), summed=_SUMMED_COLUMNS.get(table.name, ()),
                  checks=_value_checks(table, columns))
 
 
-def _plans() -> list[_Plan]:
-    return [_plan(table) for table in content_tables()]
+def _plans(version: int) -> list[_Plan]:
+    return [_plan(table, version) for table in content_tables()]
+
+
+async def _common_version(source: Conn, target: Conn) -> int:
+    """The older of the two databases' schema versions (the latest if neither says)."""
+    versions = [schema.version for schema in
+                (await deployed_schema(source), await deployed_schema(target)) if schema]
+    return min(versions, default=CONTENT_SCHEMA_VERSION)
 
 
 # --- small SQL helpers -------------------------------------------------------------------
@@ -248,9 +265,14 @@ def _row_hash(columns: Sequence[str], alias: str) -> sql.Composable:
     return sql.SQL("md5(row({})::text)").format(_names(columns, alias))
 
 
-def _key_match(key: Sequence[str], left: str, right: str) -> sql.Composable:
+def _key_value(table: str, column: str, alias: str) -> sql.Composable:
+    value = sql.Identifier(alias, column)
+    return sql.SQL("lower({})").format(value) if (table, column) in _CASE_FOLDED_KEYS else value
+
+
+def _key_match(table: str, key: Sequence[str], left: str, right: str) -> sql.Composable:
     return sql.SQL(" and ").join(
-        sql.SQL("{} = {}").format(sql.Identifier(left, c), sql.Identifier(right, c))
+        sql.SQL("{} = {}").format(_key_value(table, c, left), _key_value(table, c, right))
         for c in key)
 
 
@@ -301,12 +323,22 @@ async def _begin_source(source: Conn, lock_tables: bool) -> None:
 # --- 2. staging --------------------------------------------------------------------------
 
 
-async def _stage(source: Conn, target: Conn, plan: _Plan, user_id: str) -> int:
-    """COPY the user's rows of one table into a temporary table on the target."""
+async def _create_staging(target: Conn, plan: _Plan) -> None:
     await target.execute(sql.SQL(
         "create temp table {} (like {} including defaults including constraints, "
         "{} uuid, {} boolean) on commit drop").format(
         plan.staging, plan.real, sql.Identifier(_MERGED_INTO), sql.Identifier(_WAS_ON_TARGET)))
+
+
+async def _staged_count(target: Conn, plan: _Plan) -> int:
+    # Temporary tables are never auto-analysed; the checks and merges below join on them.
+    await target.execute(sql.SQL("analyze {}").format(plan.staging))
+    return await _count(target, sql.SQL("select count(*) from {}").format(plan.staging))
+
+
+async def _stage(source: Conn, target: Conn, plan: _Plan, user_id: str) -> int:
+    """COPY the user's rows of one table into a temporary table on the target."""
+    await _create_staging(target, plan)
     columns = _names(plan.columns)
     # This filter runs on the source, where its owner can make `=` mean anything: it only
     # saves copying other rows; _validate checks every staged row again on the target.
@@ -325,9 +357,7 @@ async def _stage(source: Conn, target: Conn, plan: _Plan, user_id: str) -> int:
         raise MoveRefused(
             f"rows of {plan.name} do not fit the content schema{where}; nothing was moved",
             code="move_invalid_content") from None
-    # Temporary tables are never auto-analysed; the checks and merges below join on them.
-    await target.execute(sql.SQL("analyze {}").format(plan.staging))
-    return await _count(target, sql.SQL("select count(*) from {}").format(plan.staging))
+    return await _staged_count(target, plan)
 
 
 # --- 3. validation -----------------------------------------------------------------------
@@ -472,8 +502,11 @@ async def _keep_target_by_key(target: Conn, plan: _Plan, key: Sequence[str],
         ") "
         "update {s} s set {merged} = c.keep_id from chosen c "
         "where c.id = s.id and c.keep_id <> s.id").format(
-        s_key=_names(key, "s"), key=_names(key), t=plan.real, s=plan.staging,
-        match=_key_match(key, "t", "s"), merged=sql.Identifier(_MERGED_INTO)),
+        s_key=sql.SQL(", ").join(
+            sql.SQL("{} as {}").format(_key_value(plan.name, c, "s"), sql.Identifier(c))
+            for c in key),
+        key=_names(key), t=plan.real, s=plan.staging,
+        match=_key_match(plan.name, key, "t", "s"), merged=sql.Identifier(_MERGED_INTO)),
         {"u": user_id})
 
 
@@ -490,7 +523,7 @@ async def _add_up_by_key(target: Conn, plan: _Plan, key: Sequence[str], user_id:
         "  returning s.id"
         ") "
         "update {s} s set {merged} = s.id from absorbed a where a.id = s.id").format(
-        t=plan.real, sums=sums, s=plan.staging, match=_key_match(key, "t", "s"),
+        t=plan.real, sums=sums, s=plan.staging, match=_key_match(plan.name, key, "t", "s"),
         merged=sql.Identifier(_MERGED_INTO)), {"u": user_id})
 
 
@@ -582,7 +615,7 @@ async def move_user_content(source: Conn, target: Conn, user_id: str, *,
     user's writes (locking main's tables would block every user). ``delete_source=False``
     copies without deleting (switching databases while keeping a copy on the old one).
     """
-    plans = _plans()
+    plans = _plans(await _common_version(source, target))
     report = MoveReport()
     async with source.transaction():
         await _begin_source(source, lock_source_tables)
@@ -597,6 +630,44 @@ async def move_user_content(source: Conn, target: Conn, user_id: str, *,
         if delete_source:
             await _say(progress, "Removing the moved rows from the source")
             await _delete_in_transaction(source, user_id)
+    return report
+
+
+RowFeed = Callable[[str, tuple[str, ...]], AsyncIterator[Sequence[Any]]]
+"""(table name, its columns) → that table's rows, each as values in the order of the columns."""
+
+
+async def merge_rows(target: Conn, user_id: str, feed: RowFeed, *, version: int,
+                     progress: Progress | None = None) -> MoveReport:
+    """Write rows that come from elsewhere than a database (an imported file) into
+    ``target`` by the rules of a move: staged (COPY), validated (step 3), merged and
+    verified (step 4), all in the caller's transaction on ``target``; a refusal raises
+    :class:`MoveRefused` and, the caller's transaction rolled back, nothing is written.
+    Merging the same rows again changes nothing (same id, same row).
+
+    ``version``: the target's schema version (only the columns it has are written);
+    ``feed`` is asked for every content table, parents first, in those columns.
+    """
+    plans = _plans(version)
+    report = MoveReport()
+    await set_comparable_session(target)
+    for plan in plans:
+        await _say(progress, f"Writing {plan.name}")
+        await _create_staging(target, plan)
+        query = sql.SQL("copy {} ({}) from stdin").format(plan.staging, _names(plan.columns))
+        try:
+            async with target.cursor() as cursor, cursor.copy(query) as copy:
+                async for values in feed(plan.name, plan.columns):
+                    await copy.write_row(values)
+        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+            name = exc.diag.column_name or exc.diag.constraint_name
+            where = f" ({name})" if name else ""
+            raise MoveRefused(f"rows of {plan.name} do not fit the content schema{where}; "
+                              "nothing was moved", code="move_invalid_content") from None
+        report.rows[plan.name] = await _staged_count(target, plan)
+        await _validate(target, plan, user_id)
+    await _say(progress, "Merging and verifying the rows")
+    report.merged = await _merge_all(target, plans, user_id)
     return report
 
 

@@ -17,6 +17,7 @@ import procrastinate
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from byodb.instances import fleet_jobs, health_jobs
 from byodb.instances import jobs as instance_jobs
 from byodb.instances.lifecycle import InstanceLifecycle
 from byodb.maindb.urls import libpq_url
@@ -31,13 +32,21 @@ STALLED_JOBS_LOCK_KEY = 0x6279_6F64_6A6F  # "byodjo": one requeue of stalled job
 WORKER_CONCURRENCY: dict[str, int] = {
     instance_jobs.CONNECT_QUEUE: 16,
     instance_jobs.MOVE_QUEUE: 2,
+    # A scheduled tick and an operator's "check all" may meet; the sweep lock lets one run.
+    health_jobs.HEALTH_QUEUE: 2,
     MAINTENANCE_QUEUE: 1,
+    # Fleet schema runs: how many instances this process migrates at once (about what the
+    # main pool serves without opening and closing overflow connections); the run's own
+    # limits (global and per host) hold across every process (instances/fleet_jobs.py).
+    fleet_jobs.MIGRATE_QUEUE: 20,
 }
 
 # Tasks register on this app; a process binds it to its main database with
 # :func:`bound_job_app` (one bound job app per process at a time).
 job_app = procrastinate.App(connector=procrastinate.PsycopgConnector())
 job_app.add_tasks_from(instance_jobs.blueprint, namespace=instance_jobs.NAMESPACE)
+job_app.add_tasks_from(fleet_jobs.blueprint, namespace=instance_jobs.NAMESPACE)
+job_app.add_tasks_from(health_jobs.blueprint, namespace=health_jobs.NAMESPACE)
 
 
 @contextlib.asynccontextmanager
@@ -86,13 +95,13 @@ async def requeue_stalled_jobs(manager: procrastinate.manager.JobManager,
 
 
 async def run_workers(app: procrastinate.App, lifecycle: InstanceLifecycle, *,
-                      name: str) -> None:
+                      name: str, health: health_jobs.HealthContext | None = None) -> None:
     """Serve every queue, each with a worker of its own, until cancelled."""
     workers = [
         app.run_worker_async(queues=[queue], concurrency=concurrency, wait=True,
                              install_signal_handlers=False, name=f"{name}-{queue}",
                              fetch_job_polling_interval=1.0,
-                             additional_context={"lifecycle": lifecycle})
+                             additional_context={"lifecycle": lifecycle, "health": health})
         for queue, concurrency in WORKER_CONCURRENCY.items()
     ]
     await asyncio.gather(*workers)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -129,6 +131,23 @@ migrations = Table(
     Column("completed", Integer, nullable=False, server_default="0"),
     Column("failed", Integer, nullable=False, server_default="0"),
     _created(), _updated(),
+    # Fleet schema runs (issue 9, instances/fleet_runs.py): how the run was asked for, its
+    # current wave (1 = canary, 2 = the rest), why it halted, and when it settled.
+    Column("dry_run", Boolean, nullable=False, server_default="false"),
+    Column("canary", Integer, nullable=False, server_default="0"),
+    Column("concurrency", Integer, nullable=False, server_default="20"),
+    Column("per_host", Integer, nullable=False, server_default="4"),
+    Column("max_failure_ratio", Float, nullable=False, server_default="0.1"),
+    Column("wave", Integer, nullable=False, server_default="1"),
+    Column("already_current", Integer, nullable=False, server_default="0"),
+    Column("halted_reason", Text),
+    Column("finished_at", DateTime(timezone=True)),
+    CheckConstraint("status in ('running','halted','completed','incomplete')",
+                    name="status"),
+    Index("ix_migrations_created_at", "created_at"),
+    # One automatic rollout per target version, however many replicas start at once.
+    Index("uq_migrations_auto_target", "to_version", unique=True,
+          postgresql_where=text("started_by = 'auto'")),
 )
 
 email_alerts = Table(
@@ -139,6 +158,11 @@ email_alerts = Table(
     Column("subject", Text, nullable=False),
     Column("sent_at", DateTime(timezone=True)),
     _created(),
+    # Health alerts (issue 10): the text sent (user ids, redacted hosts, error codes only),
+    # and the delivery attempts so far; unsent rows are retried by the next sweep.
+    Column("body", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
 )
 
 # One row per health sweep of the user databases (the scheduled one or one started by an
@@ -202,6 +226,12 @@ user_database_config = Table(
     Column("previous_instance_id", UUID(as_uuid=True)),
     Column("previous_database_mode", Text),
     _created(), _updated(),
+    # The health sweep's facts (issue 10): the last check, its latency and error code, and
+    # since when an outage was reported (users notified, alert queued; null: none is).
+    Column("last_health_check_at", DateTime(timezone=True)),
+    Column("health_latency_ms", Integer),
+    Column("health_error_code", Text),
+    Column("outage_reported_at", DateTime(timezone=True)),
     CheckConstraint(
         "connection_status in ('none','pending','connected','error','disconnected','moving')",
         name="connection_status",
@@ -230,10 +260,21 @@ byod_migrations = Table(
     Column("completed_at", DateTime(timezone=True)),
     Column("duration_ms", BigInteger),
     _created(), _updated(),
+    # Fleet runs (issue 9): a dry run's records are kept apart from the real ones; the
+    # version step being applied (or that failed) and the error's code; the user's host
+    # (per-host limit) and wave; the lease of the worker running it (never two at once).
+    Column("dry_run", Boolean, nullable=False, server_default="false"),
+    Column("step", Integer),
+    Column("error_code", Text),
+    Column("host", Text),
+    Column("wave", Integer, nullable=False, server_default="2"),
+    Column("lease_owner", Text),
+    Column("lease_expires_at", DateTime(timezone=True)),
     CheckConstraint(
         "status in ('pending','running','completed','failed')", name="status"
     ),
-    UniqueConstraint("user_id", "to_version"),
+    UniqueConstraint("user_id", "to_version", "dry_run"),
+    Index("ix_byod_migrations_migration_status", "migration_id", "status"),
     Index("ix_byod_migrations_user_created", "user_id", "created_at"),
     Index("ix_byod_migrations_status", "status"),
 )

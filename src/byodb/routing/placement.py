@@ -13,6 +13,8 @@ _MAIN = (
     "users", "user_preferences", "user_onboarding", "user_stats", "templates",
     "admin_settings", "feedback", "shares", "notifications", "migrations", "email_alerts",
     "jobs", "user_database_config", "byod_migrations",
+    # Operations records of this product (not of the seeds): one row per health sweep.
+    "health_sweeps",
 )
 _USER = (
     "conversations", "conversation_participants", "messages", "tool_calls", "sources",

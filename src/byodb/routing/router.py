@@ -10,6 +10,10 @@ Decision order for ``Router.connect(user_id, table)`` (fail closed — DESIGN.md
    pool replaces dead connections before use (pre-ping). A failure to connect, a pool
    that has no connection to give, or a transaction past its deadline moves the user to
    ``error`` and raises :class:`ByodUnavailable`. Nothing ever falls back to main.
+4. **The file-storage flag** (``BYOD_FILE_STORAGE``): a transaction that stores file bytes
+   (``connect(..., file_bytes=True)``) on a user's own database is refused with
+   :class:`FileStorageDisabled` when the flag is off — never redirected to main. Decided
+   here, with the route, so a move between the check and the write cannot slip past it.
 
 A warm route costs no decryption and no main lookup. Content transactions that do land on
 main take a shared per-user advisory lock and then re-read the user's access, so a data
@@ -30,7 +34,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from byodb.errors import ByodUnavailable, DecryptionError
+from byodb.content.version import CONTENT_SCHEMA_VERSION, MIN_SUPPORTED_SCHEMA_VERSION
+from byodb.errors import ByodUnavailable, ByodUpdating, DecryptionError, FileStorageDisabled
 from byodb.instances.config_store import DatabaseConfig, access_of, get_config, load_config
 from byodb.instances.guard import ConnectionCheckError
 from byodb.instances.handle import UserDatabase
@@ -39,6 +44,7 @@ from byodb.instances.lifecycle import InstanceLifecycle
 from byodb.instances.states import ContentAccess, Placement
 from byodb.routing.engines import EngineCache
 from byodb.routing.placement import placement_of
+from byodb.routing.request_placement import note_placement
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,8 @@ _STOPPED = "Your database stopped answering."
 # (503) without marking the database unreachable.
 _SLOW_SQLSTATES = frozenset({"57014", "55P03"})
 _DOWN_CODES = frozenset({"unreachable", "timeout"})
+# The first statement of a snapshot transaction (before any other: PostgreSQL requires it).
+_SNAPSHOT = "set transaction isolation level repeatable read, read only"
 
 
 @dataclass(frozen=True)
@@ -59,20 +67,37 @@ class Route:
 
     access: ContentAccess
     credential_version: int = 0
+    # The content schema version the user's content is at (what services may write, see
+    # byodb.content.has_column): main's is the latest (main's migrations deploy it and
+    # readiness requires it); a user's database's is the version main recorded, which is
+    # raised only after a migration committed, so never above what the database has.
+    schema_version: int = CONTENT_SCHEMA_VERSION
 
     @classmethod
     def of(cls, config: DatabaseConfig | None) -> Route:
-        return cls(access_of(config), config.credential_version if config else 0)
+        access = access_of(config)
+        version = CONTENT_SCHEMA_VERSION
+        if access is not ContentAccess.main and config is not None:
+            # Unknown counts as the oldest supported: never write a column it may lack.
+            version = config.schema_version or MIN_SUPPORTED_SCHEMA_VERSION
+        return cls(access, config.credential_version if config else 0, version)
 
 
 class Router:
     def __init__(self, main_engine: AsyncEngine, lifecycle: InstanceLifecycle, *,
-                 cache_size: int = 500, request_timeout_s: float = 30.0):
+                 cache_size: int = 500, request_timeout_s: float = 30.0,
+                 file_storage: bool = True):
         self.main = main_engine
+        self._file_storage = file_storage
         self._lifecycle = lifecycle
         self._routes: dict[str, Route] = {}
         self._databases: EngineCache[UserDatabase] = EngineCache(cache_size)
         self._request_timeout_s = request_timeout_s
+        # The version gate: a user's database below ``schema_floor`` gets its migration to
+        # the lifecycle's target queued at once and the request waits ``gate_wait_s`` for it
+        # (attributes, so a test can raise the floor of a running app).
+        self.schema_floor = MIN_SUPPORTED_SCHEMA_VERSION
+        self.gate_wait_s = 3.0
         lifecycle.on_change(self.forget_user)
 
     # -- step 2: the user's route -------------------------------------------------------
@@ -83,6 +108,13 @@ class Router:
         route = Route.of(await load_config(self.main, user_id))
         self._routes[user_id] = route
         return route
+
+    async def content_version(self, user_id: str) -> int:
+        """The content schema version of the database holding the user's content now
+        (:attr:`Route.schema_version`): the one thing services ask before writing a column
+        that a newer version added. A cached route may say an older version than a
+        migration just reached; that only leaves a new column unwritten, never fails."""
+        return (await self.route_for(user_id)).schema_version
 
     def invalidate(self, user_id: str) -> None:
         """Forget the cached route (called on every state change, locally or via NOTIFY)."""
@@ -121,7 +153,32 @@ class Router:
         if route.access is ContentAccess.held:
             raise ByodUnavailable("Your data is being moved between databases; try again in "
                                   "a moment.", hint="This usually takes seconds.")
+        if route.schema_version < self.schema_floor:
+            route = await self._update_schema(user_id)
         return (await self._database(user_id, route)).engine, route
+
+    async def _update_schema(self, user_id: str) -> Route:
+        """The version gate: queue the user's migration, wait briefly for it, else 503
+        ``byod_updating`` (their database is never used below the supported minimum)."""
+        loop = asyncio.get_running_loop()
+        config = await load_config(self.main, user_id)
+        if config is not None and Route.of(config).schema_version < self.schema_floor:
+            await self._lifecycle.request_migration(config,
+                                                     self._lifecycle.limits.schema_target)
+            deadline = loop.time() + self.gate_wait_s
+            while loop.time() < deadline and config is not None and \
+                    Route.of(config).schema_version < self.schema_floor:
+                await asyncio.sleep(0.1)
+                config = await load_config(self.main, user_id)
+        self.invalidate(user_id)
+        fresh = Route.of(config)
+        if fresh.access is not ContentAccess.user:
+            raise ByodUnavailable("Your database settings just changed; please retry.")
+        if fresh.schema_version < self.schema_floor:
+            raise ByodUpdating("Your database is being updated to a new schema version; "
+                               "try again in a moment.", hint="This usually takes seconds.")
+        self._routes[user_id] = fresh
+        return fresh
 
     async def _mark(self, user_id: str, route: Route, message: str,
                     code: str = "unreachable") -> None:
@@ -137,30 +194,58 @@ class Router:
 
     # -- the public entry point -----------------------------------------------------------
     @asynccontextmanager
-    async def connect(self, user_id: str, table: Table | str) -> AsyncIterator[AsyncConnection]:
-        """A connection in a transaction on the database that holds ``table`` for the user."""
+    async def connect(self, user_id: str, table: Table | str, *,
+                      file_bytes: bool = False, timeout_s: float | None = None,
+                      snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction on the database that holds ``table`` for the user.
+        ``file_bytes``: the transaction stores file bytes (step 4 of the decision order).
+        ``timeout_s``: the deadline of a user-database transaction, when longer work (an
+        export, an import) needs more than the request deadline. ``snapshot``: a read-only
+        repeatable-read transaction (one consistent view for an export); its deadline passing
+        ends it with a 503 but does not mark the database unreachable (a slow download is
+        not a database that stopped answering)."""
         name = table if isinstance(table, str) else table.name
         if placement_of(name) is Placement.main:
+            note_placement(Placement.main)
             async with self.main.begin() as conn:
                 yield conn
             return
         engine, route = await self.engine_for(user_id)
         if engine is self.main:
+            note_placement(Placement.main)
             async with self.main.begin() as conn:
+                if snapshot:
+                    await conn.execute(text(_SNAPSHOT))
                 await self._hold_for_moves(conn, user_id)
                 yield conn
             return
-        async with self._on_user_database(user_id, route, engine) as conn:
+        if file_bytes and not self._file_storage:
+            raise FileStorageDisabled(
+                "Uploading files is turned off for accounts that keep their content on their "
+                "own database.", hint="Nothing was stored. Paste the text into a message or "
+                "a note instead, or ask the operator to turn file storage on.")
+        note_placement(Placement.user)
+        async with self._on_user_database(user_id, route, engine, timeout_s=timeout_s,
+                                          snapshot=snapshot) as conn:
             yield conn
 
     @asynccontextmanager
-    async def _on_user_database(self, user_id: str, route: Route,
-                                engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async def _on_user_database(self, user_id: str, route: Route, engine: AsyncEngine, *,
+                                timeout_s: float | None = None,
+                                snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
         """A transaction on the user's database under the request deadline; every way it
         can fail becomes a 503 (and, when the database is gone, the ``error`` state)."""
+        deadline_s = self._request_timeout_s if timeout_s is None else timeout_s
         try:
-            async with asyncio.timeout(self._request_timeout_s), engine.begin() as conn:
+            async with asyncio.timeout(deadline_s), engine.begin() as conn:
+                if snapshot:
+                    await conn.execute(text(_SNAPSHOT))
                 yield conn
+        except TimeoutError as exc:
+            if not snapshot:
+                raise await self._unreachable(user_id, route, _STOPPED, exc) from exc
+            raise ByodUnavailable("Reading your data took longer than allowed, so it was "
+                                  "stopped.", hint="Try again later.") from exc
         except DBAPIError as exc:
             if _sqlstate(exc) in _SLOW_SQLSTATES:
                 raise ByodUnavailable(
@@ -169,7 +254,7 @@ class Router:
             if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
                 raise await self._unreachable(user_id, route, _STOPPED, exc) from exc
             raise
-        except (TimeoutError, PoolTimeout, OSError, psycopg.OperationalError) as exc:
+        except (PoolTimeout, OSError, psycopg.OperationalError) as exc:
             raise await self._unreachable(user_id, route, _STOPPED, exc) from exc
         except ConnectionCheckError as exc:
             # A new connection failed (the guard or the server said no). Down is "stopped

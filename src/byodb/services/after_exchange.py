@@ -30,6 +30,7 @@ from byodb.content.tables import memories, messages
 from byodb.errors import ByodUnavailable
 from byodb.ids import new_id
 from byodb.routing import Router
+from byodb.services.embedding_stamp import EmbeddingStamp, embedding_stamp
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ async def _index_exchange(router: Router, embedder: EmbeddingModel, model: ChatM
     vectors = await embed_texts(embedder, [m["content"] for m in stored]
                                 + [c.content for c in candidates])
     message_vectors, memory_vectors = vectors[:len(stored)], vectors[len(stored):]
+    message_stamp = await embedding_stamp(router, user_id, messages, embedder)
+    memory_stamp = await embedding_stamp(router, user_id, memories, embedder)
     async with router.connect(user_id, messages) as conn:
         for message, vector in zip(stored, message_vectors, strict=True):
             if is_zero(vector):
@@ -73,15 +76,16 @@ async def _index_exchange(router: Router, embedder: EmbeddingModel, model: ChatM
             await conn.execute(
                 update(messages)
                 .where(messages.c.id == UUID(message["id"]), messages.c.user_id == user_id)
-                .values(embedding=vector))
+                .values(embedding=vector, **message_stamp.next_to(vector)))
         if candidates:
             await _store_new_memories(conn, user_id, conversation_id,
-                                      UUID(user_message["id"]), candidates, memory_vectors)
+                                      UUID(user_message["id"]), candidates, memory_vectors,
+                                      memory_stamp)
 
 
 async def _store_new_memories(conn: AsyncConnection, user_id: str, conversation_id: UUID,
                               message_id: UUID, candidates: list[MemoryCandidate],
-                              vectors: list[list[float]]) -> int:
+                              vectors: list[list[float]], stamp: EmbeddingStamp) -> int:
     """Insert the candidates the user has no memory of yet (active or not: a memory the
     user switched off must not come back by itself). Returns how many were stored."""
     await conn.execute(text("select pg_advisory_xact_lock(:k)"),
@@ -102,10 +106,11 @@ async def _store_new_memories(conn: AsyncConnection, user_id: str, conversation_
         if key in known:
             continue
         known.add(key)
+        embedding = None if is_zero(vector) else vector
         await conn.execute(memories.insert().values(
             id=new_id(), user_id=user_id, content=candidate.content,
             category=candidate.category, importance=candidate.importance,
             source="extracted", source_conversation_id=conversation_id,
-            source_message_id=message_id, embedding=None if is_zero(vector) else vector))
+            source_message_id=message_id, embedding=embedding, **stamp.next_to(embedding)))
         stored += 1
     return stored

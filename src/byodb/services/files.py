@@ -28,6 +28,7 @@ from byodb.content.tables import file_chunks, files
 from byodb.errors import ByodbError, InvalidInput, NotFound
 from byodb.ids import new_id
 from byodb.routing import Router
+from byodb.services.embedding_stamp import embedding_stamp
 from byodb.services.rows import Reader, public_columns
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,8 @@ async def upload_file(router: Router, embedder: EmbeddingModel, user_id: str, *,
         index = _Index([], [], {"chunks": 0}, None)
     metadata = {**index.metadata, "sha256": hashlib.sha256(data).hexdigest()}
     file_id = new_id()
-    async with router.connect(user_id, files) as conn:
+    stamp = await embedding_stamp(router, user_id, file_chunks, embedder)
+    async with router.connect(user_id, files, file_bytes=True) as conn:
         row = (await conn.execute(files.insert().values(
             id=file_id, user_id=user_id, filename=name, mime_type=media_type, size=len(data),
             status="error" if index.error else "ready", error=index.error,
@@ -190,9 +192,10 @@ async def upload_file(router: Router, embedder: EmbeddingModel, user_id: str, *,
         if index.chunks:
             await conn.execute(file_chunks.insert(), [
                 {"id": new_id(), "file_id": file_id, "user_id": user_id, "chunk_index": number,
-                 "content": chunk, "embedding": None if is_zero(vector) else vector}
-                for number, (chunk, vector) in enumerate(
-                    zip(index.chunks, index.vectors, strict=True))])
+                 "content": chunk, "embedding": embedding, **stamp.next_to(embedding)}
+                for number, (chunk, embedding) in enumerate(
+                    zip(index.chunks, (None if is_zero(v) else v for v in index.vectors),
+                        strict=True))])
     return _READER.read(row)
 
 

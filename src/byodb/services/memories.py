@@ -18,6 +18,7 @@ from byodb.content.tables import memories
 from byodb.errors import InvalidInput, NotFound
 from byodb.ids import new_id
 from byodb.routing import Router
+from byodb.services.embedding_stamp import embedding_stamp
 from byodb.services.rows import Reader, public_columns
 
 _READER = Reader.of(public_columns(memories))
@@ -70,6 +71,8 @@ async def create_memory(router: Router, embedder: EmbeddingModel, user_id: str, 
     values = {"id": new_id(), "user_id": user_id, "content": content,
               "category": check_category(category), "importance": check_importance(importance),
               "source": "manual", "embedding": await embedding_of(embedder, content)}
+    stamp = await embedding_stamp(router, user_id, memories, embedder)
+    values.update(stamp.next_to(values["embedding"]))
     async with router.connect(user_id, memories) as conn:
         row = (await conn.execute(memories.insert().values(**values)
                                   .returning(*_COLUMNS))).one()
@@ -110,6 +113,8 @@ async def update_memory(router: Router, embedder: EmbeddingModel, user_id: str,
     if "content" in changes:
         values["content"] = check_content(changes["content"])
         values["embedding"] = await embedding_of(embedder, values["content"])
+        stamp = await embedding_stamp(router, user_id, memories, embedder)
+        values.update(stamp.next_to(values["embedding"]))
     if "category" in changes:
         values["category"] = check_category(changes["category"])
     if "importance" in changes:

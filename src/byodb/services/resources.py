@@ -303,11 +303,11 @@ _SQLSTATE_ERRORS: dict[str, Callable[[str], Exception]] = {
 
 @asynccontextmanager
 async def content_transaction(router: Router, user_id: str, table: Table, *,
-                              conflict: str = "this already exists"
+                              conflict: str = "this already exists", file_bytes: bool = False
                               ) -> AsyncIterator[AsyncConnection]:
     """``Router.connect`` with constraint violations turned into typed errors."""
     try:
-        async with router.connect(user_id, table) as conn:
+        async with router.connect(user_id, table, file_bytes=file_bytes) as conn:
             yield conn
     except IntegrityError as exc:
         state = getattr(exc.orig, "sqlstate", None) or ""
@@ -412,7 +412,10 @@ async def create_row(router: Router, user_id: str, res: Resource, values: Mappin
         res.prepare(row_values)
     row_values.update(id=new_id(), user_id=user_id)
     events: list[str] = []
-    async with content_transaction(router, user_id, res.table, conflict=res.conflict) as conn:
+    # An attachment's bytes are an uploaded file's (BYOD_FILE_STORAGE, see Router.connect).
+    file_bytes = res.table.name == "attachments" and row_values.get("content") is not None
+    async with content_transaction(router, user_id, res.table, conflict=res.conflict,
+                                   file_bytes=file_bytes) as conn:
         if res.owner is not None:
             await fetch_owned(conn, user_id, res.owner, owner_id)
             row_values[res.owner.column] = owner_id

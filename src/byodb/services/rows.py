@@ -32,6 +32,7 @@ from byodb.content.limits import (
     STORED_FIELD_LIMITS,
     text_limit,
 )
+from byodb.content.version import MIN_SUPPORTED_SCHEMA_VERSION, columns_added_after
 from byodb.errors import ByodbError
 
 
@@ -51,9 +52,14 @@ class InvalidStoredContent(ByodbError):
 
 
 def public_columns(table: Table) -> list[Column[Any]]:
-    """Columns an API returns: not bytes (files, audio), embeddings or search vectors."""
+    """Columns an API returns: not bytes (files, audio), embeddings or search vectors, and
+    only columns every supported schema version has (expand, then contract: a user's
+    database may still be at ``MIN_SUPPORTED_SCHEMA_VERSION``, where a newer column does
+    not exist, so a read naming it would fail)."""
+    newer = columns_added_after(MIN_SUPPORTED_SCHEMA_VERSION)
     return [c for c in table.columns
-            if not isinstance(c.type, (LargeBinary, Vector, TSVECTOR))]
+            if not isinstance(c.type, (LargeBinary, Vector, TSVECTOR))
+            and (table.name, c.name) not in newer]
 
 
 def _plain(value: Any) -> Any:

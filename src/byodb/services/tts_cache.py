@@ -8,6 +8,7 @@ hash returns it (base64 in the API).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +32,11 @@ _WITH_AUDIO = Reader.of([*public_columns(tts_cache), tts_cache.c.audio])
 _LIVE = tts_cache.c.expires_at > func.now()
 
 
+def _store_lock_key(user_id: str) -> int:
+    digest = hashlib.sha256(f"byodb-tts-store:{user_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 async def store_audio(router: Router, user_id: str, *, hash: str, text: str, voice: str,
                       audio: bytes | str, expires_at: datetime | None = None
                       ) -> dict[str, Any]:
@@ -47,7 +53,10 @@ async def store_audio(router: Router, user_id: str, *, hash: str, text: str, voi
         raise InvalidInput(f"expires_at: must be in the future and at most "
                            f"{MAX_TTS_TTL_DAYS} days away")
     async with router.connect(user_id, tts_cache) as conn:
-        # One entry per hash: storing again replaces; expired entries are swept here.
+        # One entry per hash: storing again replaces; expired entries are swept here. The
+        # lock serialises this user's stores, so two at once cannot both insert a hash on
+        # a version-1 database (version 2's unique index would refuse the second anyway).
+        await conn.execute(select(func.pg_advisory_xact_lock(_store_lock_key(user_id))))
         await conn.execute(delete(tts_cache).where(
             tts_cache.c.user_id == user_id,
             or_(tts_cache.c.hash == values["hash"], tts_cache.c.expires_at <= func.now())))

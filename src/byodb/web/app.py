@@ -15,26 +15,34 @@ from byodb.assistant import ChatModel
 from byodb.instances.guard import Resolver, system_resolver
 from byodb.instances.jobs import ProcrastinateJobs
 from byodb.jobs.queue import bound_job_app, ensure_job_schema, run_workers
+from byodb.jobs.rollout import begin_auto_rollout
 from byodb.maindb.migrate import upgrade_main
 from byodb.runtime import build_runtime
 from byodb.settings import Settings, get_settings
 from byodb.web.access_log import AccessLogMiddleware
 from byodb.web.api import admin as admin_api
+from byodb.web.api import admin_health as admin_health_api
+from byodb.web.api import admin_migrations as admin_migrations_api
 from byodb.web.api import areas as areas_api
 from byodb.web.api import byod as byod_api
 from byodb.web.api import byod_events as byod_events_api
+from byodb.web.api import changes as changes_api
 from byodb.web.api import conversations as conversations_api
+from byodb.web.api import export as portability_api
 from byodb.web.api import files as files_api
+from byodb.web.api import imports as imports_api
 from byodb.web.api import memories as memories_api
 from byodb.web.api import search as search_api
 from byodb.web.auth import Authenticator
 from byodb.web.edge_limits import BodyLimits, EdgeLimits
 from byodb.web.errors import error_body, install_error_handlers
+from byodb.web.metrics import install_metrics
 from byodb.web.notify import listen_for_route_changes
 from byodb.web.pages import install_pages
 from byodb.web.proxies import TrustedProxiesMiddleware
 from byodb.web.ratelimit import RateLimiter
 from byodb.web.readiness import ReadinessProbe
+from byodb.web.realtime import ChangeHub, ContentChangeAnnouncer, listen_for_content_changes
 from byodb.web.same_site import SameSiteMiddleware
 from byodb.web.users import UserDirectory
 
@@ -68,10 +76,16 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
             app.state.readiness = ReadinessProbe.for_main(runtime.main, url,
                                                           timeout_s=settings.ready_timeout_s)
             await ensure_job_schema(runtime.main, job_app)
+            await begin_auto_rollout(job_app, runtime)
             tasks.append(asyncio.create_task(listen_for_route_changes(url, runtime.router)))
+            app.state.changes = ChangeHub()
+            if settings.byod_realtime:
+                tasks.append(asyncio.create_task(
+                    listen_for_content_changes(url, app.state.changes)))
             if with_worker:
                 tasks.append(asyncio.create_task(
-                    run_workers(job_app, runtime.lifecycle, name="inline")))
+                    run_workers(job_app, runtime.lifecycle, name="inline",
+                                health=runtime.health)))
             try:
                 yield
             finally:
@@ -87,6 +101,7 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
                               "PostgreSQL they own.")
     install_error_handlers(app)
     # Outside the error handlers, inside the access log (which then logs its 413s and 401s).
+    app.add_middleware(ContentChangeAnnouncer, enabled=settings.byod_realtime)
     app.add_middleware(EdgeLimits, limits=BodyLimits.from_settings(settings))
     # Cross-site cookie requests are refused before any body is read (web/same_site.py).
     app.add_middleware(SameSiteMiddleware)
@@ -111,11 +126,17 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
 
     app.include_router(byod_api.router)
     app.include_router(byod_events_api.router)
+    app.include_router(changes_api.router)
     app.include_router(admin_api.router)
+    app.include_router(admin_health_api.router)
+    app.include_router(admin_migrations_api.router)
     app.include_router(conversations_api.router)
     app.include_router(memories_api.router)
     app.include_router(files_api.router)
     app.include_router(search_api.router)
     app.include_router(areas_api.router)
+    app.include_router(portability_api.router)
+    app.include_router(imports_api.router)
+    install_metrics(app, settings)  # GET /metrics + request latency (outermost)
     install_pages(app)  # pages and /static last: API routes take precedence
     return app

@@ -7,8 +7,9 @@ audience (both required: ``Settings.check_production``).
 Who is an admin, checked on the server for every request (docs/operations.md, "Admins"):
 the claim named by ``BYODB_ADMIN_CLAIM`` (``byodb_admin``) is ``true``, or ``role`` is
 ``"admin"``, or ``metadata.role`` is ``"admin"``, or the subject is listed in
-``BYODB_ADMIN_USERS``. The identity provider must fill these claims only from data users
-cannot write themselves.
+``BYODB_ADMIN_USERS``. Who is premium (docs/byod.md, "Feature flags"): the claim named by
+``BYODB_PREMIUM_CLAIM`` (``byodb_premium``) is ``true``. The identity provider must fill
+these claims only from data users cannot write themselves.
 
 Claims are type-checked after the signature (:func:`principal_from_claims`): a token the
 issuer signed can still carry any JSON, and a wrong type must be a 401, never a 500.
@@ -45,6 +46,7 @@ _T = TypeVar("_T")
 class Principal:
     user_id: str
     is_admin: bool = False
+    is_premium: bool = False
 
     def require_admin(self) -> None:
         if not self.is_admin:
@@ -87,7 +89,8 @@ def principal_from_claims(claims: Mapping[str, Any], settings: Settings) -> Prin
     metadata_role = _optional_claim(metadata, "role", str, "a string", where="metadata.")
     is_admin = (admin_flag is True or role == "admin" or metadata_role == "admin"
                 or user_id in settings.admin_user_ids)
-    return Principal(user_id, is_admin)
+    premium_flag = _optional_claim(claims, settings.premium_claim, bool, "true or false")
+    return Principal(user_id, is_admin, is_premium=premium_flag is True)
 
 
 def _dev_secret(settings: Settings) -> bytes:
@@ -101,7 +104,7 @@ def _dev_secret(settings: Settings) -> bytes:
 
 
 def issue_dev_token(settings: Settings, user_id: str, *, admin: bool = False,
-                    ttl_s: int = 7 * 24 * 3600) -> str:
+                    premium: bool = False, ttl_s: int = 7 * 24 * 3600) -> str:
     """A development token (refused in production: there the issuer signs tokens)."""
     if settings.is_production:
         raise Forbidden("development tokens are disabled in production")
@@ -113,6 +116,8 @@ def issue_dev_token(settings: Settings, user_id: str, *, admin: bool = False,
                               "iat": now, "exp": now + ttl_s}
     if admin:
         claims["byodb_admin"] = True
+    if premium:
+        claims[settings.premium_claim] = True
     return jwt.encode(claims, _dev_secret(settings), algorithm="HS256")
 
 

@@ -52,6 +52,8 @@ async def get_principal(request: Request) -> Principal:
     authenticator: Authenticator = request.app.state.authenticator
     principal = await authenticator.verify(bearer_token(request))
     await request.app.state.users.ensure(principal)
+    # Whose request this was, for what runs after the response (web/realtime.py).
+    request.state.user_id = principal.user_id
     return principal
 
 

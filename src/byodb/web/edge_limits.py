@@ -40,8 +40,11 @@ from byodb.web.errors import error_body
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-UPLOAD_PREFIXES: tuple[str, ...] = ("/api/files", "/api/import")
+UPLOAD_PREFIXES: tuple[str, ...] = ("/api/files",)
 """Multipart uploads: a whole file in the body."""
+
+IMPORT_PREFIXES: tuple[str, ...] = ("/api/import",)
+"""Imports: a whole export file (``BYODB_MAX_IMPORT_BYTES``)."""
 
 INLINE_PATHS = re.compile(r"^/api/(messages/[^/]+/attachments|tts-cache)(/|$)")
 """JSON bodies that carry bytes as base64 (``MAX_INLINE_BYTES`` decoded): attachments and
@@ -61,18 +64,22 @@ class BodyLimits:
     json: int
     inline: int
     upload: int
+    imports: int = 0
+    """0: the upload limit."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BodyLimits:
         # Inline routes: the base64 bytes plus everything else a JSON body may hold.
         return cls(json=settings.max_json_body_bytes,
                    inline=BASE64_INLINE_BYTES + settings.max_json_body_bytes,
-                   upload=settings.max_upload_bytes)
+                   upload=settings.max_upload_bytes, imports=settings.max_import_bytes)
 
     def for_path(self, path: str) -> tuple[str, int]:
         """(kind, limit) of a request to ``path``; anything not named is a small body."""
         if any(_under(path, prefix) for prefix in UPLOAD_PREFIXES):
             return "upload", self.upload
+        if any(_under(path, prefix) for prefix in IMPORT_PREFIXES):
+            return "upload", self.imports or self.upload
         if INLINE_PATHS.match(path):
             return "inline", self.inline
         return "json", self.json

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,6 +35,9 @@ _INSTANCE_COLUMNS = (
     udc.c.schema_version, udc.c.last_connection_test, udc.c.connection_error,
     udc.c.connection_error_code, udc.c.consecutive_failures, udc.c.last_schema_deploy,
     udc.c.instance_id, udc.c.created_at, udc.c.updated_at,
+    # The health sweep's last check of the instance (issue 10).
+    udc.c.last_health_check_at, udc.c.health_latency_ms, udc.c.health_error_code,
+    udc.c.outage_reported_at,
 )
 _MIGRATION_COLUMNS = (
     byod_migrations.c.id, byod_migrations.c.migration_id, byod_migrations.c.from_version,
@@ -67,8 +70,10 @@ FLEET_ACTIONS = (
 
 def fleet_actions(app: FastAPI) -> list[dict[str, Any]]:
     """Each fleet action with ``available``: whether its route is registered in this app."""
-    routes = {(route.path, method) for route in app.routes if isinstance(route, APIRoute)
-              for method in (route.methods or ())}
+    # Included routers are nested in app.routes: walk their effective routes too.
+    routes = {(context.path, method) for context in iter_route_contexts(app.routes)
+              if isinstance(context.original_route, APIRoute)
+              for method in (context.methods or ())}
     return [{"id": a.id, "label": a.label, "description": a.description, "method": a.method,
              "path": a.path, "available": (a.path, a.method) in routes,
              "reason": None if (a.path, a.method) in routes else "not available yet"}

@@ -10,9 +10,12 @@ from starlette.responses import JSONResponse, Response
 
 from byodb.content import latest_schema_version
 from byodb.content.package import build_package
+from byodb.errors import ByodbError
+from byodb.instances.admission import holds_own_database
 from byodb.instances.config_store import DatabaseConfig
-from byodb.instances.lifecycle import DisconnectMode, OldDatabase
-from byodb.instances.states import ContentAccess
+from byodb.instances.fleet_runs import schema_update_under_way
+from byodb.instances.lifecycle import KEPT_PROGRESS, DisconnectMode, OldDatabase
+from byodb.instances.states import ConnectionStatus, ContentAccess
 from byodb.web.api.models import RequestModel
 from byodb.web.deps import PrincipalDep, RuntimeDep
 
@@ -37,6 +40,14 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def new_connections(refusal: ByodbError | None) -> dict[str, Any]:
+    """Whether the flags let this user connect a (new) database, and why not."""
+    if refusal is None:
+        return {"allowed": True, "code": None, "message": None, "hint": None}
+    return {"allowed": False, "code": refusal.code, "message": refusal.message,
+            "hint": refusal.hint}
+
+
 def byod_state(config: DatabaseConfig | None) -> dict[str, Any]:
     """The user's BYOD state as the API shows it (never the URL's password)."""
     latest = latest_schema_version()
@@ -45,7 +56,8 @@ def byod_state(config: DatabaseConfig | None) -> dict[str, Any]:
                 "deployment_progress": None, "deployment_step": 0, "deployment_total_steps": 0,
                 "schema_version": None, "latest_schema_version": latest,
                 "update_available": False, "database": None, "switching": False,
-                "blocked": False,
+                "blocked": False, "content_on_own_database": False,
+                "kept_on_own_database": False,
                 "connection_error": None,
                 "connection_error_code": None, "last_connection_test": None,
                 "last_schema_deploy": None, "updated_at": None}
@@ -63,6 +75,11 @@ def byod_state(config: DatabaseConfig | None) -> dict[str, Any]:
         "switching": config.switching,
         # The app is paused for this user: their content is on a database in error.
         "blocked": config.access is ContentAccess.unavailable,
+        # Where the content is: the pages say so (the empty chat, Settings).
+        "content_on_own_database": holds_own_database(config),
+        # Disconnected with "keep": earlier content is still on the database they left.
+        "kept_on_own_database": config.connection_status is ConnectionStatus.disconnected
+        and config.deployment_progress == KEPT_PROGRESS,
         "connection_error": config.connection_error,
         "connection_error_code": config.connection_error_code,
         "last_connection_test": _iso(config.last_connection_test),
@@ -73,25 +90,34 @@ def byod_state(config: DatabaseConfig | None) -> dict[str, Any]:
 
 @router.get("/project.zip", response_class=Response,
             responses={200: {"content": {"application/zip": {}}}})
-async def project_zip(me: PrincipalDep) -> Response:
-    """The manual-deployment package: schema SQL, version steps and instructions."""
-    version = latest_schema_version()
-    return Response(build_package(), media_type="application/zip", headers={
+async def project_zip(rt: RuntimeDep, me: PrincipalDep) -> Response:
+    """The manual-deployment package for the schema target (what automatic deploys create):
+    schema SQL, version steps and instructions."""
+    version = rt.lifecycle.limits.schema_target
+    return Response(build_package(version), media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="byodb-schema-v{version}.zip"'})
 
 
 @router.get("")
 async def get_byod(rt: RuntimeDep, me: PrincipalDep) -> dict[str, Any]:
-    """The signed-in user's BYOD state."""
-    return byod_state(await rt.lifecycle.state(me.user_id))
+    """The signed-in user's BYOD state, and whether the flags let them connect a new
+    database (``new_connections``)."""
+    config = await rt.lifecycle.state(me.user_id)
+    return {**byod_state(config),
+            # A schema migration of their database is queued or running (fleet runs).
+            "schema_updating": await schema_update_under_way(rt.main, me.user_id),
+            "new_connections": new_connections(rt.lifecycle.flags.refusal(
+                premium=me.is_premium))}
 
 
 @router.post("/test")
 async def test_database(body: UrlBody, request: Request, rt: RuntimeDep,
                         me: PrincipalDep) -> dict[str, object]:
-    """Test a database URL: ``{"ok", "code", "message", "hint"}``. Changes nothing."""
+    """Test a database URL: ``{"ok", "code", "message", "hint"}``. Changes nothing.
+    Refused by the flags: 403 ``byod_disabled``, 402 ``premium_required``."""
     request.app.state.test_limiter.hit(me.user_id)
-    return (await rt.lifecycle.test(body.url)).as_json()
+    return (await rt.lifecycle.test_for(me.user_id, body.url,
+                                        premium=me.is_premium)).as_json()
 
 
 @router.put("", status_code=202)
@@ -101,7 +127,8 @@ async def save_database(body: SaveBody, request: Request, rt: RuntimeDep,
     database than the one holding your content moves it there (``old_database``: keep a
     copy on the old one, the default, or delete it there after the move)."""
     request.app.state.test_limiter.hit(me.user_id)
-    saved = await rt.lifecycle.save(me.user_id, body.url, OldDatabase(body.old_database))
+    saved = await rt.lifecycle.save(me.user_id, body.url, OldDatabase(body.old_database),
+                                    premium=me.is_premium)
     return JSONResponse(byod_state(saved), status_code=202)
 
 

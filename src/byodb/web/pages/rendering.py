@@ -7,6 +7,7 @@ never executed.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,19 @@ _environment = jinja2.Environment(
     lstrip_blocks=True,
     undefined=jinja2.StrictUndefined,
 )
+
+
+def adds_to(title: str, message: str | None) -> bool:
+    """Whether ``message`` says more than ``title``: an error names its problem once, not as
+    a heading and again as the sentence under it."""
+    def words(text: str | None) -> str:
+        return " ".join(re.findall(r"[a-z0-9]+", (text or "").lower()))
+
+    heading, sentence = words(title), words(message)
+    return bool(sentence) and heading not in sentence and sentence not in heading
+
+
+_environment.globals["adds_to"] = adds_to
 templates = Jinja2Templates(env=_environment)
 
 
@@ -51,6 +65,8 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
     values: dict[str, Any] = {
         "app_version": __version__,
         "is_production": request.app.state.runtime.settings.is_production,
+        # Live updates between the user's tabs (BYOD_REALTIME; static/js/live.js).
+        "realtime": request.app.state.runtime.settings.byod_realtime,
         "principal": None,
         "active": "",
         "blocked": False,

@@ -88,8 +88,9 @@ async def sign_in_page(request: Request,
 @router.post("/signin")
 async def sign_in(request: Request, user_id: Annotated[str, Form()] = "",
                   admin: Annotated[bool, Form()] = False,
+                  premium: Annotated[bool, Form()] = False,
                   next_: Annotated[str, Form(alias="next")] = "/") -> Response:
-    """Development sign-in: any user id, optionally with the admin role."""
+    """Development sign-in: any user id, optionally with the admin role and premium."""
     destination = safe_next(next_)
     if request.app.state.runtime.settings.is_production:
         return render(request, "signin.html",
@@ -105,7 +106,7 @@ async def sign_in(request: Request, user_id: Annotated[str, Form()] = "",
                                 "without control characters."},
                       status_code=422)
     token = issue_dev_token(request.app.state.runtime.settings, user_id, admin=admin,
-                            ttl_s=SESSION_MAX_AGE_S)
+                            premium=premium, ttl_s=SESSION_MAX_AGE_S)
     return _with_session(request, token, destination)
 
 

@@ -58,6 +58,36 @@ function renderVersions(data) {
   }));
 }
 
+function latency(item) {
+  return item.health_latency_ms === null || item.health_latency_ms === undefined ? "—"
+    : `${item.health_latency_ms} ms`;
+}
+
+// The latest error: the failed health check's code while connected (below the failure
+// threshold), else the recorded connection error.
+function lastError(item) {
+  if (item.connection_error) return `${item.connection_error} (${item.connection_error_code || "no code"})`;
+  if (item.health_error_code) return `last check failed: ${item.health_error_code}`;
+  return "";
+}
+
+// What the instance is doing now, in words (not the last deployment's progress line).
+function currentState(item) {
+  const failures = item.consecutive_failures;
+  switch (item.connection_status) {
+    case "connected":
+      return failures ? `Connected; the last ${failures} check(s) failed (${item.health_error_code || "error"}), it is blocked if the next ones fail too.`
+        : "Connected and answering.";
+    case "error":
+      return `Down: ${item.connection_error || "not reachable"} (${item.connection_error_code || "no code"}). ` +
+        (item.outage_reported_at ? "Reported to the admins. " : "") +
+        "The health sweep keeps checking and reconnects the user by itself when it answers.";
+    case "moving": return `Moving data: ${item.deployment_progress || "in progress"}`;
+    case "pending": return `Waiting to be connected: ${item.deployment_progress || "deployment queued"}`;
+    default: return STATUS_LABELS[item.connection_status] || item.connection_status;
+  }
+}
+
 function instanceRow(item) {
   const details = h("button", { type: "button", class: "btn btn-quiet btn-small",
                                 "aria-label": `Details for ${item.user_id}` }, "Details");
@@ -69,8 +99,9 @@ function instanceRow(item) {
     h("td", {}, h("code", {}, item.host || "—")),
     h("td", {}, statusBadge(item.connection_status)),
     h("td", {}, schema),
-    h("td", {}, timeElement(item.last_connection_test)),
-    h("td", { class: "cell-error" }, item.connection_error || ""),
+    h("td", {}, timeElement(item.last_health_check_at || item.last_connection_test)),
+    h("td", {}, latency(item)),
+    h("td", { class: "cell-error" }, lastError(item)),
     h("td", {}, details));
 }
 
@@ -83,11 +114,11 @@ async function load() {
     renderTotals(data);
     renderVersions(data);
     replaceChildren(ui.instances, data.instances.length ? data.instances.map(instanceRow)
-      : h("tr", {}, h("td", { colspan: "7", class: "muted" }, status ? "No instances in this status." : "No user has connected a database yet.")));
+      : h("tr", {}, h("td", { colspan: "8", class: "muted" }, status ? "No instances in this status." : "No user has connected a database yet.")));
     ui.generated.textContent = "Updated just now";
   } catch (error) {
     ui.generated.textContent = "";
-    replaceChildren(ui.instances, h("tr", {}, h("td", { colspan: "7", class: "alert alert-error" },
+    replaceChildren(ui.instances, h("tr", {}, h("td", { colspan: "8", class: "alert alert-error" },
       `Couldn't load the dashboard. ${error.message}`)));
   }
 }
@@ -109,12 +140,14 @@ async function showDetail(userId, button) {
     replaceChildren(ui.detailFacts, [
       ...fact("Database", h("code", {}, item.database || "—")),
       ...fact("Status", statusBadge(item.connection_status), ` · deployment ${item.deployment_status}`),
+      ...fact("Current state", currentState(item)),
+      ...fact("Last health check", timeElement(item.last_health_check_at), item.last_health_check_at ? ` · ${latency(item)}${item.health_error_code ? ` · ${item.health_error_code}` : " · ok"}` : ""),
       ...fact("Schema", item.schema_version === null ? "not deployed" : `version ${item.schema_version}`),
-      ...fact("Last check", timeElement(item.last_connection_test)),
+      ...fact("Last connection test", timeElement(item.last_connection_test)),
       ...fact("Last deployed", timeElement(item.last_schema_deploy)),
       ...fact("Consecutive failures", String(item.consecutive_failures)),
       ...fact("Last error", item.connection_error ? `${item.connection_error} (${item.connection_error_code || "no code"})` : "none"),
-      ...fact("Progress", item.deployment_progress || "—"),
+      ...fact("Last deployment step", item.deployment_progress || "—"),
       ...fact("Instance id", h("code", {}, item.instance_id || "—")),
       ...fact("Updated", timeElement(item.updated_at)),
     ]);

@@ -1,6 +1,11 @@
 // Shared helpers: the JSON API client, safe DOM building, loading states, toasts, times.
 // User content only ever reaches the page through textContent (never innerHTML).
 
+// This tab's id, sent with every write so the live-update stream can tell this tab's own
+// changes from the other tabs' (live.js).
+export const TAB_ID = crypto.randomUUID ? crypto.randomUUID()
+  : Math.random().toString(36).slice(2) + Date.now().toString(36);
+
 export class ApiError extends Error {
   constructor(status, code, message, hint = null) {
     super(message);
@@ -42,7 +47,8 @@ export async function checked(response) {
 }
 
 export async function api(method, path, body = undefined) {
-  const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  const init = { method, headers: { Accept: "application/json", "X-Byodb-Tab": TAB_ID },
+                 credentials: "same-origin" };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);

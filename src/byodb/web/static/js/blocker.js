@@ -30,17 +30,37 @@ function hideApp(hidden) {
 
 function describe(state) {
   if (!blocker || !state) return;
-  blocker.querySelector("[data-blocker-error]").textContent =
-    state.connection_error || "Your database is not answering.";
+  // The title already says "can't reach": show the error only when it adds something.
+  const detail = state.connection_error_code && state.connection_error_code !== "unreachable"
+    ? state.connection_error : "";
+  const error = blocker.querySelector("[data-blocker-error]");
+  error.textContent = detail || "";
+  error.hidden = !detail;
   blocker.querySelector("[data-blocker-code]").textContent =
     state.connection_error_code ? `Error code: ${state.connection_error_code}` : "";
   const host = blocker.querySelector("[data-blocker-host]");
   host.textContent = state.database ? ` (${state.database})` : "";
 }
 
+// While blocked, watch the state: the health sweep reconnects the user by itself when their
+// database answers again, and the app comes back without a retry.
+const WATCH_MS = 15000;
+let watchTimer = null;
+
+function watchForRecovery() {
+  if (watchTimer) return;
+  watchTimer = setInterval(async () => {
+    if (!isBlocked()) { clearInterval(watchTimer); watchTimer = null; return; }
+    let state;
+    try { state = await api("GET", "/api/byod"); } catch { return; }
+    if (state.connection_status !== "error") settle(state);
+  }, WATCH_MS);
+}
+
 function showBlocker(state) {
   if (!blocker) return;
   if (moving) moving.hidden = true;
+  watchForRecovery();
   describe(state);
   if (blocker.hidden) lastFocus = document.activeElement;
   hideApp(true);
@@ -127,6 +147,7 @@ if (blocker) {
   const button = blocker.querySelector("[data-blocker-retry]");
   button.addEventListener("click", () => retry(button));
   if (!blocker.hidden) {
+    watchForRecovery();
     hideApp(true);
     blocker.querySelector("[data-blocker-title]").focus();
   }

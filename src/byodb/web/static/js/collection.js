@@ -4,6 +4,7 @@
 import { api, busy, h, openDialog, readJson, replaceChildren, showError, timeElement,
          toast } from "./api.js";
 import { isBlocked, onReconnect } from "./blocker.js";
+import { onContentChange } from "./live.js";
 
 const config = readJson("collection-config");
 const $ = (selector) => document.querySelector(selector);
@@ -225,3 +226,8 @@ ui.deleteDialog.querySelector("form").addEventListener("submit", async (event) =
 
 onReconnect(load);
 if (!isBlocked()) load();
+// Another tab changed this list (BYOD_REALTIME): show the new state.
+onContentChange((change) => {
+  if (!isBlocked() && (change.area === "*" || config.api === `/api/${change.area}`)) return load();
+  return null;
+});

@@ -35,6 +35,7 @@ const ui = {
   resultMessage: $("[data-test-message]"),
   resultHint: $("[data-test-hint]"),
   dialog: $("[data-disconnect-dialog]"),
+  refused: $("[data-connect-refused]"),
 };
 
 // A plain title and a fix hint for every code the connection test (or a deployment) reports.
@@ -56,11 +57,16 @@ const CODES = {
   deploy_failed: ["The database rejected a deployment step", "Check the user's privileges, then retry."],
   credentials_unreadable: ["Your saved credentials can't be read", "Save your database URL again with Update credentials."],
   network: ["byodb couldn't be reached", "Check your internet connection and try again."],
+  byod_disabled: ["Not available right now", null],
+  premium_required: ["Premium plan needed", "Upgrade your plan, then sign in again."],
 };
 
 const IN_FLIGHT = (s) => s.deployment_status === "deploying" || s.connection_status === "pending" || s.connection_status === "moving";
 
 let state = readJson("byod-state");
+// Whether the operator's flags let this account connect a new database (the kill switch,
+// the premium gate). Content already on the user's own database is never refused.
+const connect = readJson("byod-connect") || { allowed: true };
 let testedUrl = null;
 let source = null;
 let pollTimer = null;
@@ -217,8 +223,10 @@ function renderProgress() {
 function renderConnectCard() {
   const c = state.connection_status;
   const needsUrl = c === "none" || c === "disconnected" || (c === "error" && state.deployment_status !== "deployed");
-  const show = !IN_FLIGHT(state) && (needsUrl || updating);
+  const refused = !connect.allowed && !state.content_on_own_database;
+  const show = !IN_FLIGHT(state) && (needsUrl || updating) && !refused;
   ui.connectCard.hidden = !show;
+  ui.refused.hidden = !(refused && needsUrl && !IN_FLIGHT(state));
   ui.connectTitle.textContent = updating ? "Update credentials"
     : c === "error" ? "Try a different database URL" : "Connect your database";
   ui.cancelUpdate.hidden = !updating;

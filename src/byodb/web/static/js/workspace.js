@@ -1,8 +1,9 @@
 // The chat workspace: conversation list (pinned first, then by last message), the message
 // view, the composer with the streamed reply, conversation actions, and search.
-import { ApiError, api, busy, checked, clear, h, openDialog, readJson, replaceChildren,
-         showError, timeElement, toast } from "./api.js";
+import { ApiError, TAB_ID, api, busy, checked, clear, h, openDialog, readJson,
+         replaceChildren, showError, timeElement, toast } from "./api.js";
 import { isBlocked, onReconnect } from "./blocker.js";
+import { onContentChange } from "./live.js";
 
 const $ = (selector) => document.querySelector(selector);
 const ui = {
@@ -74,7 +75,9 @@ function renderList() {
   ui.recentTitle.hidden = recent.length === 0 || pinned.length === 0;
   if (state.conversations.length === 0) {
     ui.listStatus.hidden = false;
-    replaceChildren(ui.listStatus, "No conversations yet. Say hello below.");
+    replaceChildren(ui.listStatus, byod && byod.kept_on_own_database
+      ? "No conversations on byodb yet. Your earlier ones stay on the database you disconnected."
+      : "No conversations yet. Say hello below.");
   } else {
     ui.listStatus.hidden = true;
   }
@@ -110,18 +113,40 @@ function findConversation(id) {
 
 // ---- messages ------------------------------------------------------------------------
 
+// The user's BYOD state as the page last saw it; read again after a reconnect, so the
+// texts below never describe the state from before it.
+let byod = readJson("byod-state");
+
+async function refreshByod() {
+  try { byod = await api("GET", "/api/byod"); } catch { /* keep what we have */ }
+}
+
 function storageNote() {
-  const byod = readJson("byod-state");
-  if (byod && byod.connection_status === "connected" && byod.database) {
-    return `Messages are saved only on your database (${byod.database}).`;
+  if (byod && byod.content_on_own_database) {
+    return byod.database ? `Messages are saved only on your database (${byod.database}).`
+                         : "Messages are saved only on your database.";
   }
   return "Messages are saved on byodb's database. You can use your own in Settings → Database.";
+}
+
+// After "Disconnect → keep" the earlier conversations are on the database the user left:
+// say where they are and how to get them back, instead of an unexplained empty list.
+function keptNote() {
+  if (!byod || !byod.kept_on_own_database) return null;
+  return h("div", { class: "kept-note", "data-kept-note": true },
+    h("p", {}, h("strong", {}, "Looking for your earlier conversations? "),
+      "They are still on your own database: you chose to keep them there when you disconnected it."),
+    h("p", { class: "muted small" },
+      "To see them here again, connect that database in ",
+      h("a", { href: "/settings/database" }, "Settings → Database"),
+      " (what you wrote since is merged with them). To bring them back to byodb's database for good, connect it and then disconnect with “Move it back to byodb”. Any PostgreSQL tool can read them meanwhile."));
 }
 
 function emptyChat() {
   return h("div", { class: "empty-chat", "data-empty-chat": true },
     h("h2", {}, "What's on your mind?"),
-    h("p", { class: "muted" }, storageNote()));
+    h("p", { class: "muted", "data-storage-note": true }, storageNote()),
+    keptNote());
 }
 
 function messageNode(message) {
@@ -263,7 +288,8 @@ async function send(content) {
       `/api/conversations/${encodeURIComponent(state.current.id)}/messages/stream`, {
         method: "POST",
         credentials: "same-origin",
-        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+        headers: { "Content-Type": "application/json", Accept: "text/event-stream",
+                   "X-Byodb-Tab": TAB_ID },
         body: JSON.stringify({ content }),
       }));
     let text = "";
@@ -526,5 +552,21 @@ async function start() {
   if (id) await openConversation(id); else newChat();
 }
 
-onReconnect(start);
+onReconnect(async () => { await refreshByod(); await start(); });
 if (!isBlocked()) start();
+
+// Live updates from the user's other tabs (BYOD_REALTIME): reload what this tab shows.
+onContentChange(async (change) => {
+  if (change.area !== "*" && change.area !== "conversations" && change.area !== "messages") return;
+  await loadConversations();
+  const current = state.current;
+  if (!current || state.streaming) return;
+  if (change.area === "*" || change.id === current.id || change.area === "messages") {
+    const fresh = findConversation(current.id);
+    if (!fresh) return;
+    const messages = await api("GET", `/api/conversations/${encodeURIComponent(current.id)}/messages`);
+    state.current = fresh;
+    renderHeader();
+    renderMessages(messages.items);
+  }
+});

@@ -1,0 +1,115 @@
+"""A fleet for schema-run tests: users whose own databases are at content schema version 1
+(deployed by byodb's deploy at target 1, copied from a template), recorded on main as
+connected; and helpers to watch a run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from byodb.content.deploy import deploy_content_schema, deployed_schema
+from byodb.instances import config_store, fleet_runs
+from byodb.instances.guard import parse_database_url
+from byodb.instances.states import ConnectionStatus, DeploymentStatus
+from byodb.maindb.embedded import PostgresCluster
+from byodb.vault import Secret, Vault
+from tests.conftest import create_database
+
+V1_TEMPLATE = "fleet_v1_template"
+
+# A step of our own for tests that need to see how often a step ran or make one fail: it
+# records itself in public.fleet_step_log and creates byodb.fleet_probe (a database that
+# already has that table fails the step: a permanent error).
+PROBE_STEPS: dict[int, tuple[str, ...]] = {
+    2: ("CREATE TABLE byodb.fleet_probe (id integer)",
+        "ALTER TABLE byodb.messages ADD COLUMN fleet_probe text",
+        "INSERT INTO public.fleet_step_log (version) VALUES (2)"),
+}
+
+
+def v1_template(cluster: PostgresCluster) -> str:
+    """A database at schema version 1 with a little content, to copy (made once)."""
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        if conn.execute("select 1 from pg_database where datname = %s",
+                        (V1_TEMPLATE,)).fetchone():
+            return V1_TEMPLATE
+    building = f"{V1_TEMPLATE}_{uuid.uuid4().hex[:6]}"  # renamed once complete
+    create_database(cluster, building)
+
+    async def deploy() -> None:
+        async with await psycopg.AsyncConnection.connect(cluster.url(building),
+                                                         autocommit=True) as conn:
+            await deploy_content_schema(conn, target_version=1)
+            await conn.execute("create table public.fleet_step_log (version int, "
+                               "at timestamptz default now())")
+            await conn.execute("insert into byodb.tags (id, user_id, name, scope) values "
+                               "(gen_random_uuid(), 'someone', 'work', 'global')")
+
+    asyncio.run(deploy())  # called from a synchronous (session) fixture
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        conn.execute(f'alter database "{building}" rename to "{V1_TEMPLATE}"')
+    return V1_TEMPLATE
+
+
+async def connected_at_v1(main: AsyncEngine, vault: Vault, cluster: PostgresCluster,
+                          user_id: str, *, via: Callable[[str], str] | None = None) -> str:
+    """A user whose content is on their own database at version 1 (a copy of the
+    template), recorded on main as byodb's deploy leaves it; ``via`` rewrites the URL
+    byodb saves (a proxy in front). Returns the database's direct URL."""
+    name = f"fleet_{uuid.uuid4().hex[:10]}"
+    create_database(cluster, name, template=V1_TEMPLATE)
+    url = cluster.url(name)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        schema = await deployed_schema(conn)
+    assert schema is not None and schema.version == 1
+    saved = via(url) if via is not None else url
+    await config_store.save_credentials(main, vault, user_id, parse_database_url(saved),
+                                        Secret(saved))
+    await config_store.update_state(main, user_id, deployment=DeploymentStatus.deploying)
+    await config_store.update_state(
+        main, user_id, deployment=DeploymentStatus.deployed,
+        connection=ConnectionStatus.connected, content_placement="user", schema_version=1,
+        instance_id=schema.instance_id)
+    return url
+
+
+def meta_version(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("select schema_version from byodb.byodb_meta").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def main_version(main_url: str, user_id: str) -> int | None:
+    with psycopg.connect(main_url) as conn:
+        row = conn.execute("select schema_version from user_database_config where "
+                           "user_id = %s", (user_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+async def wait_for_run(main: AsyncEngine, run_id: uuid.UUID, *statuses: str,
+                       timeout_s: float = 90) -> dict[str, Any]:
+    """Poll the run until its status is one of ``statuses`` (default: not running)."""
+    deadline = time.monotonic() + timeout_s
+    run: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        run = await fleet_runs.describe_run(main, run_id, with_instances=True)
+        if (run["status"] in statuses) if statuses else run["status"] != "running":
+            return run
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"run never reached {statuses or 'an end'}: {run}")
+
+
+async def wait_until(predicate: Any, *, timeout_s: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"never happened: {what}")

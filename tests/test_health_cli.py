@@ -1,0 +1,120 @@
+"""The operator's health commands, run as an operator runs them (a separate process on the
+same main database): one sweep with a JSON summary, the status overview, and the
+instances list/show/check — redacted, with clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from byodb.maindb.embedded import PostgresCluster
+from byodb.settings import Settings
+from tests.conftest import Api, count_rows, create_database
+
+BYODB = [sys.executable, "-m", "byodb.cli.main"]
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster(tmp_path / "own").start()
+    yield cluster
+    cluster.stop("immediate")
+
+
+def byodb(settings: Settings, main_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BYODB_DATABASE_URL": main_url,
+           "BYODB_DATA_DIR": str(settings.data_dir), "BYODB_ALLOW_PRIVATE_HOSTS": "true",
+           "BYODB_HEALTH_TIMEOUT": "2", "COLUMNS": "200"}
+    return subprocess.run([*BYODB, *args], capture_output=True, text=True, timeout=120,
+                          env=env)
+
+
+def last_json(result: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+async def test_operator_commands_show_the_fleet_redacted(
+        api: Api, settings: Settings, main_url: str, user_server: PostgresCluster,
+        own_server: PostgresCluster) -> None:
+    create_database(user_server, "cli_ivy")
+    await api.put("/api/byod", "ivy", json={"url": user_server.url("cli_ivy")})
+    await api.put("/api/byod", "jon", json={"url": own_server.url()})
+    for user in ("ivy", "jon"):
+        assert (await api.wait_for_state(user, "connected", "error"))["connection_status"] \
+            == "connected"
+    own_server.stop("immediate")
+    outputs: list[str] = []
+
+    swept = byodb(settings, main_url, "health-check", "--json")
+    outputs += [swept.stdout, swept.stderr]
+    assert swept.returncode == 1, swept.stderr  # one database failed its check
+    summary = last_json(swept)
+    assert set(summary) == {"checked", "healthy", "failed", "recovered", "seconds"}
+    assert (summary["checked"], summary["healthy"], summary["failed"]) == (2, 1, 1)
+    assert count_rows(main_url, "select count(*) from health_sweeps where trigger = "
+                      "'operator' and finished_at is not null") == 1
+
+    shown = byodb(settings, main_url, "status", "--json")
+    outputs += [shown.stdout, shown.stderr]
+    assert shown.returncode == 0, shown.stderr
+    status = last_json(shown)
+    assert status["main"] == {"ready": True, "reason": None}
+    assert status["instances"]["by_status"] == {"connected": 2}  # one failure: not yet error
+    assert status["last_sweep"]["checked"] == 2
+    assert status["workers"], "the app's inline workers beat on main"
+    assert isinstance(status["queue_depth"], dict)
+    readable = byodb(settings, main_url, "status")
+    outputs += [readable.stdout, readable.stderr]
+    assert "main database: ready (reachable, at head)" in readable.stdout
+    assert "instances: connected 2" in readable.stdout
+    assert "last sweep:" in readable.stdout and "2 checked, 1 failed" in readable.stdout
+
+    listed = last_json(byodb(settings, main_url, "instances", "list", "--json"))
+    assert sorted(i["user_id"] for i in listed["instances"]) == ["ivy", "jon"]
+    jon = next(i for i in listed["instances"] if i["user_id"] == "jon")
+    assert jon["health_error_code"] == "unreachable" and jon["consecutive_failures"] == 1
+
+    checked = byodb(settings, main_url, "instances", "check", "jon", "--json")
+    outputs += [checked.stdout, checked.stderr]
+    assert checked.returncode == 1
+    outcome = last_json(checked)
+    assert (outcome["code"], outcome["transition"], outcome["connection_status"]) == \
+        ("unreachable", "down", "error")
+    errors = last_json(byodb(settings, main_url, "instances", "list", "--status", "error",
+                             "--json"))
+    assert [i["user_id"] for i in errors["instances"]] == ["jon"]
+
+    human = byodb(settings, main_url, "instances", "show", "jon")
+    outputs += [human.stdout, human.stderr]
+    assert human.returncode == 0 and "****@127.0.0.1" in human.stdout
+    table = byodb(settings, main_url, "instances", "list")
+    outputs += [table.stdout, table.stderr]
+    assert "jon" in table.stderr and "2 instance(s)" in table.stdout
+    again = byodb(settings, main_url, "health-check")
+    outputs += [again.stdout, again.stderr]
+    assert again.returncode == 1
+    assert "checked 2: 1 healthy, 1 failed, 0 recovered" in again.stdout
+    for text in outputs:
+        assert own_server.password not in text and user_server.password not in text
+
+
+async def test_bad_operator_input_gets_a_clear_error_and_changes_nothing(
+        settings: Settings, main_url: str) -> None:
+    before = count_rows(main_url, "select count(*) from user_database_config")
+    bogus = byodb(settings, main_url, "instances", "list", "--status", "bogus")
+    assert bogus.returncode == 2
+    assert "unknown status 'bogus'" in bogus.stderr
+    nobody = byodb(settings, main_url, "instances", "show", "nobody")
+    assert nobody.returncode == 1 and "no database is configured" in nobody.stderr
+    unchecked = byodb(settings, main_url, "instances", "check", "nobody")
+    assert unchecked.returncode == 1 and "no connected or failing database" in \
+        unchecked.stderr
+    assert count_rows(main_url, "select count(*) from user_database_config") == before
+    assert count_rows(main_url, "select count(*) from health_sweeps") == 0
