@@ -96,15 +96,26 @@ async def requeue_stalled_jobs(manager: procrastinate.manager.JobManager,
 
 async def run_workers(app: procrastinate.App, lifecycle: InstanceLifecycle, *,
                       name: str, health: health_jobs.HealthContext | None = None) -> None:
-    """Serve every queue, each with a worker of its own, until cancelled."""
+    """Serve every queue, each with a worker of its own, until cancelled.
+
+    The workers stop together: when one ends (cancelled, or crashed) the others are
+    cancelled and awaited too. A worker left running would keep taking jobs through the
+    job app after its runtime closed (the app's connector outlives the block that bound it).
+    """
     workers = [
-        app.run_worker_async(queues=[queue], concurrency=concurrency, wait=True,
-                             install_signal_handlers=False, name=f"{name}-{queue}",
-                             fetch_job_polling_interval=1.0,
-                             additional_context={"lifecycle": lifecycle, "health": health})
+        asyncio.create_task(app.run_worker_async(
+            queues=[queue], concurrency=concurrency, wait=True,
+            install_signal_handlers=False, name=f"{name}-{queue}",
+            fetch_job_polling_interval=1.0,
+            additional_context={"lifecycle": lifecycle, "health": health}))
         for queue, concurrency in WORKER_CONCURRENCY.items()
     ]
-    await asyncio.gather(*workers)
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
 
 
 async def ensure_job_schema(main: AsyncEngine, app: procrastinate.App) -> None:
