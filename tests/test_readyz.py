@@ -13,8 +13,7 @@ import psycopg
 import pytest
 
 from byodb.settings import Settings
-from byodb.web.app import create_app
-from tests.conftest import Api
+from tests.conftest import Api, app_behind_proxy
 from tests.tcp_proxy import FreezableProxy
 
 DEADLINE_S = 1.0
@@ -67,18 +66,9 @@ async def test_not_ready_without_the_content_schema_on_main(api: Api, main_url: 
 @pytest.fixture
 async def proxied(settings: Settings, main_url: str) -> AsyncIterator[tuple[Api, Any]]:
     """The app with main behind a proxy the test can freeze or close."""
-    proxy = FreezableProxy.for_url(main_url).start()
     fast = settings.model_copy(update={"ready_timeout_s": DEADLINE_S})
-    app = create_app(fast, main_url=proxy.url_for(main_url), migrate=False, run_worker=False)
-    try:
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://byodb.test",
-                timeout=30) as client:
-            yield Api(app, client, fast), proxy
-            if proxy.frozen:
-                proxy.thaw()  # so the app's shutdown does not wait on frozen sockets
-    finally:
-        proxy.close()
+    async with app_behind_proxy(fast, main_url) as (api, proxy):
+        yield api, proxy
 
 
 async def test_answers_within_its_deadline_when_main_hangs(
