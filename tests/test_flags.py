@@ -9,34 +9,24 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 import pytest
 
 from byodb.maindb.embedded import PostgresCluster
 from byodb.settings import Settings
-from byodb.web.app import create_app
 from byodb.web.auth import DEV_AUDIENCE, DEV_ISSUER, Authenticator, issue_dev_token
 from byodb.web.pages.rendering import adds_to
-from tests.conftest import Api, count_rows, create_database
+from tests.conftest import Api, count_rows, create_database, running_app
 
 
-@asynccontextmanager
-async def app_with(settings: Settings, main_url: str, **flags: Any) -> AsyncIterator[Api]:
+def app_with(settings: Settings, main_url: str, **flags: Any) -> AbstractAsyncContextManager[Api]:
     """The app on this test's main database, with some settings changed (a restart of the
     server with other environment variables)."""
-    changed = settings.model_copy(update=flags)
-    app = create_app(changed, main_url=main_url, migrate=False)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://byodb.test",
-                                     timeout=60) as client:
-            yield Api(app, client, changed)
+    return running_app(settings.model_copy(update=flags), main_url, timeout_s=60)
 
 
 def premium(api: Api, user_id: str) -> dict[str, str]:
