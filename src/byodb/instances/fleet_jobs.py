@@ -1,4 +1,4 @@
-"""Fleet schema runs as durable jobs: a procrastinate :data:`blueprint` on its own queue
+"""Fleet schema runs as durable jobs: a procrastinate :func:`blueprint` on its own queue
 (:data:`MIGRATE_QUEUE`) and :class:`FleetScheduler`, which starts runs and queues their
 instances.
 
@@ -45,10 +45,6 @@ STALE_AFTER_S = 120.0
 """A pending record untouched this long without a queued job is queued again (the tick)."""
 RETRY_PRIORITY = -1
 
-blueprint = procrastinate.Blueprint()
-
-
-@blueprint.task(name="migrate_instance", queue=MIGRATE_QUEUE, retry=0, pass_context=True)
 async def migrate_instance(context: procrastinate.JobContext, record_id: str,
                            run_id: str | None = None, slot: int | None = None) -> None:
     lifecycle = lifecycle_of(context)
@@ -58,17 +54,26 @@ async def migrate_instance(context: procrastinate.JobContext, record_id: str,
                                  owner=f"job-{context.job.id}")
 
 
-@blueprint.periodic(cron="* * * * *", periodic_id="byodb-fleet-migrations")
-@blueprint.task(name="fleet_tick", queue=MIGRATE_QUEUE, queueing_lock="fleet-tick",
-                pass_context=True)
 async def fleet_tick(context: procrastinate.JobContext, timestamp: int) -> None:
     """Once a minute: advance every active run and queue again what lost its job."""
     await FleetScheduler(context.app, lifecycle_of(context).main).tick()
 
 
+def blueprint() -> procrastinate.Blueprint:
+    """The fleet's tasks on a new blueprint (for :data:`NAMESPACE`; new per job app, as
+    :func:`byodb.instances.jobs.blueprint` says why)."""
+    tasks = procrastinate.Blueprint()
+    tasks.task(name="migrate_instance", queue=MIGRATE_QUEUE, retry=0,
+               pass_context=True)(migrate_instance)
+    tasks.periodic(cron="* * * * *", periodic_id="byodb-fleet-migrations")(
+        tasks.task(name="fleet_tick", queue=MIGRATE_QUEUE, queueing_lock="fleet-tick",
+                   pass_context=True)(fleet_tick))
+    return tasks
+
+
 class FleetScheduler:
     """Starts runs and queues their instances' jobs on a procrastinate app that has
-    :data:`blueprint` registered under :data:`NAMESPACE`."""
+    :func:`blueprint` registered under :data:`NAMESPACE`."""
 
     def __init__(self, app: procrastinate.App, main: AsyncEngine):
         self._app = app

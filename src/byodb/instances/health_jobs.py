@@ -1,4 +1,4 @@
-"""The health sweep's durable jobs: a procrastinate :data:`blueprint` with a per-minute
+"""The health sweep's durable jobs: a procrastinate :func:`blueprint` with a per-minute
 periodic tick and the operator's "check all now".
 
 Exactly once across replicas: procrastinate's periodic deferrer queues one job per tick
@@ -20,9 +20,6 @@ from byodb.instances.health_sweep import HealthSweeper, SweepTrigger
 HEALTH_QUEUE = "byod_health"
 NAMESPACE = "health"
 
-blueprint = procrastinate.Blueprint()
-
-
 class HealthContext:
     """What the health jobs need from the worker: the sweeper and the sweep interval."""
 
@@ -39,17 +36,25 @@ def health_of(context: procrastinate.JobContext) -> HealthContext:
     return health
 
 
-@blueprint.periodic(cron="* * * * *", periodic_id="health-tick")
-@blueprint.task(name="scheduled_sweep", queue=HEALTH_QUEUE, retry=0, pass_context=True,
-                queueing_lock="health-scheduled-sweep")
 async def scheduled_sweep(context: procrastinate.JobContext, timestamp: int) -> None:
     health = health_of(context)
     await health.sweeper.sweep_if_due(float(timestamp), health.interval_s)
 
 
-@blueprint.task(name="operator_sweep", queue=HEALTH_QUEUE, retry=0, pass_context=True)
 async def operator_sweep(context: procrastinate.JobContext) -> None:
     await health_of(context).sweeper.sweep_when_free(SweepTrigger.operator)
+
+
+def blueprint() -> procrastinate.Blueprint:
+    """The health tasks on a new blueprint (for :data:`NAMESPACE`; new per job app, as
+    :func:`byodb.instances.jobs.blueprint` says why)."""
+    tasks = procrastinate.Blueprint()
+    tasks.periodic(cron="* * * * *", periodic_id="health-tick")(
+        tasks.task(name="scheduled_sweep", queue=HEALTH_QUEUE, retry=0, pass_context=True,
+                   queueing_lock="health-scheduled-sweep")(scheduled_sweep))
+    tasks.task(name="operator_sweep", queue=HEALTH_QUEUE, retry=0,
+               pass_context=True)(operator_sweep)
+    return tasks
 
 
 async def request_sweep(app: procrastinate.App) -> bool:

@@ -1,4 +1,4 @@
-"""The lifecycle's durable jobs: a procrastinate :data:`blueprint` and the queue it needs.
+"""The lifecycle's durable jobs: a procrastinate :func:`blueprint` and the queues it needs.
 
 Tasks find the process's :class:`InstanceLifecycle` in the worker's context
 (``additional_context["lifecycle"]``), set by whoever runs the worker. Payloads carry ids
@@ -22,9 +22,6 @@ CONNECT_QUEUE = "byod_connect"
 MOVE_QUEUE = "byod_move"
 NAMESPACE = "byod"
 
-blueprint = procrastinate.Blueprint()
-
-
 def lifecycle_of(context: procrastinate.JobContext) -> InstanceLifecycle:
     lifecycle = context.additional_context.get("lifecycle")
     if not isinstance(lifecycle, InstanceLifecycle):
@@ -33,22 +30,32 @@ def lifecycle_of(context: procrastinate.JobContext) -> InstanceLifecycle:
     return lifecycle
 
 
-@blueprint.task(name="provision", queue=CONNECT_QUEUE, retry=0, pass_context=True)
 async def provision(context: procrastinate.JobContext, user_id: str,
                     credential_version: int) -> None:
     await lifecycle_of(context).provision(user_id, credential_version)
 
 
-@blueprint.task(name="disconnect", queue=MOVE_QUEUE, retry=0, pass_context=True)
 async def disconnect(context: procrastinate.JobContext, user_id: str, credential_version: int,
                      mode: str) -> None:
     await lifecycle_of(context).finish_disconnect(user_id, credential_version,
                                                   DisconnectMode(mode))
 
 
+def blueprint() -> procrastinate.Blueprint:
+    """The lifecycle's tasks, registered on a new blueprint (for :data:`NAMESPACE`).
+
+    New for each job app: procrastinate ties a registered task to the app it joins (its
+    periodic jobs are deferred through that app), so two apps of one process — a server and
+    an operator's command, or two test apps — must not share task objects."""
+    tasks = procrastinate.Blueprint()
+    tasks.task(name="provision", queue=CONNECT_QUEUE, retry=0, pass_context=True)(provision)
+    tasks.task(name="disconnect", queue=MOVE_QUEUE, retry=0, pass_context=True)(disconnect)
+    return tasks
+
+
 class ProcrastinateJobs:
     """:class:`~byodb.instances.lifecycle.LifecycleJobs` on a procrastinate app that has
-    :data:`blueprint` registered under :data:`NAMESPACE`. One job at a time per user
+    :func:`blueprint` registered under :data:`NAMESPACE`. One job at a time per user
     (a shared lock), and the same job is never queued twice."""
 
     def __init__(self, app: procrastinate.App):

@@ -41,29 +41,7 @@ WORKER_CONCURRENCY: dict[str, int] = {
     fleet_jobs.MIGRATE_QUEUE: 20,
 }
 
-# Tasks register on this app; a process binds it to its main database with
-# :func:`bound_job_app` (one bound job app per process at a time).
-job_app = procrastinate.App(connector=procrastinate.PsycopgConnector())
-job_app.add_tasks_from(instance_jobs.blueprint, namespace=instance_jobs.NAMESPACE)
-job_app.add_tasks_from(fleet_jobs.blueprint, namespace=instance_jobs.NAMESPACE)
-job_app.add_tasks_from(health_jobs.blueprint, namespace=health_jobs.NAMESPACE)
 
-
-@contextlib.asynccontextmanager
-async def bound_job_app(main_url: str) -> AsyncIterator[procrastinate.App]:
-    """The job app connected to ``main_url``, open for deferring (and running a worker)."""
-    # Each worker keeps a connection LISTENing for new jobs; fetching, finishing and
-    # deferring jobs need more on top, so the pool grows with the number of queues.
-    connector = procrastinate.PsycopgConnector(conninfo=libpq_url(main_url), min_size=1,
-                                               max_size=2 * len(WORKER_CONCURRENCY) + 4)
-    with job_app.replace_connector(connector) as app:
-        async with app.open_async():
-            yield app
-
-
-@job_app.periodic(cron="* * * * *", periodic_id="byodb-stalled-jobs")
-@job_app.task(name="byodb.retry_stalled_jobs", queue=MAINTENANCE_QUEUE,
-              queueing_lock="stalled-jobs", pass_context=True)
 async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> int:
     """Put back in the queue the jobs of workers that died mid-way (no heartbeat).
 
@@ -72,6 +50,37 @@ async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) 
     """
     return await requeue_stalled_jobs(context.app.job_manager,
                                       instance_jobs.lifecycle_of(context).main)
+
+
+def new_job_app(connector: procrastinate.PsycopgConnector) -> procrastinate.App:
+    """A job app with every byodb task, on ``connector``.
+
+    Each call makes its own app and its own task objects: a procrastinate task belongs to
+    the app it was registered on (its periodic jobs are deferred through that app's
+    connector), so two apps in one process — the server and an operator's command, or two
+    test apps — each reach only their own main database. (One shared app whose connector is
+    swapped would send a worker's periodic jobs to whichever database was bound last.)
+    """
+    app = procrastinate.App(connector=connector)
+    app.add_tasks_from(instance_jobs.blueprint(), namespace=instance_jobs.NAMESPACE)
+    app.add_tasks_from(fleet_jobs.blueprint(), namespace=instance_jobs.NAMESPACE)
+    app.add_tasks_from(health_jobs.blueprint(), namespace=health_jobs.NAMESPACE)
+    app.periodic(cron="* * * * *", periodic_id="byodb-stalled-jobs")(
+        app.task(name="byodb.retry_stalled_jobs", queue=MAINTENANCE_QUEUE,
+                 queueing_lock="stalled-jobs", pass_context=True)(retry_stalled_jobs))
+    return app
+
+
+@contextlib.asynccontextmanager
+async def bound_job_app(main_url: str) -> AsyncIterator[procrastinate.App]:
+    """A job app connected to ``main_url``, open for deferring (and running a worker)."""
+    # Each worker keeps a connection LISTENing for new jobs; fetching, finishing and
+    # deferring jobs need more on top, so the pool grows with the number of queues.
+    connector = procrastinate.PsycopgConnector(conninfo=libpq_url(main_url), min_size=1,
+                                               max_size=2 * len(WORKER_CONCURRENCY) + 4)
+    app = new_job_app(connector)
+    async with app.open_async():
+        yield app
 
 
 async def requeue_stalled_jobs(manager: procrastinate.manager.JobManager,

@@ -1,0 +1,41 @@
+"""Two job apps in one process (a server and an operator's command, two apps in a test run)
+each reach only their own main database, periodic jobs included."""
+
+from __future__ import annotations
+
+import psycopg
+
+from byodb.jobs.queue import bound_job_app
+from byodb.maindb.embedded import PostgresCluster
+from tests.conftest import _db_name, create_database
+
+
+def jobs_in(url: str) -> list[tuple[str, str | None]]:
+    with psycopg.connect(url) as conn:
+        return [(row[0], row[1]) for row in conn.execute(
+            "select task_name, args->>'user_id' from procrastinate_jobs order by id")]
+
+
+async def test_each_job_app_defers_into_its_own_main_database(
+        main_server: PostgresCluster, main_template: str, main_url: str) -> None:
+    other = _db_name("main")
+    create_database(main_server, other, template=main_template)
+    other_url = main_server.url(other)
+    async with bound_job_app(main_url) as first:
+        async with bound_job_app(other_url) as second:
+            for app, user in ((first, "ann"), (second, "bob")):
+                await app.configure_task("byod:provision").defer_async(
+                    user_id=user, credential_version=1)
+                # The way procrastinate's periodic deferrer queues a tick: through the
+                # app the task object belongs to.
+                stalled = next(p.task for p in app.periodic_registry.periodic_tasks.values()
+                               if p.task.name == "byodb.retry_stalled_jobs")
+                await stalled.configure().defer_async(timestamp=1)
+        # The inner app is gone; the outer one still defers into its own database.
+        await first.configure_task("byod:provision").defer_async(user_id="cy",
+                                                                 credential_version=1)
+    assert jobs_in(main_url) == [("byod:provision", "ann"),
+                                 ("byodb.retry_stalled_jobs", None),
+                                 ("byod:provision", "cy")]
+    assert jobs_in(other_url) == [("byod:provision", "bob"),
+                                  ("byodb.retry_stalled_jobs", None)]
