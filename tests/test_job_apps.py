@@ -1,13 +1,16 @@
-"""Two job apps in one process (a server and an operator's command, two apps in a test run)
-each reach only their own main database, periodic jobs included."""
+"""The job apps of a process: two of them (a server and an operator's command, two apps in
+a test run) each reach only their own main database, periodic jobs included; an app that
+stops stops every one of its workers in order."""
 
 from __future__ import annotations
 
 import psycopg
 
-from byodb.jobs.queue import bound_job_app
+from byodb.jobs.queue import WORKER_CONCURRENCY, bound_job_app
 from byodb.maindb.embedded import PostgresCluster
-from tests.conftest import _db_name, create_database
+from byodb.settings import Settings
+from tests.conftest import _db_name, create_database, running_app
+from tests.fleet_support import wait_until
 
 
 def jobs_in(url: str) -> list[tuple[str, str | None]]:
@@ -39,3 +42,23 @@ async def test_each_job_app_defers_into_its_own_main_database(
                                  ("byod:provision", "cy")]
     assert jobs_in(other_url) == [("byod:provision", "bob"),
                                   ("byodb.retry_stalled_jobs", None)]
+
+
+def workers_signed_in(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("select count(*) from procrastinate_workers").fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_an_app_that_stops_lets_every_worker_finish_and_sign_off(
+        settings: Settings, main_url: str) -> None:
+    async with running_app(settings, main_url):
+        async def all_started() -> bool:
+            return workers_signed_in(main_url) == len(WORKER_CONCURRENCY)
+        await wait_until(all_started, what="every queue's worker started")
+    # Each worker ended its own shutdown: its jobs finished and it unregistered. (A worker
+    # cut short would stay registered, its jobs left running after the app closed.)
+    assert workers_signed_in(main_url) == 0
+    with psycopg.connect(main_url) as conn:
+        assert conn.execute("select count(*) from procrastinate_jobs"
+                            " where status = 'doing'").fetchone() == (0,)

@@ -107,9 +107,10 @@ async def run_workers(app: procrastinate.App, lifecycle: InstanceLifecycle, *,
                       name: str, health: health_jobs.HealthContext | None = None) -> None:
     """Serve every queue, each with a worker of its own, until cancelled.
 
-    The workers stop together: when one ends (cancelled, or crashed) the others are
-    cancelled and awaited too. A worker left running would keep taking jobs through the
-    job app after its runtime closed (the app's connector outlives the block that bound it).
+    The workers stop together: when one ends (cancelled, or crashed) the others are stopped
+    too, and this returns only once every one of them has finished its shutdown (its running
+    jobs ended, itself unregistered). A worker left running would keep taking jobs after its
+    runtime closed. A crashed worker's error is raised once the others have stopped.
     """
     workers = [
         asyncio.create_task(app.run_worker_async(
@@ -120,11 +121,18 @@ async def run_workers(app: procrastinate.App, lifecycle: InstanceLifecycle, *,
         for queue, concurrency in WORKER_CONCURRENCY.items()
     ]
     try:
-        await asyncio.gather(*workers)
+        await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        # One cancellation each: a procrastinate worker takes it as "stop" and shuts down
+        # in order. A second one would cut that shutdown short and leave its running jobs
+        # behind, which is why this is asyncio.wait and not gather (gather returns at the
+        # first worker that ends and cancels again whatever it still waits for).
         for worker in workers:
             worker.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.wait(workers)
+    for worker in workers:
+        if not worker.cancelled() and (error := worker.exception()) is not None:
+            raise error
 
 
 async def ensure_job_schema(main: AsyncEngine, app: procrastinate.App) -> None:
