@@ -4,10 +4,13 @@ stops stops every one of its workers in order."""
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 
-from byodb.jobs.queue import WORKER_CONCURRENCY, bound_job_app
+from byodb.jobs.queue import WORKER_CONCURRENCY, bound_job_app, run_workers
 from byodb.maindb.embedded import PostgresCluster
+from byodb.runtime import build_runtime
 from byodb.settings import Settings
 from tests.conftest import _db_name, create_database, running_app
 from tests.fleet_support import wait_until
@@ -62,3 +65,23 @@ async def test_an_app_that_stops_lets_every_worker_finish_and_sign_off(
     with psycopg.connect(main_url) as conn:
         assert conn.execute("select count(*) from procrastinate_jobs"
                             " where status = 'doing'").fetchone() == (0,)
+
+
+async def test_workers_stopped_just_as_they_start_still_stop(settings: Settings,
+                                                             main_url: str) -> None:
+    # Stopped at different moments of their start (registering on main, starting their
+    # loops): each time every worker finishes stopping and none stays registered. (A
+    # cancellation landing while a worker registered itself used to be lost, and the app
+    # then never finished stopping.)
+    runtime = build_runtime(settings, main_url)
+    try:
+        async with bound_job_app(main_url) as app:
+            for step in range(30):
+                serving = asyncio.create_task(run_workers(app, runtime.lifecycle, name="t"))
+                await asyncio.sleep(step * 0.01)
+                serving.cancel()
+                done, _ = await asyncio.wait([serving], timeout=60)
+                assert done, f"workers stopped {step * 10} ms after their start never stopped"
+                assert workers_signed_in(main_url) == 0
+    finally:
+        await runtime.close()

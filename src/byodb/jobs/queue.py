@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import procrastinate
+from procrastinate.worker import Worker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -105,33 +106,42 @@ async def requeue_stalled_jobs(manager: procrastinate.manager.JobManager,
 
 async def run_workers(app: procrastinate.App, lifecycle: InstanceLifecycle, *,
                       name: str, health: health_jobs.HealthContext | None = None) -> None:
-    """Serve every queue, each with a worker of its own, until cancelled.
+    """Serve every queue, each with a worker of its own, until cancelled (see
+    :func:`run_until_stopped`)."""
+    await run_until_stopped([
+        Worker(app=app, queues=[queue], concurrency=concurrency, wait=True,
+               install_signal_handlers=False, name=f"{name}-{queue}",
+               fetch_job_polling_interval=1.0,
+               additional_context={"lifecycle": lifecycle, "health": health})
+        for queue, concurrency in WORKER_CONCURRENCY.items()])
 
-    The workers stop together: when one ends (cancelled, or crashed) the others are stopped
-    too, and this returns only once every one of them has finished its shutdown (its running
-    jobs ended, itself unregistered). A worker left running would keep taking jobs after its
-    runtime closed. A crashed worker's error is raised once the others have stopped.
+
+async def run_until_stopped(workers: list[Worker]) -> None:
+    """Run ``workers`` until this is cancelled or one of them ends, then stop them all and
+    return only once every one has finished its shutdown (its running jobs ended, itself
+    unregistered): a worker left running would keep taking jobs after its runtime closed.
+    A crashed worker's error is raised once the others have stopped.
+
+    Workers are stopped with :meth:`Worker.stop`, never cancelled: a cancellation that
+    lands while a worker registers itself on main can be swallowed on the way, and that
+    worker then never stops; a second one cuts a worker's shutdown short and leaves its
+    running jobs behind. ``stop`` is asked again every second, because a worker that had
+    not started yet clears a stop request when it starts.
     """
-    workers = [
-        asyncio.create_task(app.run_worker_async(
-            queues=[queue], concurrency=concurrency, wait=True,
-            install_signal_handlers=False, name=f"{name}-{queue}",
-            fetch_job_polling_interval=1.0,
-            additional_context={"lifecycle": lifecycle, "health": health}))
-        for queue, concurrency in WORKER_CONCURRENCY.items()
-    ]
+    # (procrastinate's Worker is not annotated.)
+    runs = [asyncio.create_task(worker.run(),  # type: ignore[no-untyped-call]
+                                name=f"worker {worker.worker_name}")
+            for worker in workers]
     try:
-        await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(runs, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        # One cancellation each: a procrastinate worker takes it as "stop" and shuts down
-        # in order. A second one would cut that shutdown short and leave its running jobs
-        # behind, which is why this is asyncio.wait and not gather (gather returns at the
-        # first worker that ends and cancels again whatever it still waits for).
-        for worker in workers:
-            worker.cancel()
-        await asyncio.wait(workers)
-    for worker in workers:
-        if not worker.cancelled() and (error := worker.exception()) is not None:
+        pending = set(runs)
+        while pending:
+            for worker in workers:
+                worker.stop()  # type: ignore[no-untyped-call]
+            _, pending = await asyncio.wait(pending, timeout=1.0)
+    for run in runs:
+        if not run.cancelled() and (error := run.exception()) is not None:
             raise error
 
 
