@@ -17,7 +17,6 @@ import uuid
 from typing import Annotated, Any
 
 import typer
-from procrastinate.worker import Worker
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import text
@@ -36,7 +35,7 @@ from byodb.errors import ByodbError
 from byodb.instances import fleet_runs
 from byodb.instances.fleet_jobs import MIGRATE_QUEUE, FleetScheduler
 from byodb.instances.fleet_runs import RETRYING_CODES, UNREACHABLE_CODES, RunOptions
-from byodb.jobs.queue import run_until_stopped
+from byodb.jobs.queue import queue_worker, run_until_stopped
 from byodb.settings import Settings
 
 migrations_app = typer.Typer(help="Fleet schema runs.", no_args_is_help=True)
@@ -105,10 +104,9 @@ async def _worker_unless_one_is_alive(session: OperatorSession, concurrency: int
         yield
         return
     err.print("no worker is running: migrating from this process", soft_wrap=True)
-    worker = Worker(app=session.job_app, queues=[MIGRATE_QUEUE],
-                    concurrency=max(1, concurrency), wait=True, install_signal_handlers=False,
-                    name=f"migrate-all-{uuid.uuid4().hex[:6]}", fetch_job_polling_interval=0.5,
-                    additional_context={"lifecycle": session.runtime.lifecycle})
+    worker = queue_worker(session.job_app, MIGRATE_QUEUE, concurrency=max(1, concurrency),
+                          name=f"migrate-all-{uuid.uuid4().hex[:6]}",
+                          context={"lifecycle": session.runtime.lifecycle}, polling_s=0.5)
     task = asyncio.create_task(run_until_stopped([worker]))
     try:
         yield

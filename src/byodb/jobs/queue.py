@@ -1,5 +1,6 @@
-"""The job queue: a procrastinate app on the main database, assembled from the blueprints
-defined next to what they run (``byodb.instances.jobs``), and the workers that serve it.
+"""The job queue: procrastinate apps on the main database (a new one per binding,
+:func:`new_job_app`), assembled from the blueprints defined next to what they run
+(``byodb.instances.jobs`` and its neighbours), and the workers that serve them.
 
 Workers get their dependencies through the job context (``additional_context``), never a
 module global. Each kind of work has its own queue and its own worker, so stuck work of a
@@ -109,11 +110,18 @@ async def run_workers(app: procrastinate.App, lifecycle: InstanceLifecycle, *,
     """Serve every queue, each with a worker of its own, until cancelled (see
     :func:`run_until_stopped`)."""
     await run_until_stopped([
-        Worker(app=app, queues=[queue], concurrency=concurrency, wait=True,
-               install_signal_handlers=False, name=f"{name}-{queue}",
-               fetch_job_polling_interval=1.0,
-               additional_context={"lifecycle": lifecycle, "health": health})
+        queue_worker(app, queue, concurrency=concurrency, name=f"{name}-{queue}",
+                     context={"lifecycle": lifecycle, "health": health})
         for queue, concurrency in WORKER_CONCURRENCY.items()])
+
+
+def queue_worker(app: procrastinate.App, queue: str, *, concurrency: int, name: str,
+                 context: dict[str, object], polling_s: float = 1.0) -> Worker:
+    """A worker for one queue inside this process: it waits for jobs, leaves signals to the
+    process, and hands its tasks ``context``; run it with :func:`run_until_stopped`."""
+    return Worker(app=app, queues=[queue], concurrency=concurrency, wait=True,
+                  install_signal_handlers=False, name=name,
+                  fetch_job_polling_interval=polling_s, additional_context=context)
 
 
 async def run_until_stopped(workers: list[Worker]) -> None:
