@@ -20,6 +20,8 @@ from byodb.maindb.migrate import upgrade_main
 from byodb.settings import Settings
 from byodb.web.app import create_app
 from byodb.web.auth import issue_dev_token
+from tests.pgbouncer import PgBouncer, pgbouncer_available, running_pgbouncer
+from tests.providers import ProviderDatabase, provider_database
 from tests.tcp_proxy import FreezableProxy
 
 os.environ.setdefault("BYODB_EMBEDDED_FAST", "1")  # fsync off: test data is disposable
@@ -87,11 +89,42 @@ def main_url(main_server: PostgresCluster, main_template: str) -> str:
 
 
 @pytest.fixture
-def user_db_url(user_server: PostgresCluster) -> str:
-    """A fresh, empty database on the user's server; URL with the superuser's password."""
-    name = _db_name("userdb")
-    create_database(user_server, name)
-    return user_server.url(name)
+def user_database(user_server: PostgresCluster) -> ProviderDatabase:
+    """A fresh, empty database on the user's server made as Neon and RDS hand them out: owned
+    by a plain login role, pgvector enabled in ``public`` by an administrator."""
+    return provider_database(user_server, vector="public", prefix="userdb")
+
+
+@pytest.fixture
+def user_db_url(user_database: ProviderDatabase) -> str:
+    """The owner's URL of ``user_database`` (no superuser)."""
+    return user_database.url
+
+
+def _pgbouncer_or_skip() -> None:
+    if not pgbouncer_available():
+        if os.environ.get("CI") == "true":
+            pytest.fail("pgbouncer is missing (scripts/setup --test installs it)")
+        pytest.skip("pgbouncer is missing (install Debian's pgbouncer)")
+
+
+@pytest.fixture(scope="module")
+def transaction_pooler(user_server: PostgresCluster) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction mode with its default settings in front of ``user_server``
+    (Neon's pooled endpoint, Supabase's port 6543); ``.add(database)`` lets an owner in."""
+    _pgbouncer_or_skip()
+    assert user_server.port is not None
+    with running_pgbouncer(user_server.port, "transaction") as bouncer:
+        yield bouncer
+
+
+@pytest.fixture(scope="module")
+def session_pooler(user_server: PostgresCluster) -> Iterator[PgBouncer]:
+    """PgBouncer in session mode with its default settings (Supabase's pooler on 5432)."""
+    _pgbouncer_or_skip()
+    assert user_server.port is not None
+    with running_pgbouncer(user_server.port, "session") as bouncer:
+        yield bouncer
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from byodb.instances.states import ConnectionStatus, DeploymentStatus
 from byodb.maindb.embedded import PostgresCluster
 from byodb.vault import Secret, Vault
 from tests.conftest import create_database
+from tests.providers import create_login_role, enable_vector
 
 V1_TEMPLATE = "fleet_v1_template"
 
@@ -33,17 +34,33 @@ PROBE_STEPS: dict[int, tuple[str, ...]] = {
 }
 
 
+FLEET_OWNER = "fleet_owner"
+FLEET_OWNER_PASSWORD = "fleet-owner-pw"
+"""The plain login role owning the fleet's databases (one role for all of them, as a
+self-hosted server would have; no superuser)."""
+
+
+def _owner_url(cluster: PostgresCluster, database: str) -> str:
+    return cluster.url(database, user=FLEET_OWNER, password=FLEET_OWNER_PASSWORD)
+
+
 def v1_template(cluster: PostgresCluster) -> str:
-    """A database at schema version 1 with a little content, to copy (made once)."""
+    """A database at schema version 1 with a little content, to copy (made once), shaped as
+    a provider hands it out: owned by :data:`FLEET_OWNER`, pgvector enabled in ``public``
+    by the administrator, the schema deployed by the owner."""
     with psycopg.connect(cluster.url(), autocommit=True) as conn:
         if conn.execute("select 1 from pg_database where datname = %s",
                         (V1_TEMPLATE,)).fetchone():
             return V1_TEMPLATE
+        if not conn.execute("select 1 from pg_roles where rolname = %s",
+                            (FLEET_OWNER,)).fetchone():
+            create_login_role(cluster, FLEET_OWNER, FLEET_OWNER_PASSWORD)
     building = f"{V1_TEMPLATE}_{uuid.uuid4().hex[:6]}"  # renamed once complete
-    create_database(cluster, building)
+    create_database(cluster, building, owner=FLEET_OWNER)
+    enable_vector(cluster, building, "public")
 
     async def deploy() -> None:
-        async with await psycopg.AsyncConnection.connect(cluster.url(building),
+        async with await psycopg.AsyncConnection.connect(_owner_url(cluster, building),
                                                          autocommit=True) as conn:
             await deploy_content_schema(conn, target_version=1)
             await conn.execute("create table public.fleet_step_log (version int, "
@@ -60,11 +77,12 @@ def v1_template(cluster: PostgresCluster) -> str:
 async def connected_at_v1(main: AsyncEngine, vault: Vault, cluster: PostgresCluster,
                           user_id: str, *, via: Callable[[str], str] | None = None) -> str:
     """A user whose content is on their own database at version 1 (a copy of the
-    template), recorded on main as byodb's deploy leaves it; ``via`` rewrites the URL
-    byodb saves (a proxy in front). Returns the database's direct URL."""
+    template, owned by the fleet's owner role), recorded on main as byodb's deploy leaves
+    it; ``via`` rewrites the URL byodb saves (a proxy in front). Returns the database's
+    direct owner URL."""
     name = f"fleet_{uuid.uuid4().hex[:10]}"
-    create_database(cluster, name, template=V1_TEMPLATE)
-    url = cluster.url(name)
+    create_database(cluster, name, owner=FLEET_OWNER, template=V1_TEMPLATE)
+    url = _owner_url(cluster, name)
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         schema = await deployed_schema(conn)
     assert schema is not None and schema.version == 1

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 
 from byodb.content import CONTENT_SCHEMA_VERSION
 from tests.conftest import Api, count_rows
 from tests.instances_support import deploy_schema
+from tests.providers import ProviderDatabase
 
 
 async def test_user_without_byod_works_on_main(api: Api, main_url: str) -> None:
@@ -100,23 +102,19 @@ async def test_connecting_a_database_already_deployed_by_hand_is_recognised(
 
 
 async def test_updating_credentials_keeps_content_on_the_same_database(
-        api: Api, main_url: str, user_server: object, user_db_url: str) -> None:
-    import uuid
-
-    role = f"rotor_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(user_db_url, autocommit=True) as conn:
-        conn.execute(f"create role {role} login superuser password 'first-pw'")
-    first = user_db_url.replace("postgres:", f"{role}:", 1)
-    first = first[:first.index(":", 14) + 1] + "first-pw" + first[first.index("@"):]
+        api: Api, main_url: str, user_database: ProviderDatabase) -> None:
+    first = user_database.url
     await api.put("/api/byod", "zoe", json={"url": first})
     assert (await api.wait_for_state("zoe", "connected", "error"))["connection_status"] == \
         "connected"
     kept = (await api.post("/api/conversations", "zoe", json={"title": "kept"})).json()
 
-    # The user rotates their database password, then gives byodb the new URL.
-    with psycopg.connect(user_db_url, autocommit=True) as conn:
-        conn.execute(f"alter role {role} password 'second-pw'")
-    second = first.replace("first-pw", "second-pw")
+    # The user resets the owner's password at their provider, then gives byodb the new URL.
+    with psycopg.connect(user_database.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("alter role {} password 'second-pw'").format(
+            sql.Identifier(user_database.owner)))
+    second = first.replace(f":{user_database.password}@", ":second-pw@", 1)
+    assert second != first
     saved = await api.put("/api/byod", "zoe", json={"url": second})
     assert saved.status_code == 202
     assert saved.json()["connection_status"] == "moving"  # held, not shown main's content

@@ -12,8 +12,9 @@ import pytest
 
 from byodb.maindb.embedded import PostgresCluster
 from byodb.web.ratelimit import RateLimiter
-from tests.conftest import Api, count_rows, create_database
+from tests.conftest import Api, count_rows
 from tests.instances_support import connection_test
+from tests.providers import ProviderDatabase, create_login_role, provider_database
 
 
 def _swap(url: str, **parts: str) -> str:
@@ -105,30 +106,29 @@ async def test_tls_required_by_url_but_not_offered(api: Api, user_db_url: str) -
     assert body["code"] == "tls_failed"
 
 
-async def test_no_privilege_to_create_the_schema(api: Api, user_server: PostgresCluster,
-                                                 user_db_url: str) -> None:
-    role = f"reader_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(user_db_url, autocommit=True) as conn:
-        conn.execute(f"create role {role} login password 'readerpw'")
-        conn.execute("create extension if not exists vector")
-    url = _swap(user_db_url, user=role, password="readerpw")
+async def test_no_privilege_to_create_the_schema(api: Api,
+                                                 user_database: ProviderDatabase) -> None:
+    # An application role that may write (tables in public) but not create schemas: not
+    # read-only, yet it can't hold byodb's schema.
+    role = f"app_{uuid.uuid4().hex[:8]}"
+    create_login_role(user_database.server, role, "apppw")
+    with psycopg.connect(user_database.admin_url, autocommit=True) as conn:
+        conn.execute(f"grant usage, create on schema public to {role}")
+    url = _swap(user_database.url, user=role, password="apppw")
     body = await _test(api, "u8", url)
     assert body["code"] == "insufficient_privileges"
-    assert not _byodb_schema_exists(user_db_url)
+    assert not _byodb_schema_exists(user_database.url)
 
 
 async def test_pgvector_not_installable_by_this_user(api: Api, user_server: PostgresCluster
                                                      ) -> None:
-    role = f"owner_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(user_server.url(), autocommit=True) as conn:
-        conn.execute(f"create role {role} login password 'ownerpw'")
-    name = f"owned_{uuid.uuid4().hex[:8]}"
-    create_database(user_server, name, owner=role)
-    url = user_server.url(name, user=role, password="ownerpw")
-    body = await _test(api, "u9", url)
+    # The owner of a database whose provider has not enabled pgvector (a plain owner may
+    # not create it: it is not a trusted extension).
+    database = provider_database(user_server, vector=None)
+    body = await _test(api, "u9", database.url)
     assert body["code"] == "pgvector_missing"
     assert "CREATE EXTENSION vector" in str(body["hint"])
-    assert not _byodb_schema_exists(user_server.url(name))
+    assert not _byodb_schema_exists(database.admin_url)
 
 
 async def test_conflicting_byodb_schema(api: Api, user_db_url: str) -> None:

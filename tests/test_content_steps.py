@@ -27,7 +27,8 @@ from byodb.content import (
 from byodb.content.deploy import deploy_content_schema, deployed_schema
 from byodb.content.package import step_script
 from byodb.maindb.embedded import PostgresCluster
-from tests.conftest import count_rows, create_database
+from tests.conftest import count_rows
+from tests.providers import provider_database
 
 # The catalog of schema byodb, one query per kind of object, each row naming its object.
 _CATALOG: dict[str, str] = {
@@ -61,9 +62,7 @@ def _catalog(url: str) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def _new_database(server: PostgresCluster) -> str:
-    name = f"steps_{uuid.uuid4().hex[:12]}"
-    create_database(server, name)
-    return server.url(name)
+    return provider_database(server, prefix="steps").url
 
 
 def _build_version_1(url: str) -> None:

@@ -16,7 +16,8 @@ import pytest
 
 from byodb.maindb.embedded import PostgresCluster
 from byodb.settings import Settings
-from tests.conftest import Api, count_rows, create_database
+from tests.conftest import Api, count_rows
+from tests.providers import provider_database
 
 BYODB = [sys.executable, "-m", "byodb.cli.main"]
 
@@ -43,9 +44,9 @@ def last_json(result: subprocess.CompletedProcess[str]) -> Any:
 async def test_operator_commands_show_the_fleet_redacted(
         api: Api, settings: Settings, main_url: str, user_server: PostgresCluster,
         own_server: PostgresCluster) -> None:
-    create_database(user_server, "cli_ivy")
-    await api.put("/api/byod", "ivy", json={"url": user_server.url("cli_ivy")})
-    await api.put("/api/byod", "jon", json={"url": own_server.url()})
+    ivy_db, jon_db = provider_database(user_server), provider_database(own_server)
+    await api.put("/api/byod", "ivy", json={"url": ivy_db.url})
+    await api.put("/api/byod", "jon", json={"url": jon_db.url})
     for user in ("ivy", "jon"):
         assert (await api.wait_for_state(user, "connected", "error"))["connection_status"] \
             == "connected"
@@ -102,7 +103,7 @@ async def test_operator_commands_show_the_fleet_redacted(
     assert again.returncode == 1
     assert "checked 2: 1 healthy, 1 failed, 0 recovered" in again.stdout
     for text in outputs:
-        assert own_server.password not in text and user_server.password not in text
+        assert ivy_db.password not in text and jon_db.password not in text
 
 
 async def test_bad_operator_input_gets_a_clear_error_and_changes_nothing(

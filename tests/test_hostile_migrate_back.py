@@ -1,7 +1,8 @@
 """"Migrate back" from a database whose owner is hostile, end to end through the API: the
 owner controls every row, function, operator and setting of their database. Whatever they
 plant, other users' rows on main stay untouched, nothing of theirs lands on main, the user
-gets a clear error, and their own data stays where it was."""
+gets a clear error, and their own data stays where it was — whether byodb reaches the database
+directly or through a transaction pooler."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import psycopg
 import pytest
 
 from tests.conftest import Api, count_rows
+from tests.providers import ProviderDatabase
 
 VICTIM = "victim"
 ATTACKER = "mallory"
@@ -73,11 +75,19 @@ def _five_megabyte_title(owner: psycopg.Connection, victim_id: str) -> None:
     (_a_filter_that_lies, "move_foreign_rows"),
     (_five_megabyte_title, "move_invalid_content"),
 ])
+@pytest.mark.parametrize("route", ["direct", "transaction_pooler"])
 async def test_a_hostile_database_cannot_touch_main_through_migrate_back(
-        api: Api, main_url: str, user_db_url: str,
+        api: Api, main_url: str, user_database: ProviderDatabase, route: str,
+        request: pytest.FixtureRequest,
         attack: Callable[[psycopg.Connection, str], None], code: str | None) -> None:
+    # byodb reaches the owner's database straight or through PgBouncer in transaction mode
+    # (Neon's pooled endpoint): the pinned path must hold per transaction there too. The
+    # attacker plants directly, as the owner.
+    user_db_url = user_database.url
+    byodb_url = user_db_url if route == "direct" else \
+        request.getfixturevalue(route).add(user_database)
     victim = (await api.post("/api/conversations", VICTIM, json={"title": "private"})).json()
-    await api.put("/api/byod", ATTACKER, json={"url": user_db_url})
+    await api.put("/api/byod", ATTACKER, json={"url": byodb_url})
     assert (await api.wait_for_state(ATTACKER, "connected", "error"))["connection_status"] == \
         "connected"
     assert (await api.post("/api/conversations", ATTACKER, json={"title": "mine"})

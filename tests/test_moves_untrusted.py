@@ -48,8 +48,8 @@ async def victim(main: Conn) -> Victim:
 async def hostile(user_db_url: str) -> AsyncIterator[Conn]:
     """The attacker's own database, with the content schema and one honest conversation.
 
-    Connected as its owner (the superuser of the user server), so the test can plant what
-    any database owner can plant."""
+    Connected as its owner (a plain login role, as providers hand out), so the test can
+    plant what any database owner can plant."""
     await deploy_schema(user_db_url)
     conn = await connect(user_db_url)
     own = await insert(conn, "conversations", user_id=ATTACKER, title="Mine")

@@ -13,6 +13,7 @@ import pytest
 from byodb.instances.handle import PING_AFTER_IDLE_S
 from byodb.maindb.embedded import PostgresCluster
 from tests.conftest import Api, count_rows
+from tests.providers import provider_database
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def own_server(tmp_path: Path) -> Iterator[PostgresCluster]:
 
 async def test_blocked_user_writes_nothing_to_main_and_recovers_on_retry(
         api: Api, main_url: str, own_server: PostgresCluster) -> None:
-    url = own_server.url()
+    url = provider_database(own_server).url
     await api.put("/api/byod", "gus", json={"url": url})
     assert (await api.wait_for_state("gus", "connected", "error"))["connection_status"] == \
         "connected"
@@ -75,7 +76,7 @@ async def test_blocked_user_writes_nothing_to_main_and_recovers_on_retry(
 
 async def test_saved_url_later_pointing_nowhere_blocks_with_clear_error(
         api: Api, main_url: str, own_server: PostgresCluster) -> None:
-    await api.put("/api/byod", "ivy", json={"url": own_server.url()})
+    await api.put("/api/byod", "ivy", json={"url": provider_database(own_server).url})
     await api.wait_for_state("ivy", "connected", "error")
     # The server goes away for good (its port now closed) before this process has a pool.
     api.app.state.runtime.router.invalidate("ivy")
@@ -109,7 +110,7 @@ async def test_a_restart_of_the_users_server_is_not_an_outage(
         api: Api, main_url: str, own_server: PostgresCluster) -> None:
     """Pooled connections die with a restart; an idle one is replaced before use, so the
     user is not declared unreachable for connections that were merely stale."""
-    await api.put("/api/byod", "kai", json={"url": own_server.url()})
+    await api.put("/api/byod", "kai", json={"url": provider_database(own_server).url})
     assert (await api.wait_for_state("kai", "connected", "error"))["connection_status"] == \
         "connected"
     created = await api.post("/api/conversations", "kai", json={"title": "before"})

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,8 @@ import psycopg
 import pytest
 
 from byodb.maindb.embedded import PostgresCluster
-from tests.conftest import Api, count_rows, create_database
+from tests.conftest import Api, count_rows
+from tests.providers import provider_database
 
 TERMINAL = ("connected", "error", "disconnected")
 
@@ -161,11 +161,10 @@ def shows_a_move(state: dict[str, Any]) -> bool:
 def other_db_url(user_server: PostgresCluster) -> Iterator[str]:
     """A second, empty database on the user's server (the one they switch to); dropped
     afterwards, whoever still holds connections to it."""
-    name = f"otherdb_{uuid.uuid4().hex[:12]}"
-    create_database(user_server, name)
-    yield user_server.url(name)
+    database = provider_database(user_server, prefix="otherdb")
+    yield database.url
     with psycopg.connect(user_server.url(), autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+        conn.execute(f'drop database if exists "{database.name}" with (force)')
 
 
 # -- 1. keep, then reconnect the same database ----------------------------------------------

@@ -17,6 +17,7 @@ from byodb.maindb.embedded import PostgresCluster
 from byodb.settings import Settings
 from byodb.web.app import create_app
 from tests.conftest import Api, count_rows
+from tests.providers import provider_database
 
 USER = "rhea"
 NOTIFY_GRACE_S = 5.0  # bound on how long a cross-process notification may take
@@ -60,7 +61,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str,
 async def test_two_replicas_on_one_main_behave_as_one(
         api: Api, api_b: Api, main_url: str, own_server: PostgresCluster) -> None:
     a, b = api, api_b
-    url = own_server.url()
+    url = provider_database(own_server).url
     # B has looked at the user before they connect (it caches the user's route on main).
     assert (await b.get("/api/conversations", USER)).json()["items"] == []
 

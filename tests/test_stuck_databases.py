@@ -19,7 +19,6 @@ performance: :func:`bounded` only turns a hang into a failure, with a generous b
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,8 @@ import pytest
 
 from byodb.maindb.embedded import PostgresCluster
 from byodb.settings import Settings
-from tests.conftest import Api, count_rows, create_database
+from tests.conftest import Api, count_rows
+from tests.providers import provider_database
 from tests.tcp_proxy import FreezableProxy
 
 T = TypeVar("T")
@@ -86,11 +86,10 @@ def proxied_databases(api: Api, user_server: PostgresCluster
     made: list[ProxiedDatabase] = []
 
     def make() -> ProxiedDatabase:
-        name = f"stuck_{uuid.uuid4().hex[:12]}"
-        create_database(user_server, name)
-        direct = user_server.url(name)
+        made_here = provider_database(user_server, prefix="stuck")
+        direct = made_here.url
         proxy = FreezableProxy.for_url(direct).start()
-        database = ProxiedDatabase(name, direct, proxy)
+        database = ProxiedDatabase(made_here.name, direct, proxy)
         made.append(database)
         return database
 
@@ -105,9 +104,7 @@ def proxied_databases(api: Api, user_server: PostgresCluster
 def fresh_database(api: Api, user_server: PostgresCluster) -> Callable[[], str]:
     """Fresh healthy databases (direct URLs) for newcomers."""
     def make() -> str:
-        name = f"fresh_{uuid.uuid4().hex[:12]}"
-        create_database(user_server, name)
-        return user_server.url(name)
+        return provider_database(user_server, prefix="fresh").url
     return make
 
 

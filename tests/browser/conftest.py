@@ -9,6 +9,7 @@ Browser tests are marked ``browser`` and skip cleanly when /usr/bin/chromium is 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -24,6 +25,7 @@ import psycopg
 import pytest
 
 from byodb.maindb.embedded import PostgresCluster
+from tests.providers import create_login_role, enable_vector
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -138,20 +140,28 @@ def server(main_url: str, tmp_path: Path, server_env: dict[str, str]) -> Iterato
 
 class OwnDatabase:
     """A user's own PostgreSQL on its own server, which the test can stop and start again
-    on the same port (as when a hosted database is paused and resumed)."""
+    on the same port (as when a hosted database is paused and resumed).
+
+    Made as providers hand databases out: owned by a plain login role (``owner``), pgvector
+    enabled in ``public`` by the administrator; byodb gets the owner's URL."""
 
     name = "mine"
+    owner = "owner"
 
     def __init__(self, root: Path):
         self.root = root
         self.cluster = PostgresCluster(root).start()
         self.port = self.cluster.port
-        with psycopg.connect(self.cluster.url(), autocommit=True) as conn:
-            conn.execute(f'create database "{self.name}"')
+        self.password = secrets.token_urlsafe(18)
+        create_login_role(self.cluster, self.owner, self.password)
+        self.url = self.another(self.name)
 
-    @property
-    def url(self) -> str:
-        return self.cluster.url(self.name)
+    def another(self, name: str) -> str:
+        """One more database of the same owner on this server (pgvector in ``public``)."""
+        with psycopg.connect(self.cluster.url(), autocommit=True) as conn:
+            conn.execute(f'create database "{name}" owner "{self.owner}"')
+        enable_vector(self.cluster, name, "public")
+        return self.cluster.url(name, user=self.owner, password=self.password)
 
     def stop(self) -> None:
         self.cluster.stop("fast")

@@ -62,7 +62,7 @@ async def test_admin_checks_all_and_the_user_comes_back_without_retry(
     facts = admin.locator("[data-detail-facts]")
     await expect(facts).to_contain_text(re.compile(r"Current state\s*Down:"))
     await expect(facts).to_contain_text("reconnects the user by itself")
-    assert own_database.cluster.password not in await admin.content()
+    assert own_database.password not in await admin.content()
 
     await user.goto(server.url("/"))
     await expect(user.locator("#blocker")).to_be_visible()

@@ -22,9 +22,7 @@ async def test_switching_to_another_database_from_settings(
     from playwright.async_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
-    with psycopg.connect(own_database.cluster.url(), autocommit=True) as conn:
-        conn.execute('create database "newer"')
-    newer_url = own_database.cluster.url("newer")
+    newer_url = own_database.another("newer")
     context = await browser.new_context(viewport=DESKTOP)
     page = await context.new_page()
     await sign_in(page, server, "bo")

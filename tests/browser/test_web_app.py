@@ -94,7 +94,7 @@ async def test_connect_chat_outage_and_recovery_in_the_browser(
     await expect(url_field).to_be_hidden()
     await expect(url_field).to_have_value("")  # the URL does not linger in the page
     await expect(page.locator("[data-status-facts]")).to_contain_text("****")
-    assert own_database.cluster.password not in await page.content()
+    assert own_database.password not in await page.content()
     await screenshot(page, screenshots / "settings-connected.png", full_page=True)
 
     # -- chat: the reply streams in, and lands on the user's database only -----------------------
@@ -168,7 +168,7 @@ async def test_connect_chat_outage_and_recovery_in_the_browser(
     await row.get_by_role("button", name="Details for ann").click()
     await expect(admin.locator("[data-detail]")).to_be_visible()
     await expect(admin.locator("[data-detail-facts]")).to_contain_text("****")
-    assert own_database.cluster.password not in await admin.content()
+    assert own_database.password not in await admin.content()
     await admin.evaluate("window.scrollTo(0, 0)")
     await screenshot(admin, screenshots / "admin.png", full_page=True)
     await admin_context.close()
