@@ -21,7 +21,8 @@ import pytest
 from byodb.maindb.embedded import PostgresCluster
 from byodb.settings import Settings
 from tests.conftest import Api
-from tests.lifecycle_support import OLDEST, Connection, whole_lifecycle
+from tests.lifecycle_support import OLDEST, Connection, chat, connect, rows, whole_lifecycle
+from tests.pgbouncer import PgBouncer
 from tests.providers import VectorSchema, provider_database
 
 
@@ -47,3 +48,21 @@ async def test_a_provider_shaped_database_lives_its_whole_life_through_byodb(
     url = database.url if route == "direct" else request.getfixturevalue(route).add(database)
     await whole_lifecycle(api, main_url, f"life-{route}-{vector}",
                           Connection(url=url, direct_url=database.url))
+
+
+async def test_switching_between_the_direct_and_the_pooled_url_moves_nothing(
+        api: Api, main_url: str, user_server: PostgresCluster,
+        transaction_pooler: PgBouncer) -> None:
+    # Neon and Supabase give one database a direct and a pooled URL: the same database.
+    database = provider_database(user_server, vector="public")
+    user = "switcher"
+    await connect(api, user, Connection(url=database.url, direct_url=database.url))
+    conversation_id = await chat(api, user, "Kept where it is")
+    await connect(api, user, Connection(url=transaction_pooler.add(database),
+                                        direct_url=database.url))
+    listed = (await api.get("/api/conversations", user)).json()["items"]
+    assert [c["id"] for c in listed] == [conversation_id]
+    assert rows(database.url, "messages", user) == 2
+    assert rows(main_url, "messages", user) == 0
+    state = (await api.get("/api/byod", user)).json()
+    assert str(transaction_pooler.port) in state["database"], state
