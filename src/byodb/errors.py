@@ -63,6 +63,15 @@ class ByodUnavailable(ByodbError):
     status = 503
 
 
+class ByodTimeout(ByodbError):
+    """The user's database answers but did not finish this request in its deadline (a
+    statement or lock limit fired, e.g. a table the owner holds locked): the request gets
+    503 with ``Retry-After`` and the user stays connected — slow is not down."""
+
+    code = "byod_timeout"
+    status = 503
+
+
 class UnknownTable(ByodbError):
     """A table the placement map does not know: a programming error, never routed to main."""
 

@@ -12,10 +12,11 @@ from byodb.assistant import ChatModel, chat_model_from_settings
 from byodb.assistant.embeddings import EmbeddingModel, embedding_model_from_settings
 from byodb.content import resolve_schema_target
 from byodb.instances.admission import ConnectFlags
+from byodb.instances.connection.deadlines import Deadline
+from byodb.instances.connection.session import SessionLimits
 from byodb.instances.guard import (
     GuardPolicy,
     Resolver,
-    SessionLimits,
     forget_host_libpq_environment,
     system_resolver,
 )
@@ -51,10 +52,17 @@ def guard_policy(settings: Settings, resolver: Resolver = system_resolver) -> Gu
     return GuardPolicy(
         allow_private=settings.private_hosts_allowed, tls_required=settings.tls_required,
         resolver=resolver, connect_timeout_s=settings.connect_timeout_s,
-        limits=SessionLimits(statement_timeout_s=settings.user_statement_timeout_s,
-                             lock_timeout_s=settings.user_lock_timeout_s,
-                             idle_in_transaction_timeout_s=settings.user_statement_timeout_s
-                             * 2))
+        limits=request_session_limits(settings))
+
+
+def request_session_limits(settings: Settings) -> SessionLimits:
+    """The limits of a routed request's transactions: from the request deadline, unless
+    BYODB_USER_STATEMENT_TIMEOUT sets the statement limit itself."""
+    limits = Deadline(settings.user_request_timeout_s,
+                      lock_timeout_s=settings.user_lock_timeout_s).session()
+    if settings.user_statement_timeout_s is not None:
+        limits = limits.with_statement_timeout(settings.user_statement_timeout_s)
+    return limits
 
 
 def lifecycle_limits(settings: Settings) -> LifecycleLimits:
@@ -62,6 +70,7 @@ def lifecycle_limits(settings: Settings) -> LifecycleLimits:
                            move_s=settings.move_timeout_s, pool_size=settings.user_pool_size,
                            schema_target=resolve_schema_target(settings.schema_target),
                            pool_timeout_s=settings.connect_timeout_s * 2,
+                           idle_timeout_s=settings.user_idle_timeout_s,
                            health_s=settings.health_timeout_s,
                            health_failures=settings.health_failures)
 

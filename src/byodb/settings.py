@@ -68,10 +68,16 @@ class Settings(BaseSettings):
     move_timeout_s: float = Field(1800.0, alias="BYODB_MOVE_TIMEOUT")
     # A routed content request's transaction on a user database, end to end (client side).
     user_request_timeout_s: float = Field(30.0, alias="BYODB_USER_REQUEST_TIMEOUT")
-    # Server-side limits every user-database connection sets at startup.
-    user_statement_timeout_s: float = Field(30.0, alias="BYODB_USER_STATEMENT_TIMEOUT")
+    # Server-side limits of a routed request's transactions (set at the start of each). The
+    # statement limit defaults to the request deadline less 3 s, so a database that answers
+    # ends a slow statement itself (byod_timeout) before the deadline calls it down.
+    user_statement_timeout_s: float | None = Field(None, gt=0,
+                                                   alias="BYODB_USER_STATEMENT_TIMEOUT")
     user_lock_timeout_s: float = Field(5.0, alias="BYODB_USER_LOCK_TIMEOUT")
     user_pool_size: int = Field(2, alias="BYODB_USER_POOL_SIZE")
+    # A user's pooled connections close after this many idle seconds (0: no pooling), so a
+    # database that scales to zero can suspend.
+    user_idle_timeout_s: float = Field(60.0, ge=0, alias="BYODB_USER_IDLE_TIMEOUT")
     engine_cache_size: int = Field(500, alias="BYODB_ENGINE_CACHE_SIZE")
     test_rate_limit_per_minute: int = Field(10, alias="BYODB_TEST_RATE_LIMIT")
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
 from byodb.content.ddl import content_schema_statements, known_schema_versions
 from byodb.content.steps import steps_between
@@ -94,6 +95,42 @@ async def deployed_schema(conn: psycopg.AsyncConnection) -> DeployedSchema | Non
         raise unreadable from None
 
 
+async def pgvector_schema(conn: psycopg.AsyncConnection) -> str | None:
+    """The schema pgvector is installed in on ``conn``'s database, or None."""
+    cur = await conn.execute(
+        "select n.nspname::text from pg_catalog.pg_extension e join pg_catalog.pg_namespace n "
+        "on n.oid operator(pg_catalog.=) e.extnamespace "
+        "where e.extname operator(pg_catalog.=) 'vector'::pg_catalog.name")
+    row = await cur.fetchone()
+    return str(row[0]) if row is not None else None
+
+
+async def usual_extension_schema(conn: psycopg.AsyncConnection) -> str:
+    """Where a provider would put pgvector: ``extensions`` where that schema exists
+    (Supabase's convention), else ``public``."""
+    cur = await conn.execute("select pg_catalog.to_regnamespace('extensions') is not null")
+    row = await cur.fetchone()
+    return "extensions" if row is not None and row[0] is True else "public"
+
+
+async def ensure_pgvector(conn: psycopg.AsyncConnection) -> str:
+    """pgvector's schema on ``conn``'s database, creating the extension in the usual place
+    when it is missing (in the caller's transaction; raises when the role may not). The
+    transaction's search path then reaches it: ``pg_catalog``, the content schema, it."""
+    schema = await pgvector_schema(conn)
+    if schema is None:
+        schema = await usual_extension_schema(conn)
+        await conn.execute(sql.SQL("create extension if not exists vector schema {}").format(
+            sql.Identifier(schema)))
+    await conn.execute("select pg_catalog.set_config('search_path', %s, true)",
+                       (f"pg_catalog, {CONTENT_SCHEMA}, {_quote_ident(schema)}",))
+    return schema
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 async def _no_progress(step: int, total: int, label: str) -> None:
     return None
 
@@ -117,6 +154,7 @@ async def deploy_content_schema(
                           code="unsupported_version")
     async with conn.transaction():
         await conn.execute("select pg_catalog.pg_advisory_xact_lock(%s)", (DEPLOY_LOCK_KEY,))
+        await ensure_pgvector(conn)
         current = await deployed_schema(conn)
         if current is None:
             creation = content_schema_statements(version=target_version)

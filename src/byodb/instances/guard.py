@@ -33,8 +33,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import psycopg
 
-from byodb.content.tables import CONTENT_SCHEMA
 from byodb.errors import ByodbError, ConfigurationError
+from byodb.instances.connection.session import SessionLimits
 from byodb.vault.secret import Secret
 
 log = logging.getLogger(__name__)
@@ -241,28 +241,6 @@ def classify_address(address: str) -> AddressClass:
     return _classify_plain(ip)
 
 
-@dataclass(frozen=True)
-class SessionLimits:
-    """What every connection to a user database sets at startup (its owner cannot override
-    startup options with database or role settings): ``search_path`` with ``pg_catalog``
-    first, so their functions and operators never shadow built-ins, and server-side time
-    limits, so no statement, lock wait or idle transaction of ours outlives its deadline."""
-
-    statement_timeout_s: float = 30.0
-    lock_timeout_s: float = 5.0
-    idle_in_transaction_timeout_s: float = 60.0
-
-    def options(self) -> str:
-        def ms(seconds: float) -> int:
-            return max(1, round(seconds * 1000))
-
-        return (f"-c search_path=pg_catalog,{CONTENT_SCHEMA} "
-                f"-c statement_timeout={ms(self.statement_timeout_s)} "
-                f"-c lock_timeout={ms(self.lock_timeout_s)} "
-                f"-c idle_in_transaction_session_timeout="
-                f"{ms(self.idle_in_transaction_timeout_s)}")
-
-
 # libpq reads a file or an environment variable for every parameter a connection does not
 # set, so a connection to a user's server could carry this host's secrets (PGPASSWORD,
 # ~/.pgpass, a service file's password, ~/.postgresql/postgresql.key). Two layers keep them
@@ -393,7 +371,6 @@ class CheckedTarget:
             "load_balance_hosts": "disable",
             "connect_timeout": max(1, round(self.connect_timeout_s)),
             "application_name": self.url.option("application_name") or "byodb",
-            "options": self.limits.options(),
             # A server that vanishes without closing the socket is noticed by the kernel.
             "keepalives": 1,
             "keepalives_idle": 10,

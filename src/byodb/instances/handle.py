@@ -3,8 +3,9 @@
 Every physical connection — a routed request's pooled connection, a deploy, a move, a
 health check — goes through the guard again (SQLAlchemy's ``async_creator``), so a provider
 whose address changes does not strand the user and checked addresses are never frozen for
-a pool's lifetime; every connection carries the session limits of :class:`SessionLimits`
-(``search_path`` pinned, server-side time limits) and the client-side connect deadline.
+a pool's lifetime; every transaction begins with the session settings of
+:mod:`byodb.instances.connection.session` (``search_path`` pinned, server-side time limits),
+and every connection with the client-side connect deadline.
 All of it is async: no user-database work runs on a thread pool.
 """
 
@@ -20,13 +21,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-import psycopg.sql
 from sqlalchemy import event
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection, QueuePool
 
 from byodb.content.deploy import DeployedSchema, deployed_schema
+from byodb.instances.connection.deadlines import Deadline
+from byodb.instances.connection.failures import classify
+from byodb.instances.connection.session import SessionLimits, UserConnection
 from byodb.instances.guard import (
     CheckedTarget,
     ConnectionCheckError,
@@ -35,7 +39,6 @@ from byodb.instances.guard import (
     client_auth_refusal,
     forget_host_libpq_environment,
 )
-from byodb.instances.probe import classify_connect_error
 
 
 class UserDatabase:
@@ -43,12 +46,14 @@ class UserDatabase:
     reads the lifecycle needs. Holds the parsed URL (its password a redacted secret)."""
 
     def __init__(self, url: DatabaseUrl, policy: GuardPolicy, *, pool_size: int = 2,
-                 pool_timeout_s: float = 10.0):
+                 pool_timeout_s: float = 10.0, idle_timeout_s: float = 60.0):
         self.url = url
         self._policy = policy
         self._pool_size = pool_size
         self._pool_timeout_s = pool_timeout_s
+        self._idle_timeout_s = idle_timeout_s
         self._engine: AsyncEngine | None = None
+        self._idle: _IdleCloser | None = None
 
     def __repr__(self) -> str:
         return f"UserDatabase({self.url.redacted()!r})"
@@ -57,43 +62,42 @@ class UserDatabase:
         """The URL checked by the guard now (DNS resolved again, addresses classified)."""
         return await self._policy.check(self.url)
 
-    async def _open(self, *, autocommit: bool) -> psycopg.AsyncConnection:
+    async def _open(self, limits: SessionLimits | None = None) -> UserConnection:
         target = await self.target()
         # libpq reads PG* variables for what connect_kwargs() cannot pin (PGSERVICE, PGTZ);
         # removing them here, right before the connection, covers any set after startup.
         forget_host_libpq_environment()
         try:
-            return await asyncio.wait_for(
-                psycopg.AsyncConnection.connect(**target.connect_kwargs(),
-                                                autocommit=autocommit),
+            conn = await asyncio.wait_for(
+                UserConnection.connect(**target.connect_kwargs(), autocommit=True,
+                                       prepare_threshold=None),
                 self._policy.connect_timeout_s + 1)
         except (psycopg.Error, OSError, TimeoutError) as exc:
             raise (client_auth_refusal(exc, target)
-                   or classify_connect_error(exc, target)) from None
+                   or classify(exc, target.url)) from None
+        conn.limits = limits or target.limits
+        return conn
 
-    async def connect(self) -> psycopg.AsyncConnection:
-        """A new autocommit connection (the caller closes it); failures are classified
-        :class:`ConnectionCheckError`\\ s."""
-        return await self._open(autocommit=True)
+    async def connect(self, limits: SessionLimits | None = None) -> UserConnection:
+        """A new connection (the caller closes it) whose transactions carry ``limits`` (the
+        policy's by default); failures are classified :class:`ConnectionCheckError`\\ s."""
+        return await self._open(limits)
 
     @asynccontextmanager
-    async def connection(self, *, statement_timeout_s: float | None = None,
-                         sever_after_s: float | None = None
-                         ) -> AsyncIterator[psycopg.AsyncConnection]:
-        """A connection for one operation; ``statement_timeout_s`` raises the session's
-        statement limit for long work (a deploy, a move's COPY) that has its own deadline.
-
-        ``sever_after_s``: past this, the socket is shut down whatever is waiting on it. The
-        caller's own deadline cancels first; this catches what a cancellation cannot end —
-        e.g. the ROLLBACK that follows it, sent to a server that stopped answering.
-        """
-        conn = await self.connect()
+    async def connection(self, deadline: Deadline | None = None
+                         ) -> AsyncIterator[UserConnection]:
+        """A connection for one operation under ``deadline``: its transactions carry the
+        server limits derived from it, and past it (plus a grace) the socket is shut down
+        whatever is waiting on it. The caller's ``asyncio.timeout(deadline.seconds)``
+        cancels first; the cut ends what a cancellation cannot — e.g. the ROLLBACK that
+        follows it, sent to a server that stopped answering. Without a deadline: the
+        policy's request limits and no cut."""
+        limits = deadline.session() if deadline is not None else self._policy.limits
+        sever_after_s = deadline.sever_after_s if deadline is not None else None
+        conn = await self.connect(limits)
         watchdog = (asyncio.get_running_loop().call_later(sever_after_s, _sever, conn)
                     if sever_after_s is not None else None)
         try:
-            if statement_timeout_s is not None:
-                await conn.execute(psycopg.sql.SQL("set statement_timeout = {}").format(
-                    psycopg.sql.Literal(max(1, round(statement_timeout_s * 1000)))))
             yield conn
         finally:
             if watchdog is not None:
@@ -104,26 +108,37 @@ class UserDatabase:
     def engine(self) -> AsyncEngine:
         """The pooled async engine routed requests use (built on first use).
 
+        Each transaction begins with the session settings (:func:`_begin_with_settings`).
         A connection that sat idle in the pool is pinged before a request gets it and
         replaced when it died with the server (an outage, a restart), so a stale pool never
         blocks a user by itself; a connection handed back moments ago is not pinged, which
         keeps busy users at one round trip less per transaction than ``pool_pre_ping``.
+        Connections idle for ``idle_timeout_s`` are closed and nothing pings them while they
+        wait, so a database that scales to zero can sleep; with 0 nothing is pooled.
         """
         if self._engine is None:
-            async def creator() -> psycopg.AsyncConnection:
-                return await self._open(autocommit=False)
+            async def creator() -> UserConnection:
+                return await self._open()
 
-            engine = create_async_engine(
-                "postgresql+psycopg://",
-                async_creator=creator,
-                pool_size=self._pool_size,
-                max_overflow=self._pool_size,
-                pool_timeout=self._pool_timeout_s,
-                pool_recycle=600,
-            )
-            _ping_idle_connections(engine)
+            pooling: dict[str, Any] = (
+                {"poolclass": NullPool} if self._idle_timeout_s <= 0 else
+                {"pool_size": self._pool_size, "max_overflow": self._pool_size,
+                 "pool_timeout": self._pool_timeout_s, "pool_recycle": 600})
+            engine = create_async_engine("postgresql+psycopg://", async_creator=creator,
+                                         **pooling)
+            event.listen(engine.sync_engine, "begin", _begin_with_settings)
+            if self._idle_timeout_s > 0:
+                _ping_idle_connections(engine)
+                self._idle = _IdleCloser(engine, self._idle_timeout_s)
             self._engine = engine
         return self._engine
+
+    def pooled_connections(self) -> int:
+        """Connections this handle keeps open to the user's server (checked in or out)."""
+        if self._engine is None:
+            return 0
+        pool = self._engine.sync_engine.pool
+        return int(pool.checkedin() + pool.checkedout()) if isinstance(pool, QueuePool) else 0
 
     async def deployed_schema(self) -> DeployedSchema | None:
         """What ``byodb.byodb_meta`` says (validated); None when nothing is deployed."""
@@ -131,9 +146,56 @@ class UserDatabase:
             return await deployed_schema(conn)
 
     async def dispose(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
+
+
+def _begin_with_settings(conn: Connection) -> None:
+    """SQLAlchemy's ``begin`` event: send ``BEGIN`` with the session settings in one round
+    trip (the connection is in autocommit mode, so nothing else begins). A routed snapshot
+    (``execution_options(byodb_snapshot=True)``) begins repeatable read, read only."""
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, UserConnection)
+    snapshot = bool(conn.get_execution_options().get("byodb_snapshot", False))
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(raw.limits.begin_command(snapshot=snapshot))
+    finally:
+        cursor.close()
+
+
+class _IdleCloser:
+    """Closes a pool's connections once none was used for ``idle_s`` (a timer re-armed at
+    every check-in; nothing is sent to the server while waiting)."""
+
+    def __init__(self, engine: AsyncEngine, idle_s: float) -> None:
+        self._engine = engine
+        self._idle_s = idle_s
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[None] | None = None
+        event.listen(engine.sync_engine.pool, "checkin", self._arm)
+
+    def _arm(self, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(self._idle_s, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        pool = self._engine.sync_engine.pool
+        if isinstance(pool, QueuePool) and pool.checkedout() == 0 and pool.checkedin():
+            # dispose() closes the idle connections and starts an empty pool; a request
+            # that comes later opens a new connection (and wakes the database) as usual.
+            self._closing = asyncio.create_task(self._engine.dispose())
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def _sever(conn: psycopg.AsyncConnection) -> None:

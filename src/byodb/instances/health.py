@@ -23,12 +23,10 @@ import psycopg
 from byodb.content.deploy import DeployedSchema, SchemaConflict, deployed_schema
 from byodb.errors import ByodbError
 from byodb.instances.config_store import DatabaseConfig
+from byodb.instances.connection.deadlines import Deadline
+from byodb.instances.connection.failures import classify
 from byodb.instances.handle import UserDatabase
 from byodb.instances.states import ConnectionStatus
-
-SEVER_GRACE_S = 0.25
-"""The socket is cut this long after the deadline, whatever still waits on it (the deadline
-cancels first; this ends what a cancellation cannot, such as a close to a silent server)."""
 
 
 class HealthCode(StrEnum):
@@ -128,18 +126,15 @@ async def check_database(database: UserDatabase, *, instance_id: UUID | None,
 
     try:
         async with asyncio.timeout(timeout_s), \
-                database.connection(sever_after_s=timeout_s + SEVER_GRACE_S) as conn:
+                database.connection(Deadline(timeout_s)) as conn:
             schema = await deployed_schema(conn)
     except SchemaConflict:
         return HealthResult.failed(HealthCode.schema_conflict, latency_ms=elapsed_ms())
     except ByodbError as exc:  # the guard's classified connection failures
         return HealthResult.failed(exc.code, exc.message)
-    except TimeoutError:
-        return HealthResult.failed(HealthCode.timeout)
-    except (psycopg.OperationalError, OSError):
-        return HealthResult.failed(HealthCode.unreachable)
-    except psycopg.Error:
-        return HealthResult.failed(HealthCode.check_failed)
+    except (TimeoutError, psycopg.Error, OSError) as exc:
+        classified = classify(exc, database.url)
+        return HealthResult.failed(classified.code, classified.message)
     latency = elapsed_ms()
     failure = _judge(schema, instance_id)
     if failure is not None:

@@ -38,6 +38,8 @@ from byodb.instances.config_store import (
     save_credentials,
     update_state,
 )
+from byodb.instances.connection.deadlines import Deadline
+from byodb.instances.connection.failures import classify
 from byodb.instances.guard import ConnectionCheckError, GuardPolicy, parse_database_url
 from byodb.instances.handle import UserDatabase
 from byodb.instances.health import (
@@ -55,7 +57,7 @@ from byodb.instances.moves import (
     drop_schema_if_empty,
     move_user_content,
 )
-from byodb.instances.probe import ConnectionVerdict, classify_connect_error, preflight
+from byodb.instances.probe import ConnectionVerdict, preflight
 from byodb.instances.schema_migration import InstanceResult, MigrationLimits, SchemaMigrator
 from byodb.instances.states import ConnectionStatus, DeploymentStatus, Placement
 from byodb.maindb.tables import user_database_config as udc
@@ -100,6 +102,7 @@ class LifecycleLimits:
     schema_target: int = latest_schema_version()
     pool_size: int = 2
     pool_timeout_s: float = 10.0
+    idle_timeout_s: float = 60.0  # a user's idle pooled connections close after this
     health_s: float = 5.0
     health_failures: int = 2  # consecutive failed checks before connected → error
 
@@ -108,9 +111,6 @@ StateListener = Callable[[str], Awaitable[None]]
 KEPT_PROGRESS = "Disconnected; your data stays on your database"
 """The progress line a "keep" disconnect leaves: the pages tell the user where their earlier
 content is from it."""
-SEVER_GRACE_S = 2.0
-"""How long after an operation's deadline its user-database sockets are cut (the deadline
-cancels first; this ends what a cancellation cannot, see ``UserDatabase.connection``)."""
 HEALTH_BATCH = 500
 """Health facts are written this many instances per transaction."""
 PROGRESS_INTERVAL_S = 0.25
@@ -199,7 +199,8 @@ class InstanceLifecycle:
         """The handle of a database given by URL (parsed, not yet contacted)."""
         return UserDatabase(parse_database_url(raw_url.reveal()), self.policy,
                             pool_size=self.limits.pool_size,
-                            pool_timeout_s=self.limits.pool_timeout_s)
+                            pool_timeout_s=self.limits.pool_timeout_s,
+                            idle_timeout_s=self.limits.idle_timeout_s)
 
     def database_of(self, config: DatabaseConfig) -> UserDatabase:
         """The handle of the user's saved database. Raises :class:`DecryptionError`."""
@@ -221,13 +222,12 @@ class InstanceLifecycle:
             return ConnectionVerdict(False, exc.code, exc.message, exc.hint)
         try:
             async with asyncio.timeout(self.limits.test_s):
-                async with database.connection(
-                        sever_after_s=self.limits.test_s + SEVER_GRACE_S) as conn:
+                async with database.connection(Deadline(self.limits.test_s)) as conn:
                     return await preflight(conn, latest_version=latest_schema_version())
         except ConnectionCheckError as exc:
             return ConnectionVerdict(False, exc.code, exc.message, exc.hint)
         except (TimeoutError, psycopg.Error, OSError) as exc:
-            failure = classify_connect_error(exc, target)
+            failure = classify(exc, target.url)
             return ConnectionVerdict(False, failure.code, failure.message, failure.hint)
 
     def connect_refusal(self, current: DatabaseConfig | None, *,
@@ -348,8 +348,7 @@ class InstanceLifecycle:
                                deployment_total_steps=total)
 
         async with asyncio.timeout(self.limits.deploy_s), \
-                database.connection(statement_timeout_s=self.limits.deploy_s,
-                                    sever_after_s=self.limits.deploy_s + SEVER_GRACE_S) as conn:
+                database.connection(Deadline(self.limits.deploy_s)) as conn:
             outcome = await deploy_content_schema(conn, progress=progress,
                                                   target_version=self.limits.schema_target)
         await self._update(user_id, deployment=DeploymentStatus.deployed,
@@ -373,15 +372,15 @@ class InstanceLifecycle:
             if config.switching and config.previous_instance_id != outcome.instance_id:
                 old = self.database(config.decrypt_previous_url(self.vault))
                 keep_copy = config.previous_database_mode != OldDatabase.delete.value
-                async with old.connection(**self._move_session()) as source, \
-                        database.connection(**self._move_session()) as target:
+                async with old.connection(self._move_deadline()) as source, \
+                        database.connection(self._move_deadline()) as target:
                     report = await move_user_content(source, target, user_id,
                                                      lock_source_tables=True,
                                                      delete_source=not keep_copy)
                 moved += report.total_rows
             async with self._main_connection() as main, \
                     holding_user_writes_on_main(main, user_id), \
-                    database.connection(**self._move_session()) as target:
+                    database.connection(self._move_deadline()) as target:
                 report = await move_user_content(main, target, user_id,
                                                  lock_source_tables=False)
                 moved += report.total_rows
@@ -392,11 +391,10 @@ class InstanceLifecycle:
                     deployment_progress=f"Connected; moved {moved} rows to your database",
                     **_NO_SWITCH)
 
-    def _move_session(self) -> dict[str, float]:
-        """Connection limits for a move: statements as long as the move may take, and the
-        socket cut shortly after its deadline, whatever is still waiting on it."""
-        return {"statement_timeout_s": self.limits.move_s,
-                "sever_after_s": self.limits.move_s + SEVER_GRACE_S}
+    def _move_deadline(self) -> Deadline:
+        """A move's connections: statements as long as the move may take, the socket cut
+        shortly after its deadline, whatever is still waiting on it."""
+        return Deadline(self.limits.move_s)
 
     @asynccontextmanager
     async def _main_connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
@@ -595,7 +593,7 @@ class InstanceLifecycle:
         try:
             async with asyncio.timeout(self.limits.move_s):
                 database = self.database_of(config)
-                async with database.connection(**self._move_session()) as theirs:
+                async with database.connection(self._move_deadline()) as theirs:
                     if mode is DisconnectMode.migrate:
                         async with self._main_connection() as main, \
                                 holding_user_writes_on_main(main, user_id):

@@ -309,10 +309,10 @@ async def _say(progress: Progress | None, message: str) -> None:
 
 
 async def _begin_source(source: Conn, lock_tables: bool) -> None:
-    # Repeatable read: the delete at the end sees the snapshot the copy saw, so a row
-    # written in between (if anything slipped past the locks) stays instead of being lost.
-    # SET and LOCK take no snapshot, so the locks are held before the snapshot is taken.
-    await source.execute("set transaction isolation level repeatable read")
+    # SET and LOCK take no snapshot, so on main the locks are held before the copy's
+    # snapshot is taken. On a user's database the settings query at BEGIN takes it first:
+    # a row committed before the locks were granted is then neither copied nor deleted —
+    # it stays on the source, never lost.
     await set_comparable_session(source)
     if lock_tables:
         tables = sql.SQL(", ").join(sql.Identifier(CONTENT_SCHEMA, t.name)
@@ -617,19 +617,27 @@ async def move_user_content(source: Conn, target: Conn, user_id: str, *,
     """
     plans = _plans(await _common_version(source, target))
     report = MoveReport()
-    async with source.transaction():
-        await _begin_source(source, lock_source_tables)
-        async with target.transaction():
-            await set_comparable_session(target)
-            for plan in plans:
-                await _say(progress, f"Copying {plan.name}")
-                report.rows[plan.name] = await _stage(source, target, plan, user_id)
-                await _validate(target, plan, user_id)
-            await _say(progress, "Merging and verifying the copied rows")
-            report.merged = await _merge_all(target, plans, user_id)
-        if delete_source:
-            await _say(progress, "Removing the moved rows from the source")
-            await _delete_in_transaction(source, user_id)
+    # Repeatable read: the delete at the end sees the snapshot the copy saw, so a row
+    # written in between (if anything slipped past the locks) stays instead of being lost.
+    # Set before BEGIN (a user database's transaction starts with its settings query).
+    await source.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
+    try:
+        async with source.transaction():
+            await _begin_source(source, lock_source_tables)
+            async with target.transaction():
+                await set_comparable_session(target)
+                for plan in plans:
+                    await _say(progress, f"Copying {plan.name}")
+                    report.rows[plan.name] = await _stage(source, target, plan, user_id)
+                    await _validate(target, plan, user_id)
+                await _say(progress, "Merging and verifying the copied rows")
+                report.merged = await _merge_all(target, plans, user_id)
+            if delete_source:
+                await _say(progress, "Removing the moved rows from the source")
+                await _delete_in_transaction(source, user_id)
+    finally:
+        if not source.closed:
+            await source.set_isolation_level(None)
     return report
 
 

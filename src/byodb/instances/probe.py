@@ -7,16 +7,19 @@ create inside a transaction that is always rolled back, so testing changes nothi
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import errors as pgerrors
 
-from byodb.content.deploy import SchemaConflict, deployed_schema
+from byodb.content.deploy import SchemaConflict, deployed_schema, ensure_pgvector
 from byodb.content.tables import CONTENT_SCHEMA
-from byodb.instances.guard import CheckedTarget, ConnectionCheckError
+from byodb.instances.connection.failures import (
+    fail,
+    read_only,
+    unsupported_encoding,
+)
 
 MIN_SERVER_VERSION = 140000
 
@@ -43,73 +46,54 @@ class ConnectionVerdict:
         }
 
 
-def _fail(code: str, message: str, hint: str) -> ConnectionCheckError:
-    return ConnectionCheckError(message, hint=hint, code=code)
-
-
-def classify_connect_error(exc: BaseException, target: CheckedTarget) -> ConnectionCheckError:
-    """Map a failed connection attempt to a code, a sentence and a hint."""
-    if isinstance(exc, ConnectionCheckError):
-        return exc
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-        return _fail("timeout", "The database did not answer in time.",
-                     "Check that the server is running and not paused, then retry.")
-    sqlstate = getattr(exc, "sqlstate", None)
-    text = str(exc).lower()
-    if sqlstate in ("28P01", "28000") or "password authentication failed" in text:
-        if "no pg_hba.conf entry" in text:
-            return _fail("auth_failed", "The database refused connections from this server.",
-                         "Allow this server's address in your database's access settings.")
-        return _fail("auth_failed", "The user name or password was not accepted.",
-                     "Copy the password again or reset it at your provider.")
-    if sqlstate == "3D000" or ("database" in text and "does not exist" in text):
-        return _fail("database_missing", f"The database {target.url.database!r} does not exist.",
-                     "Create it first, or fix the database name at the end of the URL.")
-    if "ssl" in text or "tls" in text or "certificate" in text:
-        return _fail("tls_failed", "A secure (TLS) connection could not be set up.",
-                     "Check that the server supports TLS and that sslmode matches it.")
-    if "timeout" in text or "timed out" in text:
-        return _fail("timeout", "The database did not answer in time.",
-                     "Check that the server is running and not paused, then retry.")
-    if "role" in text and "does not exist" in text:
-        return _fail("auth_failed", "The user name or password was not accepted.",
-                     "Check the user name in the URL.")
-    return _fail("unreachable", "The database server could not be reached.",
-                 "Check the host and port, and that the server accepts outside connections.")
-
-
 async def preflight(conn: psycopg.AsyncConnection, *, latest_version: int) -> ConnectionVerdict:
-    """Server version, pgvector, schema ownership and privileges — changes nothing."""
-    version_num = int((await (await conn.execute("show server_version_num")).fetchone() or [0])[0])
-    version_text = str((await (await conn.execute("show server_version")).fetchone() or [""])[0])
-    if version_num < MIN_SERVER_VERSION:
-        raise _fail("unsupported_version",
-                    f"PostgreSQL {version_text} is too old; byodb needs 14 or newer.",
-                    "Upgrade the server or create a new database on a current version.")
-    try:
-        schema = await deployed_schema(conn)
-    except SchemaConflict as exc:
-        raise _fail("schema_conflict", exc.message, exc.hint or "") from None
-    deployed = schema.version if schema is not None else None
-    if deployed is not None and deployed > latest_version:
-        raise _fail("unsupported_version",
-                    f"This database holds byodb schema version {deployed}, newer than this "
-                    f"server knows ({latest_version}).",
-                    "Connect it to an up-to-date byodb server.")
+    """Server version, encoding, writability, pgvector, schema ownership and privileges —
+    in one transaction that is always rolled back, so testing changes nothing."""
     async with conn.transaction(force_rollback=True):
+        cur = await conn.execute(
+            "select pg_catalog.current_setting('server_version_num')::int, "
+            "pg_catalog.current_setting('server_version'), "
+            "pg_catalog.current_setting('server_encoding'), "
+            "pg_catalog.pg_is_in_recovery(), "
+            "pg_catalog.current_setting('transaction_read_only')")
+        row = await cur.fetchone()
+        assert row is not None
+        version_num, version_text = int(row[0]), str(row[1])[:40]
+        encoding, in_recovery, read_only_tx = str(row[2]), row[3] is True, row[4] == "on"
+        if version_num < MIN_SERVER_VERSION:
+            raise fail("unsupported_version",
+                        f"PostgreSQL {version_text} is too old; byodb needs 14 or newer.",
+                        "Upgrade the server or create a new database on a current version.")
+        if in_recovery or read_only_tx:
+            raise read_only()
+        if encoding.upper() not in ("UTF8", "UTF-8"):
+            raise unsupported_encoding(encoding)
+        try:
+            schema = await deployed_schema(conn)
+        except SchemaConflict as exc:
+            raise fail("schema_conflict", exc.message, exc.hint or "") from None
+        deployed = schema.version if schema is not None else None
+        if deployed is not None and deployed > latest_version:
+            raise fail("unsupported_version",
+                        f"This database holds byodb schema version {deployed}, newer than "
+                        f"this server knows ({latest_version}).",
+                        "Connect it to an up-to-date byodb server.")
+        if not await _may_create_anything(conn):
+            raise read_only()
         try:
             async with conn.transaction():
-                await conn.execute("create extension if not exists vector")
+                await ensure_pgvector(conn)
         except pgerrors.InsufficientPrivilege:
-            raise _fail("pgvector_missing",
+            raise fail("pgvector_missing",
                         "The pgvector extension is not enabled and this user may not enable it.",
-                        "Run CREATE EXTENSION vector; as an administrator, or enable pgvector "
-                        "in your provider's dashboard.") from None
+                        "Enable it as an administrator: on Supabase, Database → Extensions → "
+                        "vector; on Neon, RDS or your own server, CREATE EXTENSION vector; as "
+                        "the owner or administrator.") from None
         except (pgerrors.UndefinedFile, pgerrors.FeatureNotSupported):
-            raise _fail("pgvector_missing",
+            raise fail("pgvector_missing",
                         "The pgvector extension is not available on this server.",
                         "Choose a provider or server with pgvector (Neon, Supabase and RDS "
-                        "have it).") from None
+                        "have it), or install pgvector on your server.") from None
         try:
             async with conn.transaction():
                 await conn.execute(f"create schema if not exists {CONTENT_SCHEMA}")
@@ -118,19 +102,33 @@ async def preflight(conn: psycopg.AsyncConnection, *, latest_version: int) -> Co
                     f"create index on {CONTENT_SCHEMA}.byodb_preflight (id)"
                 )
         except pgerrors.InsufficientPrivilege:
-            raise _fail("insufficient_privileges",
+            raise fail("insufficient_privileges",
                         "This user may not create the 'byodb' schema and its tables.",
                         "Use the database owner, or GRANT CREATE ON DATABASE to this "
                         "user.") from None
-    vector = await (await conn.execute(
-        "select coalesce((select extversion from pg_extension where extname = 'vector'), "
-        "(select default_version from pg_available_extensions where name = 'vector'))"
-    )).fetchone()
+        vector = await (await conn.execute(
+            "select extversion::text from pg_catalog.pg_extension "
+            "where extname operator(pg_catalog.=) 'vector'::pg_catalog.name")).fetchone()
     if deployed is not None:
         message = (f"Connected to PostgreSQL {version_text}. byodb schema version {deployed} "
                    "is already deployed here.")
     else:
-        message = (f"Connected to PostgreSQL {version_text} with pgvector "
-                   f"{vector[0] if vector else '?'}. Ready to deploy.")
+        shown = str(vector[0])[:20] if vector else "?"
+        message = (f"Connected to PostgreSQL {version_text} with pgvector {shown}. "
+                   "Ready to deploy.")
     return ConnectionVerdict(True, "ok", message, None, version_text, deployed,
                              schema.instance_id if schema is not None else None)
+
+
+async def _may_create_anything(conn: psycopg.AsyncConnection) -> bool:
+    """Whether the role may create anything here: a schema, or objects in the content
+    schema or in ``public``. A role that may do none of it can only read (or less)."""
+    cur = await conn.execute(
+        "select pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE') "
+        "or coalesce(pg_catalog.has_schema_privilege("
+        "pg_catalog.to_regnamespace(%s)::pg_catalog.oid, 'CREATE'), false) "
+        "or coalesce(pg_catalog.has_schema_privilege("
+        "pg_catalog.to_regnamespace('public')::pg_catalog.oid, 'CREATE'), false)",
+        (CONTENT_SCHEMA,))
+    row = await cur.fetchone()
+    return row is not None and row[0] is True

@@ -3,8 +3,10 @@
 What it promises (docs/operations.md, "Schema rollouts"):
 
 - **Never two runs on one database**: the record's lease on main, and
-  ``pg_try_advisory_lock`` in the user's database on the key deploys use, so a fleet run, a
-  request's version gate, a deploy and another machine's worker exclude each other.
+  ``pg_try_advisory_xact_lock`` in each step's transaction in the user's database, on the
+  key deploys use, so a fleet run, a request's version gate, a deploy and another machine's
+  worker exclude each other. A transaction-level lock, because a transaction pooler in
+  front of the database gives each transaction its own server session.
 - **No user waits behind a migration**: each version step runs in its own transaction with
   ``SET LOCAL lock_timeout`` short; a step that cannot get its lock gives up at once and is
   retried on a ladder with jitter, so the user's own queries never queue for long behind a
@@ -40,6 +42,7 @@ from byodb.content.steps import steps_between
 from byodb.errors import ByodbError
 from byodb.instances import migration_records as records
 from byodb.instances.config_store import DatabaseConfig, load_config
+from byodb.instances.connection.deadlines import Deadline
 from byodb.instances.guard import ConnectionCheckError
 from byodb.instances.handle import UserDatabase
 from byodb.instances.states import ConnectionStatus, DeploymentStatus, Placement
@@ -225,15 +228,9 @@ class SchemaMigrator:
         """Apply the missing steps on the user's database; the version it is at after."""
         database = self._database_of(config)
         limits = self.limits
-        # The session's own statement limit bounds the reads; each step sets its own. The
-        # advisory lock is a session lock: closing the connection releases it.
-        async with database.connection(sever_after_s=limits.instance_deadline_s + 2) as conn:
-            cur = await conn.execute("select pg_catalog.pg_try_advisory_lock(%s)",
-                                     (DEPLOY_LOCK_KEY,))
-            got = await cur.fetchone()
-            if not got or got[0] is not True:
-                raise _Transient("busy", "Another migration or deploy of this database is "
-                                 "running.")
+        # The session's own statement limit bounds the reads; each step sets its own and
+        # takes the advisory lock for its transaction.
+        async with database.connection(Deadline(limits.instance_deadline_s)) as conn:
             schema = await deployed_schema(conn)
             if schema is None:
                 raise SchemaConflict("The byodb schema is missing from this database.",
@@ -283,12 +280,18 @@ def _local_limits(limits: MigrationLimits) -> tuple[str, tuple[str, str]]:
 
 
 async def _locked_version(conn: psycopg.AsyncConnection, limits: MigrationLimits) -> int:
-    """Set the transaction's limits, then the version in ``byodb_meta``, its row locked
-    until the transaction ends (one round trip: pipelined)."""
+    """Set the transaction's limits, take the deploy lock for it (or give up: another
+    migration or deploy runs), then read the version in ``byodb_meta``, its row locked until
+    the transaction ends (one round trip: pipelined)."""
     async with conn.pipeline():
         await conn.execute(*_local_limits(limits))
+        locked = await conn.execute("select pg_catalog.pg_try_advisory_xact_lock(%s)",
+                                    (DEPLOY_LOCK_KEY,))
         cur = await conn.execute("select schema_version::int from byodb.byodb_meta "
                                  "where id = 1 for update")
+    got = await locked.fetchone()
+    if not got or got[0] is not True:
+        raise _Transient("busy", "Another migration or deploy of this database is running.")
     row = await cur.fetchone()
     if row is None or not isinstance(row[0], int):
         raise SchemaConflict("byodb.byodb_meta records no schema version.")

@@ -35,8 +35,15 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from byodb.content.version import CONTENT_SCHEMA_VERSION, MIN_SUPPORTED_SCHEMA_VERSION
-from byodb.errors import ByodUnavailable, ByodUpdating, DecryptionError, FileStorageDisabled
+from byodb.errors import (
+    ByodTimeout,
+    ByodUnavailable,
+    ByodUpdating,
+    DecryptionError,
+    FileStorageDisabled,
+)
 from byodb.instances.config_store import DatabaseConfig, access_of, get_config, load_config
+from byodb.instances.connection.failures import is_slow
 from byodb.instances.guard import ConnectionCheckError
 from byodb.instances.handle import UserDatabase
 from byodb.instances.holds import user_lock_key
@@ -52,10 +59,6 @@ UNAVAILABLE_HINT = ("Your database may be paused or deleted, its credentials rev
                     "network down. Fix it, then retry the connection in Settings → Database.")
 _UNREACHABLE = "Your database is unreachable, so the app is paused for your account."
 _STOPPED = "Your database stopped answering."
-# Errors that mean "the server did not do it in time" rather than "the server is gone": a
-# statement or lock timeout (e.g. the owner holds a table locked). They block this request
-# (503) without marking the database unreachable.
-_SLOW_SQLSTATES = frozenset({"57014", "55P03"})
 _DOWN_CODES = frozenset({"unreachable", "timeout"})
 # The first statement of a snapshot transaction (before any other: PostgreSQL requires it).
 _SNAPSHOT = "set transaction isolation level repeatable read, read only"
@@ -237,19 +240,25 @@ class Router:
         can fail becomes a 503 (and, when the database is gone, the ``error`` state)."""
         deadline_s = self._request_timeout_s if timeout_s is None else timeout_s
         try:
-            async with asyncio.timeout(deadline_s), engine.begin() as conn:
+            async with asyncio.timeout(deadline_s), engine.connect() as conn:
                 if snapshot:
-                    await conn.execute(text(_SNAPSHOT))
-                yield conn
+                    conn = await conn.execution_options(byodb_snapshot=True)
+                async with conn.begin():
+                    yield conn
         except TimeoutError as exc:
             if not snapshot:
+                # The server's own statement limit is shorter than this deadline
+                # (byodb.instances.connection.deadlines): a database that answers ends a
+                # slow statement itself. Silence past it is a database that stopped
+                # answering.
                 raise await self._unreachable(user_id, route, _STOPPED, exc) from exc
-            raise ByodUnavailable("Reading your data took longer than allowed, so it was "
-                                  "stopped.", hint="Try again later.") from exc
+            raise ByodTimeout("Reading your data took longer than allowed, so it was "
+                              "stopped.", hint="Try again later.") from exc
         except DBAPIError as exc:
-            if _sqlstate(exc) in _SLOW_SQLSTATES:
-                raise ByodUnavailable(
-                    "Your database did not answer in time (a table may be locked).",
+            if is_slow(exc.orig or exc):
+                raise ByodTimeout(
+                    "Your database did not finish this request in time (a table may be "
+                    "locked, or the query was slow). You are still connected.",
                     hint="Try again in a moment.") from exc
             if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
                 raise await self._unreachable(user_id, route, _STOPPED, exc) from exc
@@ -277,7 +286,3 @@ class Router:
     async def close(self) -> None:
         await self._databases.dispose_all()
         self._routes.clear()
-
-
-def _sqlstate(exc: DBAPIError) -> str | None:
-    return getattr(exc.orig, "sqlstate", None)
