@@ -52,6 +52,7 @@ def guard_policy(settings: Settings, resolver: Resolver = system_resolver) -> Gu
     return GuardPolicy(
         allow_private=settings.private_hosts_allowed, tls_required=settings.tls_required,
         resolver=resolver, connect_timeout_s=settings.connect_timeout_s,
+        ca_dir=settings.data_dir / "tls",
         limits=request_session_limits(settings))
 
 

@@ -22,8 +22,8 @@ from byodb.cli import fleet
 from byodb.cli import health as health_cli
 from byodb.cli.common import err, fail, start_main
 from byodb.cli.export import export_user
-from byodb.content import content_schema_sql, resolve_schema_target
-from byodb.content.package import build_package
+from byodb.content import resolve_schema_target
+from byodb.content.package import build_package, full_schema_script
 from byodb.errors import ByodbError
 from byodb.instances.config_store import rotate_credentials
 from byodb.instances.jobs import ProcrastinateJobs
@@ -246,12 +246,14 @@ def db_upgrade() -> None:
 def schema_sql(version: Annotated[int | None, typer.Option(
         "--version", help="The schema version to print (default: BYODB_SCHEMA_TARGET, "
         "else the latest).")] = None) -> None:
-    """Print the full DDL that creates a content schema version."""
+    """Print the SQL that creates a content schema version on an empty database: apply it
+    with ``psql "$URL" -v ON_ERROR_STOP=1 -f -`` as the database owner, in one transaction
+    (pgvector found where it is installed, the DDL, the byodb_meta record)."""
 
     try:
         if version is None:
             version = resolve_schema_target(get_settings().schema_target)
-        typer.echo(content_schema_sql(version=version), nl=False)
+        typer.echo(full_schema_script(version), nl=False)
     except ByodbError as exc:
         fail(exc.message)
     except ValueError as exc:

@@ -28,13 +28,46 @@ from byodb.content.version import CONTENT_SCHEMA_VERSION, SCHEMA_CHANGELOG
 _ZIP_TIME = (2026, 1, 1, 0, 0, 0)
 
 
+# Run first by every script (the full schema and each step), as the user who applies it:
+# pgvector is used where an administrator enabled it (``public`` on Neon and RDS,
+# ``extensions`` on Supabase) or, when it is missing, created where those providers put it;
+# then the script's search path is the one byodb pins on every transaction
+# (``byodb.instances.connection.session.SEARCH_PATH_SQL``: built-ins first, the content
+# schema, pgvector's schema), so ``vector``, its operators and operator classes resolve.
+# A DO block, not psql variables, so any SQL client can run the script.
+PGVECTOR_PREAMBLE = f"""\
+-- pgvector where your provider enabled it (or, missing, created where providers put it),
+-- then byodb's search path for this session: pg_catalog, {CONTENT_SCHEMA}, pgvector's schema.
+DO $byodb$
+DECLARE
+  vector_schema name;
+BEGIN
+  SELECT n.nspname INTO vector_schema FROM pg_catalog.pg_extension e
+    JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+    WHERE e.extname OPERATOR(pg_catalog.=) 'vector'::pg_catalog.name;
+  IF vector_schema IS NULL THEN
+    vector_schema := CASE WHEN pg_catalog.to_regnamespace('extensions') IS NOT NULL
+                          THEN 'extensions' ELSE 'public' END;
+    EXECUTE pg_catalog.format('CREATE EXTENSION vector SCHEMA %I', vector_schema);
+  END IF;
+  PERFORM pg_catalog.set_config('search_path', 'pg_catalog, {CONTENT_SCHEMA}, '
+    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(vector_schema), false);
+END
+$byodb$;
+
+"""
+
+
 def full_schema_script(version: int = CONTENT_SCHEMA_VERSION) -> str:
+    """The script that creates ``version`` on an empty database, applied by its owner with
+    psql: pgvector found (or created), the DDL, and the ``byodb_meta`` record with an
+    instance id the database makes itself — after it the connection test says ``ok``."""
     return (
         f"-- byodb content schema, version {version}. Apply once to an empty database:\n"
         "--   psql \"$DATABASE_URL\" -v ON_ERROR_STOP=1 -f schema.sql\n"
         "-- Everything runs in one transaction: it completes or changes nothing.\n\n"
-        "BEGIN;\n\n" + content_schema_sql(version=version) + meta_insert_sql(version)
-        + "\nCOMMIT;\n"
+        "BEGIN;\n\n" + PGVECTOR_PREAMBLE + content_schema_sql(version=version)
+        + meta_insert_sql(version) + "\nCOMMIT;\n"
     )
 
 
@@ -44,7 +77,7 @@ def step_script(version: int, statements: tuple[str, ...]) -> str:
         f"-- byodb content schema step: version {version - 1} -> {version}.\n"
         f"-- {SCHEMA_CHANGELOG.get(version, '')}\n"
         "-- Apply only to a database at the previous version; one transaction.\n\n"
-        "BEGIN;\n\n"
+        "BEGIN;\n\n" + PGVECTOR_PREAMBLE +
         f"DO $$ BEGIN IF (SELECT schema_version FROM {CONTENT_SCHEMA}.byodb_meta WHERE id = 1)"
         f" <> {version - 1} THEN RAISE EXCEPTION 'this step needs schema version "
         f"{version - 1}'; END IF; END $$;\n\n"

@@ -26,8 +26,10 @@ import logging
 import os
 import socket
 import ssl
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -42,9 +44,12 @@ log = logging.getLogger(__name__)
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 AddressClass = Literal["public", "private", "forbidden"]
 
-# Options a user may put in the query string; everything else is refused (no sslrootcert
-# or sslkey paths on our disk, no `options` that set server parameters, no `host` sockets).
-ALLOWED_OPTIONS = frozenset({"sslmode", "channel_binding", "application_name", "connect_timeout"})
+# Options a user may put in the query string; everything else is refused (no sslkey or
+# sslrootcert paths on our disk — a CA certificate is pasted instead —, no `options` that
+# set server parameters, no `host` sockets).
+ALLOWED_OPTIONS = frozenset({"sslmode", "channel_binding", "application_name", "connect_timeout",
+                             "sslrootcert"})
+_CHANNEL_BINDING = ("disable", "prefer", "require")
 _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _TLS_MODES = ("require", "verify-ca", "verify-full")
 # Cloud metadata and platform endpoints: they hand out credentials, instance identity or
@@ -148,7 +153,19 @@ def parse_database_url(raw: str) -> DatabaseUrl:
             )
         if key == "sslmode" and value not in _SSL_MODES:
             raise _invalid(f"Unknown sslmode {value!r}.", "Use sslmode=require or verify-full.")
+        if key == "channel_binding" and value not in _CHANNEL_BINDING:
+            raise _invalid(f"Unknown channel_binding {value!r}.",
+                           "Use channel_binding=require, prefer or disable.")
+        if key == "sslrootcert" and value != "system":
+            raise _invalid("sslrootcert may only be 'system' (the trusted CAs of this server).",
+                           "To trust your provider's CA, remove sslrootcert from the URL and "
+                           "paste the CA certificate in the field next to it.")
         options.append((key, value))
+    given = dict(options)
+    if given.get("sslrootcert") == "system" and \
+            given.get("sslmode", "verify-full") != "verify-full":
+        raise _invalid("sslrootcert=system needs sslmode=verify-full.",
+                       "Use sslmode=verify-full, or leave sslmode out.")
     return DatabaseUrl(
         user=unquote(parts.username),
         password=Secret(unquote(parts.password or "")),
@@ -316,10 +333,13 @@ class CheckedTarget:
     tls_required: bool = False
     connect_timeout_s: float = 5.0
     limits: SessionLimits = field(default_factory=SessionLimits)
+    ca_file: str | None = None  # the user's pasted CA certificate, as written by us
 
     @property
     def sslmode(self) -> str:
-        return self.url.option("sslmode") or ("verify-full" if self.tls_required else "prefer")
+        verify = self.tls_required or self.ca_file or self.url.option("sslrootcert")
+        default = "verify-full" if verify else "prefer"
+        return self.url.option("sslmode") or default
 
     def connect_kwargs(self) -> dict[str, Any]:
         """libpq parameters. Unwraps the password: call only where a connection is made.
@@ -381,8 +401,12 @@ class CheckedTarget:
         return kwargs
 
     def _sslrootcert(self) -> str:
-        """Trust anchors from the system, never this host's ``~/.postgresql/root.crt`` (with
-        ``sslmode=require`` its mere presence would turn on verification against it)."""
+        """The user's pasted CA certificate, else trust anchors from the system — never this
+        host's ``~/.postgresql/root.crt`` (with ``sslmode=require`` its mere presence would
+        turn on verification against it). With a CA certificate, libpq verifies the chain
+        even for ``sslmode=require``, as it documents."""
+        if self.ca_file is not None and self.sslmode != "disable":
+            return self.ca_file
         if self.sslmode == "verify-full":
             return "system"
         if self.sslmode == "verify-ca":
@@ -405,6 +429,9 @@ class GuardPolicy:
     resolver: Resolver = system_resolver
     connect_timeout_s: float = 5.0
     limits: SessionLimits = field(default_factory=SessionLimits)
+    # Where users' CA certificates are written for libpq (private to this deployment).
+    # The default is a fresh private (0700) folder of this process.
+    ca_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="byodb-tls-")))
 
     async def check(self, raw: str | DatabaseUrl) -> CheckedTarget:
         return await check_url(raw, allow_private=self.allow_private,

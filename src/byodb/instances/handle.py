@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import time
@@ -31,6 +32,7 @@ from byodb.content.deploy import DeployedSchema, deployed_schema
 from byodb.instances.connection.deadlines import Deadline
 from byodb.instances.connection.failures import classify
 from byodb.instances.connection.session import SessionLimits, UserConnection
+from byodb.instances.connection.tls import CaCertificate
 from byodb.instances.guard import (
     CheckedTarget,
     ConnectionCheckError,
@@ -46,8 +48,10 @@ class UserDatabase:
     reads the lifecycle needs. Holds the parsed URL (its password a redacted secret)."""
 
     def __init__(self, url: DatabaseUrl, policy: GuardPolicy, *, pool_size: int = 2,
-                 pool_timeout_s: float = 10.0, idle_timeout_s: float = 60.0):
+                 pool_timeout_s: float = 10.0, idle_timeout_s: float = 60.0,
+                 ca_certificate: CaCertificate | None = None):
         self.url = url
+        self.ca_certificate = ca_certificate
         self._policy = policy
         self._pool_size = pool_size
         self._pool_timeout_s = pool_timeout_s
@@ -59,8 +63,13 @@ class UserDatabase:
         return f"UserDatabase({self.url.redacted()!r})"
 
     async def target(self) -> CheckedTarget:
-        """The URL checked by the guard now (DNS resolved again, addresses classified)."""
-        return await self._policy.check(self.url)
+        """The URL checked by the guard now (DNS resolved again, addresses classified),
+        with the user's CA certificate where they gave one."""
+        target = await self._policy.check(self.url)
+        if self.ca_certificate is None:
+            return target
+        return dataclasses.replace(target,
+                                   ca_file=self.ca_certificate.file_in(self._policy.ca_dir))
 
     async def _open(self, limits: SessionLimits | None = None) -> UserConnection:
         target = await self.target()

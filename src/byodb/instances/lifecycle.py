@@ -38,6 +38,7 @@ from byodb.instances.config_store import (
     save_credentials,
     update_state,
 )
+from byodb.instances.connection.credentials import Credentials
 from byodb.instances.connection.deadlines import Deadline
 from byodb.instances.connection.failures import classify
 from byodb.instances.guard import ConnectionCheckError, GuardPolicy, parse_database_url
@@ -192,25 +193,33 @@ class InstanceLifecycle:
         return config
 
     # -- reading ---------------------------------------------------------------------------
+    def now(self) -> datetime:
+        """The lifecycle's clock (health facts are stamped and compared with it)."""
+        return self._clock()
+
     async def state(self, user_id: str) -> DatabaseConfig | None:
         return await load_config(self.main, user_id)
 
-    def database(self, raw_url: Secret[str]) -> UserDatabase:
-        """The handle of a database given by URL (parsed, not yet contacted)."""
-        return UserDatabase(parse_database_url(raw_url.reveal()), self.policy,
+    def database(self, stored: Secret[str] | Credentials) -> UserDatabase:
+        """The handle of a database given by its credentials (the URL parsed, not yet
+        contacted); a stored secret is unpacked (:class:`Credentials`)."""
+        given = stored if isinstance(stored, Credentials) else Credentials.unpacked(stored)
+        return UserDatabase(parse_database_url(given.url.reveal()), self.policy,
                             pool_size=self.limits.pool_size,
                             pool_timeout_s=self.limits.pool_timeout_s,
-                            idle_timeout_s=self.limits.idle_timeout_s)
+                            idle_timeout_s=self.limits.idle_timeout_s,
+                            ca_certificate=given.ca_certificate)
 
     def database_of(self, config: DatabaseConfig) -> UserDatabase:
         """The handle of the user's saved database. Raises :class:`DecryptionError`."""
         return self.database(config.decrypt_url(self.vault))
 
     # -- test and save ---------------------------------------------------------------------
-    async def test(self, raw_url: str) -> ConnectionVerdict:
-        """Test a URL end to end; changes nothing. Never raises for a bad URL or database."""
+    async def test(self, raw_url: str, ca_certificate: str | None = None) -> ConnectionVerdict:
+        """Test a URL (and CA certificate) end to end; changes nothing. Never raises for a
+        bad URL, certificate or database."""
         try:
-            database = self.database(Secret(raw_url))
+            database = self.database(Credentials.given(raw_url, ca_certificate))
         except ConnectionCheckError as exc:
             return ConnectionVerdict(False, exc.code, exc.message, exc.hint)
         return await self._test(database)
@@ -239,17 +248,18 @@ class InstanceLifecycle:
             return None
         return self.flags.refusal(premium=premium)
 
-    async def test_for(self, user_id: str, raw_url: str, *,
+    async def test_for(self, user_id: str, raw_url: str, *, ca_certificate: str | None = None,
                        premium: bool = False) -> ConnectionVerdict:
         """The connection test a user asks for: :meth:`test` after the flags' check
         (``byod_disabled`` 403, ``premium_required`` 402), which contacts nothing."""
         refusal = self.connect_refusal(await self.state(user_id), premium=premium)
         if refusal is not None:
             raise refusal
-        return await self.test(raw_url)
+        return await self.test(raw_url, ca_certificate)
 
     async def save(self, user_id: str, raw_url: str,
                    old_database: OldDatabase = OldDatabase.keep, *,
+                   ca_certificate: str | None = None,
                    premium: bool = False) -> DatabaseConfig:
         """Test the URL, store it encrypted and queue provisioning.
 
@@ -267,7 +277,9 @@ class InstanceLifecycle:
             raise Conflict("your data is being moved; wait until it finishes")
         if current is not None and current.deployment_status is DeploymentStatus.deploying:
             raise Conflict("a deployment is already running; wait until it finishes")
-        database = self.database(Secret(raw_url))  # a malformed URL raises invalid_url
+        # A malformed URL raises invalid_url, an unreadable certificate tls_failed.
+        credentials = Credentials.given(raw_url, ca_certificate)
+        database = self.database(credentials)
         verdict = await self._test(database)
         if not verdict.ok:
             raise ConnectionCheckError(verdict.message, hint=verdict.hint, code=verdict.code)
@@ -276,7 +288,7 @@ class InstanceLifecycle:
         if switch is not None and flags_refusal is not None:
             raise flags_refusal  # another database: a new connection, not new credentials
         saved = await save_credentials(self.main, self.vault, user_id, database.url,
-                                       Secret(raw_url.strip()), switch=switch)
+                                       credentials.packed(), switch=switch)
         await self._changed(user_id)
         await self.jobs.provision(user_id, saved.credential_version)
         return saved
@@ -516,12 +528,16 @@ class InstanceLifecycle:
 
     async def mark_unreachable(self, user_id: str, credential_version: int, message: str,
                                code: str = "unreachable") -> None:
-        """Record that a routed call could not use the user's database."""
+        """Record that a routed call could not use the user's database: ``error`` at once,
+        and a failed health check (passive health: the sweep probes it from now on)."""
         try:
+            now = self._clock()
             await self._update(user_id, connection=ConnectionStatus.error,
                                expect_credential_version=credential_version,
                                connection_error=message, connection_error_code=code,
-                               last_connection_test=self._clock())
+                               last_connection_test=now, last_health_check_at=now,
+                               health_error_code=code,
+                               consecutive_failures=udc.c.consecutive_failures + 1)
         except Exception:  # the original failure matters more than bookkeeping
             log.exception("could not record a connection failure for a user")
 

@@ -48,6 +48,7 @@ from byodb.instances.guard import ConnectionCheckError
 from byodb.instances.handle import UserDatabase
 from byodb.instances.holds import user_lock_key
 from byodb.instances.lifecycle import InstanceLifecycle
+from byodb.instances.passive_health import PassiveHealth
 from byodb.instances.states import ContentAccess, Placement
 from byodb.routing.engines import EngineCache
 from byodb.routing.placement import placement_of
@@ -89,8 +90,10 @@ class Route:
 class Router:
     def __init__(self, main_engine: AsyncEngine, lifecycle: InstanceLifecycle, *,
                  cache_size: int = 500, request_timeout_s: float = 30.0,
-                 file_storage: bool = True):
+                 file_storage: bool = True, passive: PassiveHealth | None = None):
         self.main = main_engine
+        # Passive health: a committed transaction on a user's database is a health check.
+        self.passive = passive or PassiveHealth(main_engine, clock=lifecycle.now)
         self._file_storage = file_storage
         self._lifecycle = lifecycle
         self._routes: dict[str, Route] = {}
@@ -245,6 +248,7 @@ class Router:
                     conn = await conn.execution_options(byodb_snapshot=True)
                 async with conn.begin():
                     yield conn
+            self.passive.succeeded(user_id, route.credential_version)
         except TimeoutError as exc:
             if not snapshot:
                 # The server's own statement limit is shorter than this deadline
@@ -284,5 +288,6 @@ class Router:
                                   hint="Retrying the request is safe.")
 
     async def close(self) -> None:
+        await self.passive.close()
         await self._databases.dispose_all()
         self._routes.clear()

@@ -13,6 +13,7 @@ from byodb.content.package import build_package
 from byodb.errors import ByodbError
 from byodb.instances.admission import holds_own_database
 from byodb.instances.config_store import DatabaseConfig
+from byodb.instances.connection.tls import MAX_PEM_BYTES
 from byodb.instances.fleet_runs import schema_update_under_way
 from byodb.instances.lifecycle import KEPT_PROGRESS, DisconnectMode, OldDatabase
 from byodb.instances.states import ConnectionStatus, ContentAccess
@@ -24,6 +25,11 @@ router = APIRouter(prefix="/api/byod", tags=["byod"])
 
 class UrlBody(RequestModel):
     url: str = Field(..., max_length=2048, description="postgresql:// connection URL")
+    ca_certificate: str | None = Field(
+        None, max_length=MAX_PEM_BYTES,
+        description="Your provider's CA certificate(s), PEM text (one or a bundle such as "
+        "the RDS global bundle), to verify the server with sslmode=verify-full. Stored "
+        "encrypted with the URL.")
 
 
 class SaveBody(UrlBody):
@@ -117,6 +123,7 @@ async def test_database(body: UrlBody, request: Request, rt: RuntimeDep,
     Refused by the flags: 403 ``byod_disabled``, 402 ``premium_required``."""
     request.app.state.test_limiter.hit(me.user_id)
     return (await rt.lifecycle.test_for(me.user_id, body.url,
+                                        ca_certificate=body.ca_certificate,
                                         premium=me.is_premium)).as_json()
 
 
@@ -128,6 +135,7 @@ async def save_database(body: SaveBody, request: Request, rt: RuntimeDep,
     copy on the old one, the default, or delete it there after the move)."""
     request.app.state.test_limiter.hit(me.user_id)
     saved = await rt.lifecycle.save(me.user_id, body.url, OldDatabase(body.old_database),
+                                    ca_certificate=body.ca_certificate,
                                     premium=me.is_premium)
     return JSONResponse(byod_state(saved), status_code=202)
 

@@ -24,6 +24,8 @@ const ui = {
   connectTitle: $("[data-connect-title]"),
   form: $("[data-connect-form]"),
   url: $("#database-url"),
+  ca: $("#ca-certificate"),
+  caFile: $("[data-ca-file]"),
   toggleSecret: $("[data-toggle-secret]"),
   test: $("[data-test]"),
   save: $("[data-save]"),
@@ -46,7 +48,12 @@ const CODES = {
   dns_failure: ["The host name wasn't found", "Check the spelling of the host in the URL."],
   unreachable: ["The server couldn't be reached", "Check the host and port, and that the server accepts connections from outside."],
   timeout: ["The server didn't answer in time", "Check that the database is running and not paused, then try again."],
-  tls_failed: ["A secure connection couldn't be set up", "Check that the server supports TLS and that sslmode in the URL matches it."],
+  tls_failed: ["A secure connection couldn't be set up", "Check that the server supports TLS and that sslmode in the URL matches it; to verify a provider's private CA, paste its certificate below."],
+  read_only: ["This database only accepts reads", "Use the primary database's URL with a user that may create tables, such as the owner."],
+  unsupported_encoding: ["This database can't store every character", "Create the database with UTF8 encoding (the default at hosted providers) and use that one."],
+  pooler_unsupported: ["The connection pooler refused a setting byodb needs", "Use your provider's direct (unpooled) URL."],
+  server_error: ["The database answered with an error", "Fix the cause on your database, then test again."],
+  byod_timeout: ["Your database answered too slowly", "You are still connected; try again in a moment."],
   auth_failed: ["The user name or password was refused", "Copy the password again, or reset it at your provider."],
   database_missing: ["That database doesn't exist", "Create it first, or fix the database name at the end of the URL."],
   insufficient_privileges: ["This user lacks a privilege byodb needs", "Use the database owner, or GRANT CREATE ON DATABASE to this user."],
@@ -289,6 +296,21 @@ function resetTest() {
 }
 
 ui.url.addEventListener("input", () => { if (ui.url.value !== testedUrl) resetTest(); });
+ui.ca.addEventListener("input", () => resetTest());
+ui.caFile.addEventListener("change", async () => {
+  const file = ui.caFile.files && ui.caFile.files[0];
+  if (!file) return;
+  ui.ca.value = await file.text();
+  resetTest();
+});
+
+// The URL, and the CA certificate when one was pasted or uploaded.
+function connectionBody(url) {
+  const body = { url };
+  const ca = ui.ca.value.trim();
+  if (ca) body.ca_certificate = ca;
+  return body;
+}
 
 ui.toggleSecret.addEventListener("click", () => {
   const show = ui.url.type === "password";
@@ -307,7 +329,7 @@ ui.test.addEventListener("click", async () => {
   }
   resetTest();
   try {
-    const verdict = await busy(ui.test, () => api("POST", "/api/byod/test", { url }), "Testing…");
+    const verdict = await busy(ui.test, () => api("POST", "/api/byod/test", connectionBody(url)), "Testing…");
     showResult(verdict.ok, verdict.code, verdict.message, verdict.hint);
     if (verdict.ok && ui.url.value.trim() === url) {
       testedUrl = ui.url.value;
@@ -326,12 +348,14 @@ ui.form.addEventListener("submit", async (event) => {
   if (ui.save.disabled || testedUrl === null) return;
   const url = ui.url.value.trim();
   try {
-    const body = { url };
+    const body = connectionBody(url);
     if (updating) {
       body.old_database = ui.form.querySelector("input[name=old_database]:checked")?.value || "keep";
     }
     const saved = await busy(ui.save, () => api("PUT", "/api/byod", body), "Saving…");
     ui.url.value = "";
+    ui.ca.value = "";
+    ui.caFile.value = "";
     ui.url.type = "password";
     ui.toggleSecret.textContent = "Show";
     ui.toggleSecret.setAttribute("aria-pressed", "false");
