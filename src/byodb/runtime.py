@@ -23,6 +23,7 @@ from byodb.instances.guard import (
 from byodb.instances.health_jobs import HealthContext
 from byodb.instances.health_sweep import HealthSweeper
 from byodb.instances.lifecycle import InstanceLifecycle, LifecycleJobs, LifecycleLimits
+from byodb.instances.passive_health import PassiveHealth
 from byodb.maindb.urls import async_url
 from byodb.routing import Router
 from byodb.settings import Settings
@@ -92,9 +93,10 @@ def build_runtime(settings: Settings, main_url: str, *,
                                   flags=ConnectFlags(
                                       enabled=settings.byod_enabled,
                                       requires_premium=settings.byod_requires_premium))
+    passive = PassiveHealth(main, clock=lifecycle.now)
     router = Router(main, lifecycle, cache_size=settings.engine_cache_size,
                     request_timeout_s=settings.user_request_timeout_s,
-                    file_storage=settings.byod_file_storage)
+                    file_storage=settings.byod_file_storage, passive=passive)
     return Runtime(
         settings=settings,
         main_url=main_url,
@@ -106,6 +108,8 @@ def build_runtime(settings: Settings, main_url: str, *,
         resolver=resolver,
         embedder=embedder or embedding_model_from_settings(settings),
         health=HealthContext(HealthSweeper(lifecycle, concurrency=settings.health_concurrency,
-                                           alerts=AlertSettings.from_settings(settings)),
+                                           alerts=AlertSettings.from_settings(settings),
+                                           idle_interval_s=settings.health_idle_interval_s,
+                                           passive=passive),
                              interval_s=settings.health_interval_s),
     )

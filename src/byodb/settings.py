@@ -105,6 +105,10 @@ class Settings(BaseSettings):
 
     # Health of user databases (docs/operations.md, "Health and alerts").
     health_interval_s: float = Field(300.0, gt=0, alias="BYODB_HEALTH_INTERVAL")
+    # A healthy database whose user made no request since its last check is probed at most
+    # this often (a successful request counts as a check), so a database that scales to
+    # zero can sleep; one in error or failing is probed every BYODB_HEALTH_INTERVAL.
+    health_idle_interval_s: float = Field(3600.0, gt=0, alias="BYODB_HEALTH_IDLE_INTERVAL")
     health_concurrency: int = Field(50, gt=0, alias="BYODB_HEALTH_CONCURRENCY")
     health_failures: int = Field(2, gt=0, alias="BYODB_HEALTH_FAILURES")
     health_timeout_s: float = Field(5.0, gt=0, alias="BYODB_HEALTH_TIMEOUT")

@@ -77,10 +77,14 @@ class UserDatabase:
         # removing them here, right before the connection, covers any set after startup.
         forget_host_libpq_environment()
         try:
-            conn = await asyncio.wait_for(
-                UserConnection.connect(**target.connect_kwargs(), autocommit=True,
-                                       prepare_threshold=None),
-                self._policy.connect_timeout_s + 1)
+            async with asyncio.timeout(self._policy.connect_timeout_s + 1):
+                conn = await UserConnection.connect(**target.connect_kwargs(), autocommit=True,
+                                                    prepare_threshold=None)
+                try:
+                    await conn.find_vector_schema()
+                except BaseException:
+                    await conn.close()
+                    raise
         except (psycopg.Error, OSError, TimeoutError) as exc:
             raise (client_auth_refusal(exc, target)
                    or classify(exc, target.url)) from None
@@ -172,7 +176,7 @@ def _begin_with_settings(conn: Connection) -> None:
     snapshot = bool(conn.get_execution_options().get("byodb_snapshot", False))
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(raw.limits.begin_command(snapshot=snapshot))
+        cursor.execute(raw.begin_command(snapshot=snapshot))
     finally:
         cursor.close()
 

@@ -6,7 +6,11 @@ Order of a sweep:
 
 1. take the sweep lock on main (``pg_try_advisory_lock``): two processes never sweep at
    once; a scheduled sweep also re-reads, under the lock, whether one is due;
-2. record the sweep (``health_sweeps``), load the instances it covers;
+2. record the sweep (``health_sweeps``), load the instances it covers — for a scheduled
+   sweep only those due (:func:`due_for_probe`): a database whose user's requests
+   succeeded recently, or that was checked less than the idle interval ago, is left
+   asleep (passive health, ``byodb.instances.passive_health``; this process's remembered
+   successes are written first);
 3. check them, at most ``concurrency`` at a time — each check is one connection with its
    own deadline (``InstanceLifecycle.check_health``), so at most ``concurrency`` connections
    are ever open and a dead server costs one deadline of one slot;
@@ -27,11 +31,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, func, insert, select, text, update
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from byodb.alerts import AlertItem, AlertKind, AlertSettings, compose_alerts
@@ -40,6 +45,7 @@ from byodb.ids import new_id
 from byodb.instances.config_store import DatabaseConfig
 from byodb.instances.health import CheckedInstance, HealthResult, HealthTransition
 from byodb.instances.lifecycle import InstanceLifecycle
+from byodb.instances.passive_health import PassiveHealth
 from byodb.instances.states import ConnectionStatus, DeploymentStatus, Placement
 from byodb.maindb.tables import health_sweeps, notifications
 from byodb.maindb.tables import user_database_config as udc
@@ -72,6 +78,18 @@ COVERED = and_(udc.c.connection_status.in_([ConnectionStatus.connected.value,
                udc.c.encrypted_url.is_not(None), udc.c.previous_encrypted_url.is_(None))
 
 
+def due_for_probe(cutoff: datetime) -> ColumnElement[bool]:
+    """Which covered instances a scheduled sweep probes, given ``cutoff`` = now minus the idle
+    interval: one in ``error`` or with failed checks counted (so an outage is confirmed and
+    a recovery found at the sweep interval), one never checked, and one whose last check —
+    a probe or a successful request (passive health) — is at least the idle interval old.
+    The rest rest: a database that scales to zero is not woken to be asked how it is."""
+    return or_(udc.c.connection_status == ConnectionStatus.error.value,
+               udc.c.consecutive_failures > 0,
+               udc.c.last_health_check_at.is_(None),
+               udc.c.last_health_check_at <= cutoff)
+
+
 @dataclass(frozen=True)
 class SweepSummary:
     sweep_id: UUID
@@ -83,6 +101,7 @@ class SweepSummary:
     went_down: int
     seconds: float
     alerts: Delivery = field(default_factory=Delivery)
+    resting: int = 0  # covered but not probed: checked (or used) within the idle interval
 
     def as_json(self) -> dict[str, Any]:
         return {"checked": self.checked, "healthy": self.healthy, "failed": self.failed,
@@ -93,12 +112,18 @@ class HealthSweeper:
     """Runs sweeps for one process (the worker's job, the CLI, a benchmark)."""
 
     def __init__(self, lifecycle: InstanceLifecycle, *, concurrency: int,
-                 alerts: AlertSettings):
+                 alerts: AlertSettings, idle_interval_s: float | None = None,
+                 passive: PassiveHealth | None = None):
+        """``idle_interval_s``: a scheduled sweep probes a healthy database at most this
+        often (None: every sweep probes every instance). ``passive``: this process's
+        successful requests, written to main before each sweep."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.lifecycle = lifecycle
         self.concurrency = concurrency
         self.alerts = alerts
+        self.idle_interval_s = idle_interval_s
+        self.passive = passive
 
     @property
     def _main(self) -> AsyncEngine:
@@ -178,9 +203,21 @@ class HealthSweeper:
     async def _sweep(self, trigger: SweepTrigger, progress: Progress | None) -> SweepSummary:
         started = time.monotonic()
         sweep_id = new_id()
+        await self._flush_passive()
+        # An operator's sweep checks everyone (they asked); a scheduled one lets idle
+        # databases sleep.
+        idle_aware = trigger is SweepTrigger.schedule and self.idle_interval_s is not None
+        due: ColumnElement[bool] = COVERED
+        if idle_aware:
+            assert self.idle_interval_s is not None
+            due = and_(COVERED, due_for_probe(
+                self.lifecycle.now() - timedelta(seconds=self.idle_interval_s)))
         async with self._main.begin() as conn:
             await conn.execute(insert(health_sweeps).values(id=sweep_id, trigger=trigger.value))
-            rows = (await conn.execute(select(udc).where(COVERED).order_by(udc.c.user_id))).all()
+            rows = (await conn.execute(select(udc).where(due).order_by(udc.c.user_id))).all()
+            covered = (await conn.execute(select(func.count()).select_from(udc).where(COVERED))
+                       ).scalar_one() if idle_aware else len(rows)
+        resting = covered - len(rows)
         configs = [DatabaseConfig.from_row(row) for row in rows]
         try:
             checked = await self._check_all(configs, progress)
@@ -200,15 +237,25 @@ class HealthSweeper:
             healthy=sum(1 for c in checked if c.result.ok),
             failed=sum(1 for c in checked if not c.result.ok),
             recovered=sum(1 for c in checked if c.transition is HealthTransition.recovered),
-            went_down=went_down, seconds=time.monotonic() - started, alerts=delivery)
+            went_down=went_down, seconds=time.monotonic() - started, alerts=delivery,
+            resting=resting)
         async with self._main.begin() as conn:
             await conn.execute(update(health_sweeps).where(health_sweeps.c.id == sweep_id).values(
                 finished_at=func.now(), checked=summary.checked, healthy=summary.healthy,
                 failed=summary.failed, recovered=summary.recovered,
                 duration_ms=round(summary.seconds * 1000)))
-        log.info("health sweep (%s): %d checked, %d failed, %d recovered in %.1f s",
-                 trigger, summary.checked, summary.failed, summary.recovered, summary.seconds)
+        log.info("health sweep (%s): %d checked, %d failed, %d recovered, %d left asleep "
+                 "in %.1f s", trigger, summary.checked, summary.failed, summary.recovered,
+                 summary.resting, summary.seconds)
         return summary
+
+    async def _flush_passive(self) -> None:
+        if self.passive is None:
+            return
+        try:
+            await self.passive.flush()
+        except Exception as exc:  # the sweep then probes a few more; it never fails for it
+            log.warning("could not record passive health checks: %s", type(exc).__name__)
 
     async def _check_all(self, configs: Sequence[DatabaseConfig],
                          progress: Progress | None) -> list[CheckedInstance]:

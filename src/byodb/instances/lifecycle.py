@@ -61,6 +61,7 @@ from byodb.instances.moves import (
 from byodb.instances.probe import ConnectionVerdict, preflight
 from byodb.instances.schema_migration import InstanceResult, MigrationLimits, SchemaMigrator
 from byodb.instances.states import ConnectionStatus, DeploymentStatus, Placement
+from byodb.instances.step_failures import DEFAULT_LADDER_S, Step, public_error, retrying
 from byodb.maindb.tables import user_database_config as udc
 from byodb.vault import Secret, Vault
 
@@ -106,6 +107,11 @@ class LifecycleLimits:
     idle_timeout_s: float = 60.0  # a user's idle pooled connections close after this
     health_s: float = 5.0
     health_failures: int = 2  # consecutive failed checks before connected → error
+    # A move's statements wait this long for a lock held in the user's database (their own
+    # open transaction) before the step gives up and is retried on the ladder.
+    lock_timeout_s: float = 5.0
+    # Pauses (× jitter) before a deploy or move step that failed transiently runs again.
+    retry_ladder_s: tuple[float, ...] = DEFAULT_LADDER_S
 
 
 StateListener = Callable[[str], Awaitable[None]]
@@ -128,25 +134,6 @@ _ERASED: dict[str, Any] = {
     "content_placement": Placement.main.value, **_NO_SWITCH,
     "credential_version": udc.c.credential_version + 1,
 }
-
-
-def public_error(exc: BaseException, *, stage: str) -> tuple[str, str]:
-    """A message and code safe to store and show (no URL, password or content), in words
-    that fit what failed: a refused or unverifiable move is not "unreachable"."""
-    if isinstance(exc, ByodbError):
-        return exc.message, exc.code
-    if isinstance(exc, TimeoutError):
-        return f"{stage} did not finish in time; nothing was lost.", "timeout"
-    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
-        return ("The database user lacks a privilege this step needs.",
-                "insufficient_privileges")
-    if isinstance(exc, psycopg.OperationalError | OSError):
-        return "The database stopped answering.", "unreachable"
-    sqlstate = getattr(exc, "sqlstate", None)
-    if sqlstate:
-        return (f"{stage} failed: the database rejected a step (SQLSTATE {sqlstate}); "
-                "nothing was lost.", "step_failed")
-    return f"{stage} failed unexpectedly; nothing was lost.", "step_failed"
 
 
 class InstanceLifecycle:

@@ -8,16 +8,18 @@ Each transaction on a user's database starts with one simple-protocol round trip
     BEGIN; SELECT pg_catalog.set_config('search_path', 'pg_catalog, byodb, <pgvector's
     schema>', true), pg_catalog.set_config('statement_timeout', …, true), …
 
-so pinning costs nothing over the plain ``BEGIN`` it replaces. The pgvector schema is looked
-up in ``pg_extension`` by that same statement, on the server, so it is right wherever the
-provider put the extension (``public`` on Neon and RDS, ``extensions`` on Supabase) and
-right after a deploy created it. The statement names every function and operator with its
-schema: before it runs, the owner's role settings decide the search path, and their own
-operators must not take part in setting ours.
+so pinning costs one round trip no more than the plain ``BEGIN`` it replaces. pgvector's
+schema is found in ``pg_extension`` when a connection opens (wherever the provider put the
+extension: ``public`` on Neon and RDS, ``extensions`` on Supabase); where it was not there
+yet (before a deploy created it), the statement looks it up itself, on the server. That
+lookup names every function and operator with its schema: before it runs, the owner's role
+settings decide the search path, and their own operators must not take part in setting
+ours.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -39,6 +41,18 @@ SEARCH_PATH_SQL = (
 and operators never shadow built-ins; then the content schema; then pgvector's schema."""
 
 
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]{0,62}")
+
+
+def search_path_sql(vector_schema: str | None) -> str:
+    """The search path as an SQL expression: a constant when pgvector's schema is known and
+    a plain lower-case name (what providers use), else looked up on the server (a catalog
+    join, several times the cost of the constant, so only when it must)."""
+    if vector_schema is not None and _PLAIN_NAME.fullmatch(vector_schema):
+        return f"'pg_catalog, {CONTENT_SCHEMA}, {vector_schema}'"
+    return SEARCH_PATH_SQL
+
+
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
@@ -58,7 +72,8 @@ class SessionLimits:
                                                          seconds))
 
     def begin_command(self, *, snapshot: bool = False,
-                      isolation: psycopg.IsolationLevel | None = None) -> str:
+                      isolation: psycopg.IsolationLevel | None = None,
+                      vector_schema: str | None = None) -> str:
         """``BEGIN`` (at ``isolation``; a ``snapshot`` is repeatable read, read only) and
         the settings, as one simple-protocol query (no parameters: every value is a number
         of ours or a constant)."""
@@ -69,7 +84,8 @@ class SessionLimits:
         else:
             begin = "BEGIN"
         return (
-            f"{begin}; SELECT pg_catalog.set_config('search_path', {SEARCH_PATH_SQL}, true), "
+            f"{begin}; SELECT pg_catalog.set_config('search_path', "
+            f"{search_path_sql(vector_schema)}, true), "
             f"pg_catalog.set_config('statement_timeout', '{_ms(self.statement_timeout_s)}', "
             "true), "
             f"pg_catalog.set_config('lock_timeout', '{_ms(self.lock_timeout_s)}', true), "
@@ -85,6 +101,9 @@ class UserConnection(psycopg.AsyncConnection[Any]):
     statements on the server (a transaction pooler would lose them)."""
 
     limits: SessionLimits = SessionLimits()
+    vector_schema: str | None = None
+    """pgvector's schema as found when the connection opened (None: looked up per
+    transaction on the server, e.g. before a deploy created the extension)."""
 
     @asynccontextmanager
     async def transaction(self, savepoint_name: str | None = None,  # type: ignore[override]
@@ -101,11 +120,24 @@ class UserConnection(psycopg.AsyncConnection[Any]):
             raise
         await self._end("ROLLBACK" if force_rollback else "COMMIT")
 
+    async def find_vector_schema(self) -> None:
+        """Remember pgvector's schema (a catalog read, outside any transaction: every name
+        in it is qualified, so the owner's search path cannot shape it)."""
+        cur = await super().execute(
+            "select n.nspname::text from pg_catalog.pg_extension e join pg_catalog.pg_namespace"
+            " n on n.oid operator(pg_catalog.=) e.extnamespace "
+            "where e.extname operator(pg_catalog.=) 'vector'::pg_catalog.name")
+        row = await cur.fetchone()
+        self.vector_schema = str(row[0]) if row is not None else None
+
+    def begin_command(self, *, snapshot: bool = False) -> str:
+        """``BEGIN`` with this connection's settings, at its ``isolation_level``."""
+        return self.limits.begin_command(snapshot=snapshot, isolation=self.isolation_level,
+                                         vector_schema=self.vector_schema)
+
     async def begin(self, *, snapshot: bool = False) -> None:
-        """Start a transaction with the session settings (one round trip), at the
-        connection's ``isolation_level``."""
-        await super().execute(self.limits.begin_command(snapshot=snapshot,
-                                                        isolation=self.isolation_level))
+        """Start a transaction with the session settings (one round trip)."""
+        await super().execute(self.begin_command(snapshot=snapshot))
 
     async def _end(self, command: str) -> None:
         if self.closed or self.pgconn.transaction_status == pq.TransactionStatus.IDLE:
