@@ -47,3 +47,26 @@ def create_databases(url: str, names: Iterable[str], template: str | None = None
                                           *([sql.Identifier(template)] if template else [])))
             urls.append(urlunsplit(parts._replace(path=f"/{name}")))
     return urls
+
+
+def provider_database(superuser_url: str, name: str, *, vector_schema: str = "public") -> str:
+    """A database made the way hosted providers hand them out, on the server of
+    ``superuser_url``: owned by a plain login role (no superuser), pgvector enabled by the
+    administrator in ``vector_schema``. Returns the owner's URL (what a user pastes)."""
+    parts = urlsplit(superuser_url)
+    owner, password = f"{name}_owner", f"pw-{name}"
+    with psycopg.connect(superuser_url, autocommit=True) as conn:
+        conn.execute("set password_encryption = 'scram-sha-256'")
+        conn.execute(sql.SQL("create role {} login nosuperuser nocreatedb nocreaterole "
+                             "password {}").format(sql.Identifier(owner), sql.Literal(password)))
+        conn.execute(sql.SQL("create database {} owner {}").format(sql.Identifier(name),
+                                                                  sql.Identifier(owner)))
+    with psycopg.connect(urlunsplit(parts._replace(path=f"/{name}")), autocommit=True) as conn:
+        conn.execute(sql.SQL("create schema if not exists {}").format(
+            sql.Identifier(vector_schema)))
+        conn.execute(sql.SQL("grant usage on schema {} to public").format(
+            sql.Identifier(vector_schema)))
+        conn.execute(sql.SQL("create extension vector schema {}").format(
+            sql.Identifier(vector_schema)))
+    netloc = f"{owner}:{password}@{parts.hostname}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc, path=f"/{name}"))

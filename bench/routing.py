@@ -5,7 +5,17 @@ and the cold path, the first requests of many users at once.
 Prints one JSON line per workload:
 
 * ``read`` — list 50 conversations through the service layer vs the same query on a
-  direct engine, interleaved; ``"ratio"`` = routed p50 / direct p50 (target ≤ 1.10).
+  direct engine, interleaved; ``"ratio"`` = routed p50 / direct p50 (target ≤ 1.05). The
+  user's database is made as providers make it (a plain owner role, pgvector in ``public``).
+  The direct engine uses the driver the way every user-database connection must (no
+  server-side prepared statements: a transaction pooler loses them, see PROVIDERS.md), so
+  the ratio is the cost of routing and of the per-transaction session settings;
+  ``ratio_vs_prepared`` sets the routed read against a direct engine that does prepare, for
+  scale.
+* ``pooled`` — the read through Debian's PgBouncer in transaction mode (default settings):
+  routed vs a direct engine through the same pooler; ``"ratio"`` as for ``read`` (the
+  session settings ride in the ``BEGIN`` round trip, so no extra round trip per
+  transaction). Skipped (a line saying so) where ``pgbouncer`` is not installed.
 * ``mix`` — that read plus writes and reads on notes, tasks, messages, memories and
   conversations, routed vs direct; ``"ratio"`` as for ``read``.
 * ``cold`` — ``--cold-users`` users (default 50), each connected to their own database on
@@ -25,7 +35,7 @@ Prints one JSON line per workload:
   set against ``direct_cold_p50_ms``: the same first query on a new direct engine per
   database (connection set-up without the router).
 
-``--workload all`` (the default) runs cold, mix, read in that order, so the last line
+``--workload all`` (the default) runs cold, mix, pooled, read in that order, so the last line
 still carries the read ratio; ``both`` runs mix and read, as before.
 """
 
@@ -37,14 +47,16 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg
-from _servers import create_databases, servers
+from _servers import create_databases, provider_database, servers
 from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -115,19 +127,81 @@ async def measure(fn: Callable[[], Awaitable[None]]) -> float:
 
 
 async def run(iterations: int, workload: str, tmp: Path, main_url: str, user_url: str) -> dict:
+    user_url = provider_database(user_url, f"routing_{workload}")
+    if workload == "pooled":
+        with pooled(user_url) as pooled_url:
+            if pooled_url is None:
+                return {"benchmark": "routing", "workload": "pooled",
+                        "skipped": "pgbouncer is not installed"}
+            return await _measure(iterations, workload, tmp, main_url, pooled_url)
+    return await _measure(iterations, workload, tmp, main_url, user_url)
+
+
+@contextmanager
+def pooled(url: str) -> Iterator[str | None]:
+    """``url`` through Debian's PgBouncer in transaction mode (the test suite's launcher:
+    default settings, run as an unprivileged user), or None where it is missing."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.pgbouncer import PgBouncer, pgbouncer_available
+    from tests.providers import ProviderDatabase
+
+    if not pgbouncer_available():
+        yield None
+        return
+    parts = urlsplit(url)
+    assert parts.port is not None and parts.username and parts.password
+    database = ProviderDatabase(_Server(url), parts.path.lstrip("/"),
+                                unquote(parts.username), unquote(parts.password), "public")
+    bouncer = PgBouncer(parts.port, "transaction").start()
+    try:
+        yield bouncer.add(database)
+    finally:
+        bouncer.stop()
+
+
+class _Server:
+    """The owner's server as tests/providers.py's ``Server`` (for the pooler's auth file,
+    read as the superuser of the bench's own server)."""
+
+    def __init__(self, owner_url: str) -> None:
+        self.port = urlsplit(owner_url).port
+        self._superuser = SUPERUSER_URL[0]
+
+    def url(self, database: str = "postgres", *, user: str = "postgres",
+            password: str | None = None, driver: str = "postgresql") -> str:
+        return urlunsplit(urlsplit(self._superuser)._replace(path=f"/{database}"))
+
+
+SUPERUSER_URL: list[str] = []
+
+
+async def _measure(iterations: int, workload: str, tmp: Path, main_url: str,
+                   user_url: str) -> dict:
     settings = Settings(BYODB_DATA_DIR=tmp / "data", BYODB_ALLOW_PRIVATE_HOSTS=True)
     rt = build_runtime(settings, main_url, jobs=InlineJobs())
     saved = await rt.lifecycle.save(USER, user_url)
     await rt.lifecycle.provision(USER, saved.credential_version)
+    state = await rt.lifecycle.state(USER)
+    if state is None or state.access is not ContentAccess.user:
+        raise RuntimeError(f"provisioning failed: {state.connection_error if state else ''}")
     for index in range(50):
         await conversation_service.create_conversation(rt.router, USER, title=f"c{index}")
     first = (await conversation_service.list_conversations(rt.router, USER, limit=1))[0]
     from uuid import UUID
 
     cid = UUID(first["id"])
-    direct = create_async_engine(async_url(user_url), pool_size=settings.user_pool_size,
+    # Search path as byodb pins it (the owner's default one would not find the tables).
+    direct_args = {"prepare_threshold": None, "options": "-c search_path=pg_catalog,byodb"}
+    if workload == "pooled":  # a pooler refuses `options`: the tables are named in full
+        direct_args = {"prepare_threshold": None}
+    direct = create_async_engine(async_url(user_url), connect_args=direct_args,
+                                 pool_size=settings.user_pool_size,
                                  max_overflow=settings.user_pool_size)
-
+    prepared = create_async_engine(async_url(user_url),
+                                   connect_args={k: v for k, v in direct_args.items()
+                                                 if k != "prepare_threshold"},
+                                   pool_size=settings.user_pool_size,
+                                   max_overflow=settings.user_pool_size)
     mix = mixed_statements(cid)
 
     async def routed_op() -> None:
@@ -139,32 +213,39 @@ async def run(iterations: int, workload: str, tmp: Path, main_url: str, user_url
                 async with rt.router.connect(USER, table) as conn:
                     await conn.execute(statement())
 
-    async def direct_op() -> None:
-        await direct_list(direct)
+    async def direct_op(engine: AsyncEngine = direct) -> None:
+        await direct_list(engine)
         if workload == "mix":
             for _, statement in mix:
-                async with direct.begin() as conn:
+                async with engine.begin() as conn:
                     await conn.execute(statement())
 
-    for _ in range(50):  # warm both pools and the route cache
-        await routed_op()
-        await direct_op()
-    routed_ms: list[float] = []
-    direct_ms: list[float] = []
-    for index in range(iterations):  # interleaved, alternating order, to share the noise
-        pair = (routed_op, direct_op) if index % 2 == 0 else (direct_op, routed_op)
-        for op in pair:
-            elapsed = await measure(op)
-            (routed_ms if op is routed_op else direct_ms).append(elapsed)
+    async def prepared_op() -> None:
+        await direct_list(prepared)
+
+    ops = [routed_op, direct_op] + ([prepared_op] if workload != "pooled" else [])
+    for _ in range(50):  # warm the pools and the route cache
+        for op in ops:
+            await op()
+    times: dict[Callable[[], Awaitable[None]], list[float]] = {op: [] for op in ops}
+    for index in range(iterations):  # interleaved, rotating order, to share the noise
+        for op in ops[index % len(ops):] + ops[:index % len(ops)]:
+            times[op].append(await measure(op))
     await direct.dispose()
+    await prepared.dispose()
     await rt.close()
+    routed_ms, direct_ms = times[routed_op], times[direct_op]
     routed_p50 = statistics.median(routed_ms)
     direct_p50 = statistics.median(direct_ms)
-    return {"benchmark": "routing", "workload": workload, "iterations": iterations,
-            "routed_p50_ms": round(routed_p50, 3), "direct_p50_ms": round(direct_p50, 3),
-            "routed_p95_ms": round(statistics.quantiles(routed_ms, n=20)[-1], 3),
-            "direct_p95_ms": round(statistics.quantiles(direct_ms, n=20)[-1], 3),
-            "ratio": round(routed_p50 / direct_p50, 3)}
+    figures = {"benchmark": "routing", "workload": workload, "iterations": iterations,
+               "routed_p50_ms": round(routed_p50, 3), "direct_p50_ms": round(direct_p50, 3),
+               "routed_p95_ms": round(statistics.quantiles(routed_ms, n=20)[-1], 3),
+               "direct_p95_ms": round(statistics.quantiles(direct_ms, n=20)[-1], 3),
+               "ratio": round(routed_p50 / direct_p50, 3)}
+    if prepared_op in times:
+        figures["ratio_vs_prepared"] = round(
+            routed_p50 / statistics.median(times[prepared_op]), 3)
+    return figures
 
 
 def _p95(values: list[float]) -> float:
@@ -296,8 +377,9 @@ async def run_cold(users_count: int, warm_rounds: int, tmp: Path, main_url: str,
             "warm_samples": len(warm_ms), "setup_s": round(setup_s, 1)}
 
 
-WORKLOADS = {"read": ["read"], "mix": ["mix"], "cold": ["cold"], "both": ["mix", "read"],
-             "all": ["cold", "mix", "read"]}
+WORKLOADS = {"read": ["read"], "mix": ["mix"], "cold": ["cold"], "pooled": ["pooled"],
+             "both": ["mix", "read"],
+             "all": ["cold", "mix", "pooled", "read"]}
 
 
 def main() -> None:
@@ -312,6 +394,7 @@ def main() -> None:
                         help="measured bursts of warm requests, all users each (cold)")
     args = parser.parse_args()
     with servers() as (main_url, user_url, tmp):
+        SUPERUSER_URL.append(user_url)
         for workload in WORKLOADS[args.workload]:
             if workload == "cold":
                 figures = asyncio.run(run_cold(args.cold_users, args.warm_rounds, tmp,
