@@ -195,7 +195,12 @@ class _IdleCloser:
     def _arm(self, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(self._idle_s, self._expire)
+            self._timer = None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a check-in outside the loop (a finalizer): nothing to arm
+            return
+        self._timer = loop.call_later(self._idle_s, self._expire)
 
     def _expire(self) -> None:
         self._timer = None
