@@ -155,7 +155,7 @@ class UserDatabase:
 
     async def deployed_schema(self) -> DeployedSchema | None:
         """What ``byodb.byodb_meta`` says (validated); None when nothing is deployed."""
-        async with self.connection() as conn:
+        async with self.connection() as conn, conn.transaction():
             return await deployed_schema(conn)
 
     async def dispose(self) -> None:

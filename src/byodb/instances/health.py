@@ -126,7 +126,7 @@ async def check_database(database: UserDatabase, *, instance_id: UUID | None,
 
     try:
         async with asyncio.timeout(timeout_s), \
-                database.connection(Deadline(timeout_s)) as conn:
+                database.connection(Deadline(timeout_s)) as conn, conn.transaction():
             schema = await deployed_schema(conn)
     except SchemaConflict:
         return HealthResult.failed(HealthCode.schema_conflict, latency_ms=elapsed_ms())

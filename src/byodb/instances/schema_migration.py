@@ -231,7 +231,8 @@ class SchemaMigrator:
         # The session's own statement limit bounds the reads; each step sets its own and
         # takes the advisory lock for its transaction.
         async with database.connection(Deadline(limits.instance_deadline_s)) as conn:
-            schema = await deployed_schema(conn)
+            async with conn.transaction():
+                schema = await deployed_schema(conn)
             if schema is None:
                 raise SchemaConflict("The byodb schema is missing from this database.",
                                      hint="Redeploy from Settings → Database.")
