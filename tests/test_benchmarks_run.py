@@ -54,3 +54,13 @@ def test_fleet_migrate_benchmark_prints_its_speedup() -> None:
     assert figures["benchmark"] == "fleet_migrate" and figures["databases"] == 6
     assert {"seconds", "per_database_ms", "speedup_vs_serial", "noop_check_ms"} <= set(figures)
     assert isinstance(figures["speedup_vs_serial"], float) and figures["speedup_vs_serial"] > 0
+
+
+def test_idle_benchmark_prints_connections_after_idle_and_opens_per_day() -> None:
+    figures = _last_json(str(BENCH / "idle.py"), "--users", "6", "--servers", "2",
+                         "--hours", "2", "--idle-timeout", "1", "--grace", "3")
+    assert figures["benchmark"] == "idle" and figures["users"] == 6
+    assert figures["connections_after_idle"] == 0
+    assert int(str(figures["connections_after_idle_without_timeout"])) > 0
+    assert 0 < float(str(figures["opens_per_idle_db_per_day"])) <= 24
+    assert figures["probes_of_active_dbs"] == 0
