@@ -38,7 +38,11 @@ ROLE = "victim_role"
 
 @pytest.fixture(scope="module")
 def victim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
-    """A server of our own: password (SCRAM) auth for TCP, every connection logged."""
+    """A server of our own: password (SCRAM) auth for TCP, every connection logged.
+
+    byodb only gets a plain login role's URL (with CREATE on the database, pgvector in
+    ``public`` as an administrator enables it); the superuser is needed here to turn on
+    ``log_connections`` (ALTER SYSTEM), which is how the test sees every connection."""
     cluster = PostgresCluster(tmp_path_factory.mktemp("victim")).start()
     with psycopg.connect(cluster.url(), autocommit=True) as conn:
         conn.execute(f"create role {ROLE} login password '{SECRET}'")

@@ -141,6 +141,19 @@ async def test_a_server_that_requires_tls_refuses_a_plain_connection_as_tls_fail
     await _refused_to_save(api, main_url, "tls-plain", "tls_failed", database, url=url)
 
 
+async def test_channel_binding_required_where_the_pooler_cannot_bind_says_so(
+        api: Api, main_url: str, ca: CertificateAuthority,
+        supabase_like: tuple[ProviderDatabase, str]) -> None:
+    # TLS works, but PgBouncer 1.18 offers SCRAM without channel binding (no -PLUS).
+    database, pooled = supabase_like
+    body = {"url": f"{pooled}?sslmode=verify-full&channel_binding=require",
+            "ca_certificate": ca.ca_pem}
+    verdict = await _tested(api, "tls-cb", **body)
+    assert verdict["code"] in ("auth_failed", "tls_failed"), verdict
+    assert "channel binding" in verdict["message"].lower(), verdict
+    await _refused_to_save(api, main_url, "tls-cb", verdict["code"], database, **body)
+
+
 async def test_sslrootcert_system_is_accepted_and_checks_the_system_store(
         api: Api, supabase_like: tuple[ProviderDatabase, str]) -> None:
     _, pooled = supabase_like
