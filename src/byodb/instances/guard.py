@@ -391,6 +391,9 @@ class CheckedTarget:
             "load_balance_hosts": "disable",
             "connect_timeout": max(1, round(self.connect_timeout_s)),
             "application_name": self.url.option("application_name") or "byodb",
+            # Empty: never sent (poolers refuse the `options` startup parameter; our settings
+            # go per transaction), and PGOPTIONS of this host cannot fill it either.
+            "options": "",
             # A server that vanishes without closing the socket is noticed by the kernel.
             "keepalives": 1,
             "keepalives_idle": 10,

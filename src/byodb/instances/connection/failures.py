@@ -80,12 +80,15 @@ def classify(exc: BaseException, url: DatabaseUrl) -> ConnectionCheckError:
 def _server_answer(exc: BaseException, sqlstate: str, text: str,
                    url: DatabaseUrl) -> ConnectionCheckError:
     if sqlstate in ("28P01", "28000"):
+        # A server that takes only TLS (RDS with rds.force_ssl) says "no pg_hba.conf entry
+        # for host …, no encryption" ("SSL off" before PostgreSQL 14).
+        if "no encryption" in text or "ssl off" in text or \
+                "ssl" in text and "no pg_hba.conf entry" not in text:
+            return fail("tls_failed", "The database only accepts encrypted (TLS) connections.",
+                        "Use sslmode=require or sslmode=verify-full.")
         if "no pg_hba.conf entry" in text:
             return fail("auth_failed", "The database refused connections from this server.",
                         "Allow this server's address in your database's access settings.")
-        if "ssl" in text or "encryption" in text:
-            return fail("tls_failed", "The database only accepts encrypted (TLS) connections.",
-                        "Use sslmode=require or sslmode=verify-full.")
         return fail("auth_failed", "The user name or password was not accepted.",
                     "Copy the password again or reset it at your provider.")
     if sqlstate == "3D000":
