@@ -83,7 +83,7 @@ def _server_answer(exc: BaseException, sqlstate: str, text: str,
         # A server that takes only TLS (RDS with rds.force_ssl) says "no pg_hba.conf entry
         # for host …, no encryption" ("SSL off" before PostgreSQL 14).
         if "no encryption" in text or "ssl off" in text or \
-                "ssl" in text and "no pg_hba.conf entry" not in text:
+                ("ssl" in text and "no pg_hba.conf entry" not in text):
             return fail("tls_failed", "The database only accepts encrypted (TLS) connections.",
                         "Use sslmode=require or sslmode=verify-full.")
         if "no pg_hba.conf entry" in text:
