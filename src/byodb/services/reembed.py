@@ -71,7 +71,7 @@ records it) and the tick (which compares it), so both read it the same way."""
 class ReembedLimits:
     batch_rows: int = 64
     budget_s: float = 30.0
-    """One run's time; the rest waits for the next tick, so one user's large history cannot
+    """One run's time (checked after each batch); the rest waits for the next tick, so one user's large history cannot
     hold a worker (and the user's other jobs, which share its lock) for long."""
 
 
@@ -118,8 +118,6 @@ class Reembedder:
         for table in TABLES:
             after: Any = None
             while True:
-                if time.monotonic() - started > self.limits.budget_s:
-                    return ReembedProgress("running", model, done, remaining)
                 handled, after = await self._batch(user_id, table, model, after)
                 if not handled:
                     break
@@ -127,6 +125,8 @@ class Reembedder:
                 remaining = max(0, remaining - handled)
                 await record(self.main, user_id,
                              ReembedProgress("running", model, done, remaining), place)
+                if time.monotonic() - started >= self.limits.budget_s:
+                    return ReembedProgress("running", model, done, remaining)
         remaining = await self.stale_rows(user_id)
         return ReembedProgress("done" if remaining == 0 else "running", model, done, remaining)
 
