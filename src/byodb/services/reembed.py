@@ -60,10 +60,10 @@ COLUMN = "embedding_model"
 
 PLACE_SQL = (
     "coalesce(c.content_placement, 'main') || case when c.content_placement = 'user' "
-    "then ':' || coalesce(c.instance_id::text, '?') || ':v' || coalesce(c.schema_version, 0) "
+    "then '/' || coalesce(c.instance_id::text, '?') || '/v' || coalesce(c.schema_version, 0) "
     "else '' end")
 """Where a user's content is, as text (``c`` is their ``user_database_config`` row, if
-any): ``main``, or ``user:<instance id>:v<schema version>``. Shared by the run (which
+any): ``main``, or ``user/<instance id>/v<schema version>``. Shared by the run (which
 records it) and the tick (which compares it), so both read it the same way."""
 
 
@@ -211,9 +211,9 @@ left join user_database_config c on c.user_id = u.id
 left join jobs j on j.user_id = u.id and j.kind = '{JOB_KIND}'
 where (c.user_id is null or coalesce(c.content_placement, 'main') = 'main'
        or c.connection_status = 'connected')
-  and not (j.status in ('done', 'waiting')
-           and (j.detail::jsonb ->> 'model') = :model
-           and (j.detail::jsonb ->> 'place') = {PLACE_SQL})
+  and not coalesce(j.status in ('done', 'waiting')
+                    and (j.detail::jsonb ->> 'model') = :model
+                    and (j.detail::jsonb ->> 'place') = {PLACE_SQL}, false)
 order by j.updated_at nulls first, u.id
 limit :limit
 """
