@@ -54,3 +54,13 @@ def test_fleet_migrate_benchmark_prints_its_speedup() -> None:
     assert figures["benchmark"] == "fleet_migrate" and figures["databases"] == 6
     assert {"seconds", "per_database_ms", "speedup_vs_serial", "noop_check_ms"} <= set(figures)
     assert isinstance(figures["speedup_vs_serial"], float) and figures["speedup_vs_serial"] > 0
+
+
+def test_embeddings_benchmark_prints_recall_for_both_models() -> None:
+    figures = _last_json(str(BENCH / "embeddings.py"), "--pairs", "20",
+                         "--throughput-texts", "50")
+    assert figures["benchmark"] == "embeddings" and figures["pairs"] == 20
+    recall = figures["recall_at_5"]
+    assert isinstance(recall, dict) and set(recall) == {"default", "hashing"}
+    assert all(0 <= float(v) <= 1 for v in recall.values())
+    assert {"ratio_vs_hashing", "throughput_texts_per_s", "meets_targets"} <= set(figures)

@@ -71,8 +71,9 @@ records it) and the tick (which compares it), so both read it the same way."""
 class ReembedLimits:
     batch_rows: int = 64
     budget_s: float = 30.0
-    """One run's time (checked after each batch); the rest waits for the next tick, so one user's large history cannot
-    hold a worker (and the user's other jobs, which share its lock) for long."""
+    """One run's time (checked after each batch); the rest waits for the next tick, so one
+    user's large history cannot hold a worker (and the user's other jobs, which share its
+    lock) for long."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ class Reembedder:
         started = time.monotonic()
         remaining = await self.stale_rows(user_id)
         done = 0
-        await record(self.main, user_id, ReembedProgress("running", model, 0, remaining), place)
+        await record(self.main, user_id, ReembedProgress("running", model, 0, remaining),
+                     place)
         for table in TABLES:
             after: Any = None
             while True:
