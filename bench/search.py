@@ -50,6 +50,9 @@ from byodb.services.search import (
 
 USER = "bench-user"
 TOP_K = 10
+MODEL = "bench-clustered"
+"""The ``embedding_model`` the loaded rows and the searches name (the service searches only
+rows of the query's model)."""
 TARGET_P95_MS = 25.0
 TARGET_RECALL = 0.95
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
@@ -92,16 +95,19 @@ def _binary_vector(values: list[float]) -> bytes:
 
 
 def _copy_rows(vectors: ClusteredVectors, count: int) -> Iterator[bytes]:
-    """Rows of ``COPY byodb.memories (id, user_id, content, embedding) … (FORMAT binary)``."""
+    """Rows of ``COPY byodb.memories (id, user_id, content, embedding, embedding_model) …
+    (FORMAT binary)``."""
     user = USER.encode()
+    model = MODEL.encode()
     yield _COPY_HEADER
     for number in range(count):
         content = f"memory {number}".encode()
         vector = _binary_vector(vectors.point())
-        yield b"".join((struct.pack("!hi", 4, 16), uuid.uuid4().bytes,
+        yield b"".join((struct.pack("!hi", 5, 16), uuid.uuid4().bytes,
                         struct.pack("!i", len(user)), user,
                         struct.pack("!i", len(content)), content,
-                        struct.pack("!i", len(vector)), vector))
+                        struct.pack("!i", len(vector)), vector,
+                        struct.pack("!i", len(model)), model))
     yield struct.pack("!h", -1)
 
 
@@ -114,7 +120,8 @@ def load(engine: Engine, vectors: ClusteredVectors, count: int) -> float:
     raw = engine.raw_connection()
     try:
         with raw.cursor() as cursor, cursor.copy(  # type: ignore[attr-defined]
-                "copy byodb.memories (id, user_id, content, embedding) from stdin "
+                "copy byodb.memories (id, user_id, content, embedding, embedding_model) "
+                "from stdin "
                 "(format binary)") as copy:
             batch: list[bytes] = []
             for row in _copy_rows(vectors, count):
@@ -146,7 +153,7 @@ def run_query(conn: Connection, vector: list[float], ef_search: int,
         conn.execute(TUNE_VECTOR_SEARCH, vector_search_params(ef_search))
         if exact:
             conn.execute(text("set local enable_indexscan = off"))
-        rows = conn.execute(SEMANTIC_SEARCH, semantic_params(USER, vector, TOP_K)).all()
+        rows = conn.execute(SEMANTIC_SEARCH, semantic_params(USER, vector, TOP_K, MODEL)).all()
     return [row.id for row in rows]
 
 
@@ -169,7 +176,7 @@ def uses_hnsw(conn: Connection, vector: list[float], ef_search: int, *,
               default_page_cost: bool = False) -> bool:
     """Whether the planner takes the HNSW index for the service's statement (or, with
     ``default_page_cost``, would take it without the service's ``random_page_cost``)."""
-    params = semantic_params(USER, vector, TOP_K)
+    params = semantic_params(USER, vector, TOP_K, MODEL)
     sql = str(SEMANTIC_SEARCH.params(params).compile(conn, compile_kwargs={"literal_binds": True}))
     with conn.begin():
         conn.execute(TUNE_VECTOR_SEARCH, vector_search_params(ef_search))

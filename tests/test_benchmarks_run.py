@@ -64,3 +64,13 @@ def test_idle_benchmark_prints_connections_after_idle_and_opens_per_day() -> Non
     assert int(str(figures["connections_after_idle_without_timeout"])) > 0
     assert 0 < float(str(figures["opens_per_idle_db_per_day"])) <= 24
     assert figures["probes_of_active_dbs"] == 0
+
+
+def test_embeddings_benchmark_prints_recall_for_both_models() -> None:
+    figures = _last_json(str(BENCH / "embeddings.py"), "--pairs", "20",
+                         "--throughput-texts", "50")
+    assert figures["benchmark"] == "embeddings" and figures["pairs"] == 20
+    recall = figures["recall_at_5"]
+    assert isinstance(recall, dict) and set(recall) == {"default", "hashing"}
+    assert all(0 <= float(v) <= 1 for v in recall.values())
+    assert {"ratio_vs_hashing", "throughput_texts_per_s", "meets_targets"} <= set(figures)

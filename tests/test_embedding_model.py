@@ -9,11 +9,11 @@ import uuid
 import psycopg
 import pytest
 
-from byodb.assistant.embeddings import HashingEmbeddingModel
+from byodb.assistant.wordllama_model import MODEL_NAME
 from tests.conftest import Api, count_rows
 from tests.placement import PLACEMENTS, Placed, place_user
 
-MODEL = HashingEmbeddingModel.name
+MODEL = MODEL_NAME
 
 
 @pytest.fixture(params=PLACEMENTS)

@@ -24,6 +24,7 @@ from byodb.assistant.embeddings import (
     embedding_model_from_settings,
     hashing_embedding,
 )
+from byodb.assistant.wordllama_model import WordLlamaEmbeddingModel
 from byodb.settings import Settings
 from tests.conftest import Api, count_rows
 
@@ -117,13 +118,16 @@ async def test_a_failing_provider_is_a_clear_error_without_its_url() -> None:
 
 def test_the_provider_follows_the_settings() -> None:
     offline = Settings(BYODB_LLM_BASE_URL=None, BYODB_EMBEDDING_PROVIDER="auto")
-    assert isinstance(embedding_model_from_settings(offline), HashingEmbeddingModel)
+    assert isinstance(embedding_model_from_settings(offline), WordLlamaEmbeddingModel)
     remote = embedding_model_from_settings(Settings(BYODB_LLM_BASE_URL="http://llm.test/v1"))
     assert isinstance(remote, OpenAICompatibleEmbeddingModel)
     assert remote.name == "text-embedding-3-small"
     forced = Settings(BYODB_LLM_BASE_URL="http://llm.test/v1",
                       BYODB_EMBEDDING_PROVIDER="offline")
-    assert isinstance(embedding_model_from_settings(forced), HashingEmbeddingModel)
+    assert isinstance(embedding_model_from_settings(forced), WordLlamaEmbeddingModel)
+    lexical = Settings(BYODB_LLM_BASE_URL="http://llm.test/v1",
+                       BYODB_EMBEDDING_PROVIDER="hashing")
+    assert isinstance(embedding_model_from_settings(lexical), HashingEmbeddingModel)
 
 
 class _WrongWidth:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from byodb.assistant.embeddings import HashingEmbeddingModel
+from byodb.assistant.wordllama_model import MODEL_NAME
 from byodb.content import CONTENT_SCHEMA_VERSION, MIN_SUPPORTED_SCHEMA_VERSION
 from byodb.settings import Settings
 from tests.areas_support import Place
@@ -25,7 +25,7 @@ from tests.test_content_areas import (
 )
 
 OLDEST = MIN_SUPPORTED_SCHEMA_VERSION
-MODEL = HashingEmbeddingModel.name
+MODEL = MODEL_NAME
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from byodb.instances.lifecycle import InstanceLifecycle, LifecycleJobs, Lifecycl
 from byodb.instances.passive_health import PassiveHealth
 from byodb.maindb.urls import async_url
 from byodb.routing import Router
+from byodb.services.reembed import Reembedder
 from byodb.settings import Settings
 from byodb.vault import Vault
 from byodb.vault.keys import load_key_ring
@@ -43,6 +44,7 @@ class Runtime:
     resolver: Resolver
     embedder: EmbeddingModel
     health: HealthContext
+    reembedder: Reembedder
 
     async def close(self) -> None:
         await self.router.close()
@@ -82,6 +84,7 @@ def build_runtime(settings: Settings, main_url: str, *,
                   resolver: Resolver = system_resolver,
                   chat_model: ChatModel | None = None,
                   embedder: EmbeddingModel | None = None) -> Runtime:
+    embedder = embedder or embedding_model_from_settings(settings)
     # Before anything connects: no PG* variable of this host may shape a connection (a user's
     # above all); main is configured by its URL alone.
     forget_host_libpq_environment()
@@ -106,10 +109,11 @@ def build_runtime(settings: Settings, main_url: str, *,
         router=router,
         chat_model=chat_model or chat_model_from_settings(settings),
         resolver=resolver,
-        embedder=embedder or embedding_model_from_settings(settings),
+        embedder=embedder,
         health=HealthContext(HealthSweeper(lifecycle, concurrency=settings.health_concurrency,
                                            alerts=AlertSettings.from_settings(settings),
                                            idle_interval_s=settings.health_idle_interval_s,
                                            passive=passive),
                              interval_s=settings.health_interval_s),
+        reembedder=Reembedder(router, embedder),
     )

@@ -56,7 +56,8 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("BYODB_LLM_API_KEY", "OPENAI_API_KEY")
     )
     llm_model: str = Field("gpt-4o-mini", alias="BYODB_LLM_MODEL")
-    # Embeddings: "auto" follows the LLM endpoint when one is set, else offline hashing.
+    # Embeddings: "auto" follows the LLM endpoint when one is set, else the offline semantic
+    # model (WordLlama); "offline", "hashing" (lexical, exact) and "openai" force one.
     embedding_provider: str = Field("auto", alias="BYODB_EMBEDDING_PROVIDER")
     embedding_model: str = Field("text-embedding-3-small", alias="BYODB_EMBEDDING_MODEL")
 

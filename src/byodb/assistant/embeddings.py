@@ -1,11 +1,13 @@
 """Embedding models: text → ``vector(1536)`` for semantic search and memory retrieval.
 
-The offline default, :class:`HashingEmbeddingModel`, needs no network and no model files:
-it builds a *lexical* embedding by feature hashing (word unigrams and bigrams plus
-character n-grams, signed hashing, sublinear term frequency, L2 normalisation). Texts that
-share words or word stems land near each other under cosine distance; it knows nothing of
-synonyms. An OpenAI-compatible ``/embeddings`` endpoint is used when ``BYODB_LLM_BASE_URL``
-is configured (see :func:`embedding_model_from_settings`).
+The offline default is :class:`~byodb.assistant.wordllama_model.WordLlamaEmbeddingModel`, a
+small semantic model shipped in the ``wordllama`` wheel: no network, no download. The
+lexical :class:`HashingEmbeddingModel` stays available (``BYODB_EMBEDDING_PROVIDER=hashing``)
+for exact, dependency-free vectors: it hashes word unigrams and bigrams plus character
+n-grams (signed hashing, sublinear term frequency, L2 normalisation), so texts that share
+words or word stems land near each other; it knows nothing of synonyms. An
+OpenAI-compatible ``/embeddings`` endpoint is used when ``BYODB_LLM_BASE_URL`` is configured
+(see :func:`embedding_model_from_settings`).
 
 Vectors from different models live in different spaces. Changing the model means old
 embeddings no longer compare with new queries (docs/search.md, "Changing the model").
@@ -13,7 +15,6 @@ embeddings no longer compare with new queries (docs/search.md, "Changing the mod
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 import re
@@ -25,6 +26,8 @@ from typing import Protocol
 
 import httpx
 
+from byodb.assistant.cpu import run_embedding_work
+from byodb.assistant.wordllama_model import WordLlamaEmbeddingModel
 from byodb.content.tables._base import EMBEDDING_DIMENSIONS
 from byodb.errors import ByodbError
 from byodb.settings import Settings
@@ -182,8 +185,9 @@ class HashingEmbeddingModel:
         if sum(len(t) for t in texts) < 20_000:
             return [hashing_embedding(t, self.dimensions) for t in texts]
         # Big batches (file chunks) are CPU work: keep the event loop answering meanwhile.
-        return await asyncio.to_thread(
-            lambda: [hashing_embedding(t, self.dimensions) for t in texts])
+        batch = list(texts)
+        return await run_embedding_work(
+            lambda: [hashing_embedding(t, self.dimensions) for t in batch])
 
 
 # -- OpenAI-compatible ------------------------------------------------------------------------
@@ -235,16 +239,23 @@ class OpenAICompatibleEmbeddingModel:
                                 dimensions=self.dimensions) for v in vectors]
 
 
+PROVIDERS = ("auto", "offline", "hashing", "openai")
+
+
 def embedding_model_from_settings(settings: Settings) -> EmbeddingModel:
     """``BYODB_EMBEDDING_PROVIDER``: ``auto`` (the default) uses the OpenAI-compatible
-    endpoint when ``BYODB_LLM_BASE_URL`` is set, else the offline model; ``offline`` and
-    ``openai`` force one."""
+    endpoint when ``BYODB_LLM_BASE_URL`` is set, else the offline semantic model;
+    ``offline`` (the WordLlama model), ``hashing`` (the lexical model) and ``openai`` force
+    one."""
     provider = settings.embedding_provider
-    if provider not in ("auto", "offline", "openai"):
-        raise ByodbError(f"unknown embedding provider {provider!r}: use auto, offline or "
-                         "openai", code="configuration_error")
-    if provider == "offline" or (provider == "auto" and not settings.llm_base_url):
+    if provider not in PROVIDERS:
+        raise ByodbError(f"unknown embedding provider {provider!r}: use "
+                         f"{', '.join(PROVIDERS[:-1])} or {PROVIDERS[-1]}",
+                         code="configuration_error")
+    if provider == "hashing":
         return HashingEmbeddingModel()
+    if provider == "offline" or (provider == "auto" and not settings.llm_base_url):
+        return WordLlamaEmbeddingModel()
     if not settings.llm_base_url:
         raise ByodbError("BYODB_EMBEDDING_PROVIDER=openai needs BYODB_LLM_BASE_URL",
                          code="configuration_error")

@@ -26,6 +26,7 @@ from byodb.errors import ByodbError
 from byodb.instances import health_report
 from byodb.instances.health_sweep import SweepSummary, SweepTrigger
 from byodb.maindb.tables import CONNECTION_STATUSES
+from byodb.services.reembed import progress_summary
 from byodb.settings import Settings
 from byodb.web.readiness import ReadinessProbe
 
@@ -108,6 +109,7 @@ def status(as_json: JsonOption = False) -> None:
         report["instances"]["by_schema_version"].items()))
     typer.echo(f"instances: {statuses or 'none'}; schema versions: {versions or 'none'} "
                f"(latest v{report['latest_schema_version']})")
+    typer.echo(_embeddings_line(report["embeddings"]))
     sweep = report["last_sweep"]
     if sweep is None:
         typer.echo("last sweep: never")
@@ -116,6 +118,18 @@ def status(as_json: JsonOption = False) -> None:
                    + (f"{sweep['checked']} checked, {sweep['failed']} failed, "
                       f"{sweep['recovered']} recovered in {sweep['duration_ms']} ms"
                       if sweep["finished_at"] else "still running"))
+
+
+def _embeddings_line(embeddings: dict[str, Any]) -> str:
+    """Re-embedding to the current model: users by status, rows done and still to do."""
+    current = [item for item in embeddings["by_status"] if item["model"] == embeddings["model"]]
+    if not current:
+        return f"embeddings: model {embeddings['model']}, no re-embedding recorded yet"
+    users = ", ".join(f"{item['status']} {item['users']}" for item in current)
+    done = sum(item["rows_done"] for item in current)
+    remaining = sum(item["rows_remaining"] for item in current)
+    return (f"embeddings: model {embeddings['model']}; re-embedding users: {users}; "
+            f"rows re-embedded {done}, still to do {remaining}")
 
 
 async def _status(settings: Settings, url: str) -> dict[str, Any]:
@@ -128,7 +142,9 @@ async def _status(settings: Settings, url: str) -> dict[str, Any]:
                 "queue_depth": await _queue_depth(main),
                 "instances": await health_report.counts(main),
                 "latest_schema_version": latest_schema_version(),
-                "last_sweep": await health_report.last_sweep(main)}
+                "last_sweep": await health_report.last_sweep(main),
+                "embeddings": {"model": session.runtime.embedder.name,
+                               **await progress_summary(main)}}
 
 
 async def _workers(main: AsyncEngine) -> list[dict[str, Any]]:

@@ -164,7 +164,8 @@ def worker() -> None:
                 await ensure_job_schema(runtime.main, job_app)
                 await begin_auto_rollout(job_app, runtime)
                 await run_workers(job_app, runtime.lifecycle, name="worker",
-                                  health=runtime.health)
+                                  health=runtime.health,
+                                  reembedder=runtime.reembedder)
             finally:
                 await runtime.close()
 

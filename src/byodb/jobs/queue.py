@@ -22,7 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from byodb.instances import fleet_jobs, health_jobs
 from byodb.instances import jobs as instance_jobs
 from byodb.instances.lifecycle import InstanceLifecycle
+from byodb.jobs import reembed
 from byodb.maindb.urls import libpq_url
+from byodb.services.reembed import Reembedder
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,9 @@ WORKER_CONCURRENCY: dict[str, int] = {
     # main pool serves without opening and closing overflow connections); the run's own
     # limits (global and per host) hold across every process (instances/fleet_jobs.py).
     fleet_jobs.MIGRATE_QUEUE: 20,
+    # Re-embedding after a model change: CPU work in this process (the embedding executor
+    # has two threads), so one user at a time; each run ends after its time budget.
+    reembed.REEMBED_QUEUE: 1,
 }
 
 
@@ -67,6 +72,7 @@ def new_job_app(connector: procrastinate.PsycopgConnector) -> procrastinate.App:
     app.add_tasks_from(instance_jobs.blueprint(), namespace=instance_jobs.NAMESPACE)
     app.add_tasks_from(fleet_jobs.blueprint(), namespace=instance_jobs.NAMESPACE)
     app.add_tasks_from(health_jobs.blueprint(), namespace=health_jobs.NAMESPACE)
+    app.add_tasks_from(reembed.blueprint(), namespace=reembed.NAMESPACE)
     app.periodic(cron="* * * * *", periodic_id="byodb-stalled-jobs")(
         app.task(name="byodb.retry_stalled_jobs", queue=MAINTENANCE_QUEUE,
                  queueing_lock="stalled-jobs", pass_context=True)(retry_stalled_jobs))
@@ -106,12 +112,14 @@ async def requeue_stalled_jobs(manager: procrastinate.manager.JobManager,
 
 
 async def run_workers(app: procrastinate.App, lifecycle: InstanceLifecycle, *,
-                      name: str, health: health_jobs.HealthContext | None = None) -> None:
+                      name: str, health: health_jobs.HealthContext | None = None,
+                      reembedder: Reembedder | None = None) -> None:
     """Serve every queue, each with a worker of its own, until cancelled (see
     :func:`run_until_stopped`)."""
     await run_until_stopped([
         queue_worker(app, queue, concurrency=concurrency, name=f"{name}-{queue}",
-                     context={"lifecycle": lifecycle, "health": health})
+                     context={"lifecycle": lifecycle, "health": health,
+                              "reembed": reembedder})
         for queue, concurrency in WORKER_CONCURRENCY.items()])
 
 

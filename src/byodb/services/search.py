@@ -4,7 +4,11 @@
   generated ``tsvector`` columns (GIN indexes) of conversation titles, messages, notes and
   memories, ranked with ``ts_rank`` (normalised to 0..1); snippets from ``ts_headline``.
 - ``semantic``: the query's embedding against messages, memories and file chunks by cosine
-  distance (``<=>``), each table through its HNSW index, merged by distance.
+  distance (``<=>``), each table through its HNSW index, merged by distance. Only rows whose
+  ``embedding_model`` is the query's model are compared (vectors of different models live in
+  different spaces); rows of another model wait for the re-embedding job
+  (``byodb.services.reembed``). A version-1 database has no ``embedding_model`` column and
+  is searched unfiltered (:data:`SEMANTIC_SEARCH_UNSTAMPED`).
 
 Both run as one statement in one transaction. :data:`SEMANTIC_SEARCH` and
 :data:`TUNE_VECTOR_SEARCH` are public because ``bench/search.py`` measures exactly them.
@@ -35,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from byodb.assistant.embeddings import EmbeddingModel, check_embedding, embed_texts, is_zero
+from byodb.content import has_column
 from byodb.content.limits import MAX_TITLE_CHARS
 from byodb.content.tables import (
     EMBEDDING_DIMENSIONS,
@@ -126,7 +131,7 @@ async def search(router: Router, embedder: EmbeddingModel, user_id: str, q: str,
         vector = (await embed_texts(embedder, [q]))[0]
         if is_zero(vector):
             return []  # a query of symbols only: nothing to compare with
-        hits = await semantic_search(router, user_id, vector, limit)
+        hits = await semantic_search(router, user_id, vector, limit, model=embedder.name)
     return [hit.as_dict() for hit in hits]
 
 
@@ -197,13 +202,19 @@ def _shorten(snippet: str | None) -> str:
 _QUERY_VECTOR = bindparam("query_vector", type_=Vector(EMBEDDING_DIMENSIONS))
 _USER = bindparam("user_id", type_=String)
 _LIMIT = bindparam("limit", type_=Integer)
+_MODEL = bindparam("model", type_=String)
 
 
-def _nearest(type_: str, table: Any, *, conversation_id: ColumnElement[Any] | None = None,
+def _nearest(type_: str, table: Any, *, by_model: bool,
+             conversation_id: ColumnElement[Any] | None = None,
              file_id: ColumnElement[Any] | None = None) -> Select[Any]:
-    """The ``limit`` rows of one table nearest to the query vector. ``ORDER BY embedding
-    <=> v LIMIT k`` is the shape pgvector's HNSW index answers."""
+    """The ``limit`` rows of one table nearest to the query vector (of the query's model
+    when ``by_model``). ``ORDER BY embedding <=> v LIMIT k`` is the shape pgvector's HNSW
+    index answers."""
     distance = table.c.embedding.cosine_distance(_QUERY_VECTOR)
+    conditions = [table.c.user_id == _USER, table.c.embedding.is_not(None)]
+    if by_model:
+        conditions.append(table.c.embedding_model == _MODEL)
     return (select(
         literal(type_, String).label("type"), table.c.id.label("id"),
         (conversation_id if conversation_id is not None else cast(null(), Uuid)
@@ -211,16 +222,16 @@ def _nearest(type_: str, table: Any, *, conversation_id: ColumnElement[Any] | No
         (file_id if file_id is not None else cast(null(), Uuid)).label("file_id"),
         _excerpt(table.c.content, _EXCERPT_CHARS).label("body"),
         distance.label("distance"),
-    ).where(table.c.user_id == _USER, table.c.embedding.is_not(None))
-        .order_by(distance).limit(_LIMIT))
+    ).where(*conditions).order_by(distance).limit(_LIMIT))
 
 
-def _semantic_statement() -> Select[Any]:
+def _semantic_statement(*, by_model: bool) -> Select[Any]:
     branches = union_all(
-        _nearest("message", messages, conversation_id=messages.c.conversation_id)
-        .subquery().select(),
-        _nearest("memory", memories).subquery().select(),
-        _nearest("file_chunk", file_chunks, file_id=file_chunks.c.file_id).subquery().select(),
+        _nearest("message", messages, by_model=by_model,
+                 conversation_id=messages.c.conversation_id).subquery().select(),
+        _nearest("memory", memories, by_model=by_model).subquery().select(),
+        _nearest("file_chunk", file_chunks, by_model=by_model,
+                 file_id=file_chunks.c.file_id).subquery().select(),
     ).subquery("nearest")
     top = select(branches).order_by(branches.c.distance, branches.c.id).limit(_LIMIT) \
         .subquery("top")
@@ -229,16 +240,22 @@ def _semantic_statement() -> Select[Any]:
             .order_by(top.c.distance, top.c.id))
 
 
-SEMANTIC_SEARCH: Select[Any] = _semantic_statement()
-"""Nearest messages, memories and file chunks of one user, merged by distance. Each branch
-takes its own top ``limit`` through its own HNSW index; the union is then cut to ``limit``.
-File chunks carry their file's name as the title. Parameters: :func:`semantic_params`."""
+SEMANTIC_SEARCH: Select[Any] = _semantic_statement(by_model=True)
+"""Nearest messages, memories and file chunks of one user whose vectors the query's model
+made, merged by distance. Each branch takes its own top ``limit`` through its own HNSW
+index; the union is then cut to ``limit``. File chunks carry their file's name as the
+title. Parameters: :func:`semantic_params`."""
+
+SEMANTIC_SEARCH_UNSTAMPED: Select[Any] = _semantic_statement(by_model=False)
+""":data:`SEMANTIC_SEARCH` for a version-1 database, which records no model (the
+``model`` parameter is ignored)."""
 
 
-def semantic_params(user_id: str, vector: list[float], limit: int) -> dict[str, Any]:
+def semantic_params(user_id: str, vector: list[float], limit: int,
+                    model: str) -> dict[str, Any]:
     """Parameters of :data:`SEMANTIC_SEARCH`; the vector is checked first."""
     return {"query_vector": check_embedding(vector, source="the search query"),
-            "user_id": user_id, "limit": limit}
+            "user_id": user_id, "limit": limit, "model": model}
 
 
 def vector_search_params(ef_search: int = HNSW_EF_SEARCH) -> dict[str, str]:
@@ -252,11 +269,15 @@ async def tune_vector_search(conn: AsyncConnection, ef_search: int = HNSW_EF_SEA
 
 
 async def semantic_search(router: Router, user_id: str, vector: list[float],
-                          limit: int) -> list[SearchHit]:
-    params = semantic_params(user_id, vector, limit)
+                          limit: int, *, model: str) -> list[SearchHit]:
+    """The nearest rows whose vectors ``model`` made (every row on a version-1 database)."""
+    params = semantic_params(user_id, vector, limit, model)
+    stamped = has_column(await router.content_version(user_id), memories.name,
+                         "embedding_model")
+    statement = SEMANTIC_SEARCH if stamped else SEMANTIC_SEARCH_UNSTAMPED
     async with router.connect(user_id, messages) as conn:
         await tune_vector_search(conn)
-        rows = (await conn.execute(SEMANTIC_SEARCH, params)).all()
+        rows = (await conn.execute(statement, params)).all()
     hits = []
     for r in rows:
         score = 1.0 - float(r.distance)

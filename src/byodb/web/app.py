@@ -85,7 +85,8 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
             if with_worker:
                 tasks.append(asyncio.create_task(
                     run_workers(job_app, runtime.lifecycle, name="inline",
-                                health=runtime.health)))
+                                health=runtime.health,
+                                reembedder=runtime.reembedder)))
             try:
                 yield
             finally:

@@ -20,6 +20,7 @@ from byodb.content import latest_schema_version
 from byodb.errors import NotFound
 from byodb.maindb.tables import byod_migrations, users
 from byodb.maindb.tables import user_database_config as udc
+from byodb.services.reembed import progress_summary
 from byodb.services.rows import row_dict
 from byodb.web.deps import AdminDep, RuntimeDep
 
@@ -131,6 +132,7 @@ async def overview(request: Request, rt: RuntimeDep, _admin: AdminDep,
             select(func.count()).select_from(udc)
             .where(udc.c.connection_status.not_in(_NOT_INSTANCES)))).scalar_one())
     instances = [_instance(row, latest) for row in rows]
+    embeddings = {"model": rt.embedder.name, **await progress_summary(rt.main)}
     behind = sum(item["count"] for item in versions if item["schema_version"] < latest)
     return {
         "generated_at": datetime.now(UTC).isoformat(),
@@ -142,6 +144,7 @@ async def overview(request: Request, rt: RuntimeDep, _admin: AdminDep,
         "instance_count": instance_count,
         "instances": instances,
         "fleet_actions": fleet_actions(request.app),
+        "embeddings": embeddings,
     }
 
 

@@ -9,6 +9,8 @@ const ui = {
   refresh: $("[data-refresh]"),
   latest: $("[data-latest]"),
   versions: $("[data-versions]"),
+  embeddingsModel: $("[data-embeddings-model]"),
+  embeddings: $("[data-embeddings]"),
   instances: $("[data-instances]"),
   filter: $("[data-status-filter]"),
   detail: $("[data-detail]"),
@@ -56,6 +58,25 @@ function renderVersions(data) {
       h("span", { class: "bar" }, bar),
       h("span", { class: "bar-count" }, `${v.count} instance${v.count === 1 ? "" : "s"}`));
   }));
+}
+
+const REEMBED_LABELS = { done: "done", running: "re-embedding", waiting: "waiting (schema v1)",
+                        failed: "failed, retried next minute" };
+
+// Re-embedding after a model change: users by status, rows done and still to do.
+function renderEmbeddings(data) {
+  const embeddings = data.embeddings;
+  if (!embeddings) return;
+  ui.embeddingsModel.textContent = `Current model: ${embeddings.model}`;
+  const rows = embeddings.by_status.filter((item) => item.model === embeddings.model);
+  if (!rows.length) {
+    replaceChildren(ui.embeddings, h("li", { class: "muted" }, "No re-embedding recorded for this model yet."));
+    return;
+  }
+  replaceChildren(ui.embeddings, rows.map((item) => h("li", {},
+    `${item.users} user${item.users === 1 ? "" : "s"} ${REEMBED_LABELS[item.status] || item.status}`
+    + (item.rows_done || item.rows_remaining
+      ? ` (${item.rows_done} rows done, ${item.rows_remaining} to do)` : ""))));
 }
 
 function latency(item) {
@@ -113,6 +134,7 @@ async function load() {
     const data = await busy(ui.refresh, () => api("GET", `/api/admin/byod${query}`));
     renderTotals(data);
     renderVersions(data);
+    renderEmbeddings(data);
     replaceChildren(ui.instances, data.instances.length ? data.instances.map(instanceRow)
       : h("tr", {}, h("td", { colspan: "8", class: "muted" }, status ? "No instances in this status." : "No user has connected a database yet.")));
     ui.generated.textContent = "Updated just now";

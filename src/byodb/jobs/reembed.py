@@ -1,0 +1,69 @@
+"""The re-embedding jobs (``byodb.services.reembed``): a procrastinate :func:`blueprint`
+with a per-minute tick that queues one job per due user, and that job.
+
+Bounded: a tick queues at most :data:`USERS_PER_TICK` users, a user's job is queued once
+(its queueing lock) and runs under the user's lock (``user-database:<id>``, shared with the
+lifecycle's jobs, so it never runs during the user's move or deploy), each run ends after
+its time budget, and :data:`REEMBED_QUEUE` has its own workers. Durable and resumable: jobs
+live on main, and what is left to do is read from the rows themselves. The worker finds the
+:class:`~byodb.services.reembed.Reembedder` in its context (``additional_context["reembed"]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import procrastinate
+from procrastinate.exceptions import AlreadyEnqueued
+
+from byodb.services.reembed import Reembedder, due_users
+
+log = logging.getLogger(__name__)
+
+REEMBED_QUEUE = "byodb_reembed"
+NAMESPACE = "embeddings"
+USERS_PER_TICK = 50
+
+
+def reembedder_of(context: procrastinate.JobContext) -> Reembedder:
+    reembedder = context.additional_context.get("reembed")
+    if not isinstance(reembedder, Reembedder):
+        raise RuntimeError("no re-embedder in the worker context: run the worker through "
+                           "byodb serve or byodb worker")
+    return reembedder
+
+
+async def reembed_tick(context: procrastinate.JobContext, timestamp: int) -> int:
+    """Queue the users whose rows may hold vectors of another model; how many were queued."""
+    reembedder = reembedder_of(context)
+    queued = 0
+    for user_id in await due_users(reembedder.main, reembedder.embedder.name, USERS_PER_TICK):
+        queued += await queue_user(context.app, user_id)
+    return queued
+
+
+async def reembed_user(context: procrastinate.JobContext, user_id: str) -> None:
+    await reembedder_of(context).run(user_id)
+
+
+def blueprint() -> procrastinate.Blueprint:
+    """The re-embedding tasks on a new blueprint (for :data:`NAMESPACE`; new per job app, as
+    :func:`byodb.instances.jobs.blueprint` says why)."""
+    tasks = procrastinate.Blueprint()
+    tasks.periodic(cron="* * * * *", periodic_id="reembed-tick")(
+        tasks.task(name="reembed_tick", queue=REEMBED_QUEUE, retry=0, pass_context=True,
+                   queueing_lock="reembed-tick")(reembed_tick))
+    tasks.task(name="reembed_user", queue=REEMBED_QUEUE, retry=0,
+               pass_context=True)(reembed_user)
+    return tasks
+
+
+async def queue_user(app: procrastinate.App, user_id: str) -> bool:
+    """Queue one user's run; False when one is already waiting (it covers this one)."""
+    with contextlib.suppress(AlreadyEnqueued):
+        await app.configure_task(f"{NAMESPACE}:reembed_user", lock=f"user-database:{user_id}",
+                                 queueing_lock=f"reembed:{user_id}",
+                                 ).defer_async(user_id=user_id)
+        return True
+    return False
