@@ -49,7 +49,8 @@ TARGET_RSS_MB = 200
 class InlineJobs:
     """The lifecycle's job queue: the benchmark provisions itself."""
 
-    async def provision(self, user_id: str, credential_version: int) -> None:
+    async def provision(self, user_id: str, credential_version: int, *,
+                        premium: bool = False) -> None:
         return None
 
     async def disconnect(self, user_id: str, credential_version: int,

@@ -77,7 +77,8 @@ USER = "bench-user"
 class InlineJobs:
     """The lifecycle's job queue for a benchmark: the caller runs the job itself."""
 
-    async def provision(self, user_id: str, credential_version: int) -> None:
+    async def provision(self, user_id: str, credential_version: int, *,
+                        premium: bool = False) -> None:
         return None
 
     async def disconnect(self, user_id: str, credential_version: int,

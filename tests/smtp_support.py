@@ -1,5 +1,6 @@
 """A real SMTP server on 127.0.0.1 for alert tests (aiosmtpd in its own thread): it keeps
-every message it accepts, can refuse mail, and can require a user name and password."""
+every message it accepts, can refuse mail (all of it, or the messages holding some bytes),
+and can require a user name and password."""
 
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ class Inbox:
         self.raw: list[bytes] = []
         self.refused = 0
         self.refuse = False
+        self.refuse_holding: bytes | None = None
         self.url = ""
         self._lock = threading.Lock()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.refuse:
+        if self.refuse or (self.refuse_holding is not None
+                           and self.refuse_holding in envelope.content):
             self.refused += 1
             return "554 5.7.1 refused by the test server"
         with self._lock:

@@ -25,6 +25,7 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+UNSAFE = "must not contain control, format or line-separator characters"
 BAD_CLAIMS = [
     ({"metadata": "str"}, "metadata claim must be an object"),
     ({"metadata": ["role", "admin"]}, "metadata claim must be an object"),
@@ -34,8 +35,13 @@ BAD_CLAIMS = [
     ({"role": {"name": "admin"}}, "role claim must be a string"),
     ({"sub": ""}, "non-empty string"),
     ({"sub": "x" * (MAX_SUBJECT_CHARS + 1)}, f"at most {MAX_SUBJECT_CHARS} characters"),
-    ({"sub": "ann\x00admin"}, "control characters"),
-    ({"sub": "ann\nINFO forged log line"}, "control characters"),
+    ({"sub": "ann\x00admin"}, UNSAFE),
+    ({"sub": "ann\nINFO forged log line"}, UNSAFE),
+    # The alert-forging ids of issue 17: a line separator, and format characters.
+    ({"sub": "ann\u2028X-Injected: yes"}, UNSAFE),
+    ({"sub": "ann\u2029"}, UNSAFE),
+    ({"sub": "ann\u202eadmin"}, UNSAFE),
+    ({"sub": "ad\u200bmin"}, UNSAFE),
 ]
 
 

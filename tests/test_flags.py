@@ -4,7 +4,9 @@ and with file storage off a BYOD user's uploads are refused — never kept on ma
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import psycopg
 import pytest
 
 from byodb.maindb.embedded import PostgresCluster
@@ -211,3 +214,91 @@ async def test_byodb_token_premium_mints_a_premium_user(tmp_path: Path) -> None:
     auth = Authenticator(Settings(BYODB_DATA_DIR=tmp_path))
     assert (await auth.verify(minted[""])).is_premium is False
     assert (await auth.verify(minted["--premium"])).is_premium is True
+
+
+FLAGS = [pytest.param({"byod_enabled": False}, 403, "byod_disabled", id="kill-switch"),
+         pytest.param({"byod_requires_premium": True}, 402, "premium_required",
+                      id="premium-gate")]
+CHATGPT_FILE = json.dumps([{
+    "title": "Imported", "create_time": 1_700_000_000.0, "update_time": 1_700_000_001.0,
+    "id": "c-imported", "current_node": "q",
+    "mapping": {"r": {"id": "r", "message": None, "parent": None, "children": ["q"]},
+                "q": {"id": "q", "parent": "r", "children": [], "message": {
+                    "id": "q", "author": {"role": "user"}, "create_time": 1_700_000_000.5,
+                    "content": {"content_type": "text", "parts": ["hello"]}}}}}]).encode()
+
+
+def has_byodb_schema(url: str) -> bool:
+    return count_rows(url, "select count(*) from pg_namespace where nspname = 'byodb'") == 1
+
+
+async def refused_with(response: Any, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize(("flag", "status", "code"), FLAGS)
+async def test_each_flag_holds_on_every_path_that_could_connect(
+        settings: Settings, main_url: str, user_db_url: str, second_db_url: str,
+        flag: dict[str, Any], status: int, code: str) -> None:
+    """The lifecycle asks the flags before every step that creates or re-creates a
+    connection: a deployment queued before the flag, a retry of it, a switch, a reconnect
+    after "keep" — not each endpoint. Imports only reach the database holding the content."""
+    # Before the operator sets the flag (an app without a job worker): kim is connected (her
+    # deployment run here, its queued job dropped); rae saved her database, and its
+    # deployment waits in the queue.
+    async with running_app(settings, main_url, run_worker=False) as api:
+        saved = await api.put("/api/byod", "kim", json={"url": second_db_url})
+        assert saved.status_code == 202
+        kim = await api.app.state.runtime.lifecycle.state("kim")
+        await api.app.state.runtime.lifecycle.provision("kim", kim.credential_version)
+        assert (await api.get("/api/byod", "kim")).json()["connection_status"] == "connected"
+        created = await api.post("/api/conversations", "rae", json={"title": "On main"})
+        assert created.status_code == 201
+        assert (await api.put("/api/byod", "rae", json={"url": user_db_url})).status_code \
+            == 202
+    with psycopg.connect(main_url) as conn:
+        conn.execute("delete from procrastinate_jobs where args->>'user_id' = 'kim'")
+    async with app_with(settings, main_url, **flag) as api:
+        # 1. The queued deployment runs now, is refused by the flag and connects nothing.
+        failed = await api.wait_for_state("rae", "error")
+        assert failed["deployment_status"] == "not_started"
+        assert failed["connection_error_code"] == code
+        assert not has_byodb_schema(user_db_url)
+        # 2. Retrying it (the walk-around of issue 17) is refused; nothing changes.
+        await refused_with(await api.post("/api/byod/retry", "rae"), status, code)
+        assert (await api.get("/api/byod", "rae")).json()["connection_status"] == "error"
+        assert not has_byodb_schema(user_db_url)
+        # 3. An import lands where her content is (main), never on her database.
+        started = await api.post("/api/import", "rae", files={
+            "file": ("conversations.json", CHATGPT_FILE, "application/json")})
+        assert started.status_code == 202, started.text
+        for _ in range(300):
+            job = (await api.get(f"/api/import/{started.json()['id']}", "rae")).json()
+            if job["status"] != "running":
+                break
+            await asyncio.sleep(0.1)
+        assert job["status"] == "completed", job
+        assert count_rows(main_url, "select count(*) from byodb.conversations "
+                          "where user_id = 'rae'") == 2
+        assert not has_byodb_schema(user_db_url)
+        # 4. A connected user keeps working and may retry her own database...
+        assert (await api.post("/api/byod/retry", "kim")).status_code == 200
+        # ... but a switch to another database is a new connection.
+        await refused_with(await api.put("/api/byod", "kim", json={"url": user_db_url}),
+                           status, code)
+        assert not has_byodb_schema(user_db_url)
+        # 5. After "keep" her content is on main: reconnecting is a new connection too.
+        left = await api.post("/api/byod/disconnect", "kim", json={"mode": "keep"})
+        assert left.status_code == 200
+        await refused_with(await api.put("/api/byod", "kim", json={"url": second_db_url}),
+                           status, code)
+        assert (await api.get("/api/byod", "kim")).json()["connection_status"] == \
+            "disconnected"
+        if "byod_requires_premium" in flag:
+            # A premium user is admitted on the same paths: the retry deploys and moves.
+            retried = await api.client.post("/api/byod/retry", headers=premium(api, "rae"))
+            assert retried.status_code == 202, retried.text
+            await api.wait_for_state("rae", "connected")
+            assert count_rows(user_db_url, "select count(*) from byodb.conversations "
+                              "where user_id = 'rae'") == 2

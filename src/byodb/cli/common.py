@@ -21,9 +21,24 @@ from byodb.jobs.queue import bound_job_app, ensure_job_schema
 from byodb.maindb.embedded import EmbeddedServerError, ServerShare
 from byodb.maindb.location import start_main_database
 from byodb.runtime import Runtime, build_runtime
+from byodb.safetext import escaped
 from byodb.settings import Settings, get_settings
 
 err = Console(stderr=True)
+SHOWN_CHARS = 300
+"""Longest user id or host an operator command prints (escaped, see :func:`shown`)."""
+
+
+def shown(value: object) -> str:
+    """A value a user chose (a user id, a host), as an operator command prints it: unsafe
+    characters escaped (``byodb.safetext.escaped``), bounded. Not Rich markup-escaped:
+    :func:`shown_markup` is for Rich."""
+    return escaped("—" if value is None else value, SHOWN_CHARS)
+
+
+def shown_markup(value: object) -> str:
+    """:func:`shown`, also escaped for Rich markup (tables, ``err.print``)."""
+    return escape(shown(value))
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

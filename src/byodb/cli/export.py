@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from byodb.cli.common import checked_settings, fail, main_database, operator_session
+from byodb.cli.common import checked_settings, fail, main_database, operator_session, shown
 from byodb.errors import ByodbError
 from byodb.services.portability.export import check_readable, export_archive
 from byodb.settings import Settings
@@ -57,6 +57,6 @@ def export_user(
             fail(f"cannot write {out}: {exc.strerror or exc}")
     partial.replace(out)  # a finished archive or none: never half a zip under OUT's name
     summary = _summary(out)
-    typer.echo(f"wrote {out}: {sum(summary['rows'].values())} rows of {user_id}")
+    typer.echo(f"wrote {out}: {sum(summary['rows'].values())} rows of {shown(user_id)}")
     if as_json:
         typer.echo(json.dumps(summary))

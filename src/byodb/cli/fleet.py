@@ -29,6 +29,7 @@ from byodb.cli.common import (
     fail,
     main_database,
     operator_session,
+    shown,
 )
 from byodb.content.version import supported_schema_versions
 from byodb.errors import ByodbError
@@ -163,10 +164,10 @@ def _print_outcome(run: dict[str, Any]) -> None:
               soft_wrap=True)
     for item in run["instances"]:
         if item["status"] == "failed":
-            err.print(f"  failed  {item['user_id']} at step {item['step']}: "
+            err.print(f"  failed  {shown(item['user_id'])} at step {item['step']}: "
                       f"{item['error_code']}: {item['error']}", soft_wrap=True, markup=False)
         elif item["status"] == "pending" and item["error_code"]:
-            err.print(f"  pending {item['user_id']}: {item['error_code']}",
+            err.print(f"  pending {shown(item['user_id'])}: {item['error_code']}",
                       soft_wrap=True, markup=False)
 
 

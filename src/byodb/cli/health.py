@@ -20,7 +20,15 @@ from rich.table import Table
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from byodb.cli.common import checked_settings, err, fail, main_database, operator_session
+from byodb.cli.common import (
+    checked_settings,
+    err,
+    fail,
+    main_database,
+    operator_session,
+    shown,
+    shown_markup,
+)
 from byodb.content import latest_schema_version
 from byodb.errors import ByodbError
 from byodb.instances import health_report
@@ -191,7 +199,8 @@ def instances_list(
         return
     table = Table("user", "host", "status", "schema", "last check", "latency", "error")
     for item in items:
-        table.add_row(item["user_id"], item["host"] or "—", item["connection_status"],
+        table.add_row(shown_markup(item["user_id"]), shown_markup(item["host"]),
+                      item["connection_status"],
                       "—" if item["schema_version"] is None else f"v{item['schema_version']}",
                       (item["last_health_check_at"] or "never")[:19], _latency(item),
                       item["health_error_code"] or item["connection_error_code"] or "")
@@ -208,12 +217,12 @@ def instances_show(user_id: Annotated[str, typer.Argument(help="The user id.")],
         item = _run(_with_main(settings, url,
                                       lambda main: health_report.get_instance(main, user_id)))
     if item is None:
-        fail(f"no database is configured for user {user_id!r}", 1)
+        fail(f"no database is configured for user {shown(user_id)!r}", 1)
     if as_json:
         _print_json(item)
         return
     for key, value in item.items():
-        typer.echo(f"{key}: {'—' if value is None else value}")
+        typer.echo(f"{key}: {shown(value)}")
 
 
 @instances_app.command("check")
@@ -224,11 +233,11 @@ def instances_check(user_id: Annotated[str, typer.Argument(help="The user id.")]
     with main_database(settings) as url:
         outcome = _run(_check(settings, url, user_id))
     if outcome is None:
-        fail(f"user {user_id!r} has no connected or failing database to check", 1)
+        fail(f"user {shown(user_id)!r} has no connected or failing database to check", 1)
     if as_json:
         _print_json(outcome)
     else:
-        typer.echo(f"{user_id}: {outcome['code']}"
+        typer.echo(f"{shown(user_id)}: {outcome['code']}"
                    + (f" in {outcome['latency_ms']} ms" if outcome["latency_ms"] is not None
                       else "")
                    + f" — status {outcome['connection_status']} ({outcome['transition']})"

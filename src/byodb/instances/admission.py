@@ -3,8 +3,9 @@
 ``BYOD_ENABLED=false`` (the kill switch) and ``BYOD_REQUIRES_PREMIUM=true`` refuse *new*
 connections only. A user whose content already lives on their own database keeps it: they
 keep working on it, retry, update its credentials (the same database), disconnect and export
-— a flag never strands anyone's data. The lifecycle applies this in ``test_for`` and
-``save``, the only ways to connect.
+— a flag never strands anyone's data. The lifecycle asks this rule itself before every step
+that creates or re-creates a connection (``InstanceLifecycle.admission_refusal``: test, save,
+switch, retry, the deployment job), never each endpoint (docs/byod.md, "Feature flags").
 """
 
 from __future__ import annotations

@@ -17,15 +17,18 @@ Order of a sweep:
 4. apply each result through the lifecycle: a change of status at once
    (``record_health``), every check's facts and failure count in batches (``record_checks``);
 5. report outages and recoveries: users' notifications and alert emails, recorded in one
-   transaction with the fact that they were reported (never once per sweep), then delivered
-   (a mail failure is retried by the next sweep and never breaks this one);
-6. close the sweep's record, release the lock.
+   transaction with the fact that they were reported (never once per sweep);
+6. close the sweep's record;
+7. deliver the alert outbox (``byodb.alerts.outbox``): after the sweep's work is recorded,
+   so nothing a mail server or an alert does can change the sweep's outcome (a failed
+   delivery is retried by the next sweep), then release the lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -222,7 +225,7 @@ class HealthSweeper:
         try:
             checked = await self._check_all(configs, progress)
             await self.lifecycle.record_checks(checked)
-            delivery, went_down = await self._report()
+            went_down = await self._report()
         except BaseException:
             # A sweep that died (main lost, cancelled) is closed, not left "running".
             with contextlib.suppress(Exception):
@@ -237,13 +240,15 @@ class HealthSweeper:
             healthy=sum(1 for c in checked if c.result.ok),
             failed=sum(1 for c in checked if not c.result.ok),
             recovered=sum(1 for c in checked if c.transition is HealthTransition.recovered),
-            went_down=went_down, seconds=time.monotonic() - started, alerts=delivery,
-            resting=resting)
+            went_down=went_down, seconds=time.monotonic() - started, resting=resting)
         async with self._main.begin() as conn:
             await conn.execute(update(health_sweeps).where(health_sweeps.c.id == sweep_id).values(
                 finished_at=func.now(), checked=summary.checked, healthy=summary.healthy,
                 failed=summary.failed, recovered=summary.recovered,
                 duration_ms=round(summary.seconds * 1000)))
+        # The sweep's own work is recorded: mail is delivered after it, and nothing that
+        # happens to the mail reaches the sweep's outcome.
+        summary = dataclasses.replace(summary, alerts=await self._deliver())
         log.info("health sweep (%s): %d checked, %d failed, %d recovered, %d left asleep "
                  "in %.1f s", trigger, summary.checked, summary.failed, summary.recovered,
                  summary.resting, summary.seconds)
@@ -280,9 +285,20 @@ class HealthSweeper:
         return done
 
     # -- reporting -------------------------------------------------------------------------
-    async def _report(self) -> tuple[Delivery, int]:
-        """Report outages confirmed by the sweep and recoveries, once each. Returns the
-        alert delivery and how many instances were newly reported down."""
+    async def _deliver(self) -> Delivery:
+        """Deliver the alert outbox (``byodb.alerts.outbox``). Never raises: a failure here
+        (main lost meanwhile, a bug) is logged and the alerts wait for the next sweep."""
+        try:
+            return await deliver_pending(self._main, self.alerts)
+        except Exception as exc:  # mail must never end a sweep in error
+            log.warning("alert delivery failed (retried by the next sweep): %s",
+                        type(exc).__name__)
+            return Delivery()
+
+    async def _report(self) -> int:
+        """Report outages confirmed by the sweep and recoveries, once each (users'
+        notifications and queued alert emails, in one transaction). Returns how many
+        instances were newly reported down."""
         threshold = self.lifecycle.limits.health_failures
         async with self._main.begin() as conn:
             down = (await conn.execute(
@@ -312,7 +328,7 @@ class HealthSweeper:
             elif down:
                 log.warning("%d user databases went down; no alert email is configured "
                             "(BYODB_SMTP_URL, BYODB_ALERT_EMAILS)", len(down))
-        return await deliver_pending(self._main, self.alerts), len(down)
+        return len(down)
 
     @staticmethod
     async def _mark_reported(conn: AsyncConnection, down: list[str],

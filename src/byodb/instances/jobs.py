@@ -31,8 +31,10 @@ def lifecycle_of(context: procrastinate.JobContext) -> InstanceLifecycle:
 
 
 async def provision(context: procrastinate.JobContext, user_id: str,
-                    credential_version: int) -> None:
-    await lifecycle_of(context).provision(user_id, credential_version)
+                    credential_version: int, premium: bool = False) -> None:
+    # premium: what the user's token said when they asked (a job has no token); absent in
+    # jobs queued before it was passed, which then count as not premium (fail closed).
+    await lifecycle_of(context).provision(user_id, credential_version, premium=premium)
 
 
 async def disconnect(context: procrastinate.JobContext, user_id: str, credential_version: int,
@@ -61,12 +63,14 @@ class ProcrastinateJobs:
     def __init__(self, app: procrastinate.App):
         self._app = app
 
-    async def provision(self, user_id: str, credential_version: int) -> None:
+    async def provision(self, user_id: str, credential_version: int, *,
+                        premium: bool = False) -> None:
         with contextlib.suppress(AlreadyEnqueued):
             await self._app.configure_task(
                 f"{NAMESPACE}:provision", lock=f"user-database:{user_id}",
                 queueing_lock=f"provision:{user_id}:{credential_version}",
-            ).defer_async(user_id=user_id, credential_version=credential_version)
+            ).defer_async(user_id=user_id, credential_version=credential_version,
+                          premium=premium)
 
     async def disconnect(self, user_id: str, credential_version: int,
                          mode: DisconnectMode) -> None:

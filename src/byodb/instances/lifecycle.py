@@ -84,7 +84,8 @@ class OldDatabase(StrEnum):
 class LifecycleJobs(Protocol):
     """The durable job queue, as the lifecycle needs it (implemented in ``instances.jobs``)."""
 
-    async def provision(self, user_id: str, credential_version: int) -> None: ...
+    async def provision(self, user_id: str, credential_version: int, *,
+                        premium: bool = False) -> None: ...
 
     async def disconnect(self, user_id: str, credential_version: int,
                          mode: DisconnectMode) -> None: ...
@@ -235,6 +236,17 @@ class InstanceLifecycle:
             return None
         return self.flags.refusal(premium=premium)
 
+    def admission_refusal(self, config: DatabaseConfig | None, *,
+                          premium: bool) -> ByodbError | None:
+        """The admission rule (``byodb.instances.admission``) for a step that creates or
+        re-creates a connection to the database ``config`` names — a deployment, a move in,
+        a retry: why the flags refuse it, or None. Only the database that holds the user's
+        content now is never refused; finishing a switch to another one is a new
+        connection, as is anything for a user whose content is still on main."""
+        if holds_own_database(config) and config is not None and not config.switching:
+            return None
+        return self.flags.refusal(premium=premium)
+
     async def test_for(self, user_id: str, raw_url: str, *, ca_certificate: str | None = None,
                        premium: bool = False) -> ConnectionVerdict:
         """The connection test a user asks for: :meth:`test` after the flags' check
@@ -277,7 +289,7 @@ class InstanceLifecycle:
         saved = await save_credentials(self.main, self.vault, user_id, database.url,
                                        credentials.packed(), switch=switch)
         await self._changed(user_id)
-        await self.jobs.provision(user_id, saved.credential_version)
+        await self.jobs.provision(user_id, saved.credential_version, premium=premium)
         return saved
 
     def _switch_for(self, current: DatabaseConfig | None, verdict: ConnectionVerdict,
@@ -298,14 +310,27 @@ class InstanceLifecycle:
         return Switch(current.decrypt_url(self.vault), current.instance_id, old_database.value)
 
     # -- provision (job body) --------------------------------------------------------------
-    async def provision(self, user_id: str, credential_version: int) -> None:
+    async def provision(self, user_id: str, credential_version: int, *,
+                        premium: bool = False) -> None:
         """Deploy the schema on the saved database, move the user's content there (from
         the old database when switching, and whatever is on main), then switch them over.
-        Idempotent: every step resumes where an interrupted run stopped."""
+        Idempotent: every step resumes where an interrupted run stopped. The flags are
+        asked again first (:meth:`admission_refusal`, ``premium`` as the user's token said
+        when they asked): a job queued before the operator turned BYOD off connects
+        nothing, and leaves the user in ``error`` with the flags' reason."""
         config = await self.state(user_id)
         if config is None or config.credential_version != credential_version or \
                 config.encrypted_url is None:
             log.info("skipping stale provisioning job")
+            return
+        refusal = self.admission_refusal(config, premium=premium)
+        if refusal is not None:
+            log.info("provisioning refused by the flags: %s", refusal.code)
+            await self._update(user_id, connection=ConnectionStatus.error,
+                               expect_credential_version=credential_version,
+                               connection_error=refusal.message,
+                               connection_error_code=refusal.code,
+                               deployment_progress=f"Not started: {refusal.message}")
             return
         stage = "The deployment"
         try:
@@ -406,9 +431,11 @@ class InstanceLifecycle:
             yield driver
 
     # -- retry -----------------------------------------------------------------------------
-    async def retry(self, user_id: str) -> tuple[DatabaseConfig | None, bool]:
+    async def retry(self, user_id: str, *,
+                    premium: bool = False) -> tuple[DatabaseConfig | None, bool]:
         """Reconnect after an outage, or finish what did not complete. Returns the state
-        and whether work was queued (then it is not final yet)."""
+        and whether work was queued (then it is not final yet). Refused by the flags
+        (:meth:`admission_refusal`) unless it is about the database holding the content."""
         config = await self.state(user_id)
         if config is None or config.encrypted_url is None or config.connection_status in (
                 ConnectionStatus.none, ConnectionStatus.disconnected):
@@ -416,12 +443,15 @@ class InstanceLifecycle:
         if config.deployment_status is DeploymentStatus.deploying or \
                 config.connection_status is ConnectionStatus.moving:
             return config, True
+        refusal = self.admission_refusal(config, premium=premium)
+        if refusal is not None:
+            raise refusal
         if (config.deployment_status is not DeploymentStatus.deployed
                 or config.connection_status is ConnectionStatus.pending
                 or config.content_placement is Placement.main or config.switching):
             # Not switched over (or content left elsewhere): finish provisioning, which
             # marks the user connected only once every row is on their database.
-            await self.jobs.provision(user_id, config.credential_version)
+            await self.jobs.provision(user_id, config.credential_version, premium=premium)
             return await self.state(user_id), True
         return await self.check(config), False
 

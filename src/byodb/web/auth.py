@@ -21,7 +21,6 @@ import asyncio
 import os
 import secrets
 import time
-import unicodedata
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Any, TypeVar
 import jwt
 
 from byodb.errors import Forbidden, Unauthenticated
+from byodb.safetext import has_unsafe
 from byodb.settings import Settings
 
 DEV_ISSUER = "byodb-dev"
@@ -60,9 +60,12 @@ def subject_problem(subject: object) -> str | None:
         return "the user id (sub) must be a non-empty string"
     if len(subject) > MAX_SUBJECT_CHARS:
         return f"the user id (sub) must be at most {MAX_SUBJECT_CHARS} characters"
-    # Control characters (NUL above all) break PostgreSQL text and forge log lines.
-    if any(unicodedata.category(char) == "Cc" for char in subject):
-        return "the user id (sub) must not contain control characters"
+    # Control characters (NUL above all) break PostgreSQL text and forge log lines; format
+    # characters (bidirectional overrides, zero-width ones) disguise one id as another; line
+    # and paragraph separators break email headers and log viewers (byodb.safetext).
+    if has_unsafe(subject):
+        return ("the user id (sub) must not contain control, format or line-separator "
+                "characters")
     return None
 
 

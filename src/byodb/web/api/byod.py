@@ -142,8 +142,10 @@ async def save_database(body: SaveBody, request: Request, rt: RuntimeDep,
 
 @router.post("/retry")
 async def retry(rt: RuntimeDep, me: PrincipalDep) -> JSONResponse:
-    """Reconnect after an outage (200), or finish a deployment or move that did not (202)."""
-    config, queued = await rt.lifecycle.retry(me.user_id)
+    """Reconnect after an outage (200), or finish a deployment or move that did not (202).
+    Refused by the flags (403 ``byod_disabled``, 402 ``premium_required``) unless it is about
+    the database that holds your content."""
+    config, queued = await rt.lifecycle.retry(me.user_id, premium=me.is_premium)
     return JSONResponse(byod_state(config), status_code=202 if queued else 200)
 
 
