@@ -173,10 +173,34 @@ async def test_an_export_reusing_another_accounts_ids_is_refused_and_writes_noth
     members["manifest.json"] = json.dumps(manifest).encode()
     job = await finished(api, "hal", await upload(api, "hal", zip_of(members)))
     assert job["status"] == "failed"
-    assert job["error"]["code"] == "import_id_conflict"
+    assert job["error"]["code"] == "import_id_refused"
     assert set(content_counts(main_url, "hal").values()) == {0}
     assert count_rows(main_url, "select count(*) from byodb.messages where user_id = %s",
                       "gil") == 6
+
+
+async def test_a_refusal_does_not_tell_whether_an_id_exists_in_another_account(
+        api: Api, main_url: str) -> None:
+    await seed_content(api, "ivo")
+    [message, *_] = table_rows(await export_zip(api, "ivo"), "messages")
+    manifest = {"format": "byodb-export", "format_version": 1, "files": {}, "user_id": "jan"}
+
+    async def refusal(conversation_id: str) -> dict[str, object]:
+        row = {**message, "id": str(uuid.uuid4()), "conversation_id": conversation_id,
+               "parent_message_id": None, "user_id": "jan"}
+        data = zip_of({"manifest.json": json.dumps(manifest).encode(),
+                       "tables/messages.jsonl": json.dumps(row).encode() + b"\n"})
+        job = await finished(api, "jan", await upload(api, "jan", data))
+        assert job["status"] == "failed", job
+        error: dict[str, object] = job["error"]
+        return error
+
+    # A conversation of ivo's and one that exists nowhere: the same answer, word for word.
+    of_another_account = await refusal(message["conversation_id"])
+    of_nobody = await refusal(str(uuid.uuid4()))
+    assert of_another_account == of_nobody
+    assert of_nobody["code"] == "import_id_refused"
+    assert set(content_counts(main_url, "jan").values()) == {0}
 
 
 def test_derived_ids_differ_per_user() -> None:
