@@ -74,14 +74,18 @@ class WorkerProcesses:
     """A pool of ``size`` worker processes, each running one task and then replaced.
 
     Workers are forked from a small server process (``forkserver``) that imported
-    ``preload`` once, so a task starts in milliseconds without sharing this process's threads
-    or locks. ``fn`` and its arguments must be picklable (module-level functions, plain data).
+    ``preload`` (and the main module) once, so a task starts in milliseconds without sharing
+    this process's threads or locks. ``fn`` and its arguments must be picklable
+    (module-level functions, plain data); the main module must guard its start-up with
+    ``if __name__ == "__main__"``, as multiprocessing requires.
     """
 
     def __init__(self, size: int, *, preload: tuple[str, ...] = ()) -> None:
         context = multiprocessing.get_context("forkserver")
-        if preload:
-            context.set_forkserver_preload(list(preload))
+        # "__main__" too: the server imports the main module once, so a new worker finds it
+        # there instead of importing it again (multiprocessing does that for every worker
+        # whose server lacks it).
+        context.set_forkserver_preload(["__main__", *preload])
         self.size = size
         self._pool = ProcessPoolExecutor(size, mp_context=context, max_tasks_per_child=1)
 

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     # process's worker processes, bytes one user may upload in 24 hours, and the deadline of
     # receiving and checking one upload (writing it has BYODB_MOVE_TIMEOUT).
     max_running_imports: int = Field(4, gt=0, alias="BYODB_MAX_RUNNING_IMPORTS")
-    import_workers: int = Field(2, gt=0, alias="BYODB_IMPORT_WORKERS")
+    import_workers: int = Field(1, gt=0, alias="BYODB_IMPORT_WORKERS")
     import_bytes_per_day: int = Field(1024 * 1024 * 1024, gt=0,
                                       alias="BYODB_IMPORT_BYTES_PER_DAY")
     import_check_timeout_s: float = Field(600.0, gt=0, alias="BYODB_IMPORT_CHECK_TIMEOUT")

@@ -9,7 +9,7 @@ limit; any other field, a second file or a malformed body is refused.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -37,9 +37,10 @@ class _Part:
 
 async def receive_file(request: Request, dest: Path, io_threads: IoThreads, *, field: str,
                        limit: int, too_large: str,
-                       progress: Callable[[int], Awaitable[None]] | None = None) -> int:
+                       progress: Callable[[int], None] | None = None) -> int:
     """Write the form's file field ``field`` to ``dest``; its size. ``too_large`` is the
-    message of the 413 once the file passes ``limit`` bytes."""
+    message of the 413 once the file passes ``limit`` bytes. ``progress`` hears the bytes
+    received so far, at least once a megabyte and once at the end, refused or not."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
@@ -92,7 +93,6 @@ async def receive_file(request: Request, dest: Path, io_threads: IoThreads, *, f
         "on_header_value": on_header_value, "on_header_end": on_header_end,
         "on_headers_finished": on_headers_finished, "on_part_data": on_part_data})
     handle: IO[bytes] = await io_threads.run(dest.open, "wb")
-    reported = 0
     try:
         async for chunk in request.stream():
             try:
@@ -106,9 +106,8 @@ async def receive_file(request: Request, dest: Path, io_threads: IoThreads, *, f
                 data = bytes(pending)
                 pending.clear()
                 await io_threads.run(handle.write, data)
-                if progress is not None and size - reported >= 8 * _FLUSH:
-                    reported = size
-                    await progress(size)
+                if progress is not None:
+                    progress(size)
         parser.finalize()
         if failure:
             raise failure[0]
@@ -121,5 +120,7 @@ async def receive_file(request: Request, dest: Path, io_threads: IoThreads, *, f
     except ClientDisconnect:
         raise InvalidInput("the upload was cut off before it ended") from None
     finally:
+        if progress is not None:
+            progress(size)
         await io_threads.run(handle.close)
     return size

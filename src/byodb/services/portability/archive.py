@@ -56,8 +56,9 @@ class ImportLimits:
     """Values of one row (a JSON column of 256 KiB holds at most about 130,000)."""
     conversation_bytes: int = 32 * 1024 * 1024
     """One conversation of a ChatGPT or Claude ``conversations.json``."""
-    conversation_values: int = 500_000
-    """Values of one conversation (a conversation of 5,000 messages holds about 200,000)."""
+    conversation_values: int = 300_000
+    """Values of one conversation (ChatGPT writes 40 to 60 values a message: room for about
+    5,000 messages)."""
 
     @staticmethod
     def for_upload(file_bytes: int) -> ImportLimits:

@@ -14,6 +14,7 @@ Nothing here recurses: a file of ``[`` x 100,000 is refused at the depth limit.
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -129,7 +130,8 @@ class ItemReader:
                     if len(value) > limits.string_chars:
                         raise self._broken(f"an object key is longer than "
                                            f"{limits.string_chars} characters", stack, keys)
-                    keys[-1] = value
+                    # Keys repeat in every item (ChatGPT's nodes): one copy of each.
+                    keys[-1] = sys.intern(value)
                     continue
                 if event in _SCALARS or event == "start_map" or event == "start_array":
                     if not stack and self._list:

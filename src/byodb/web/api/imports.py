@@ -142,7 +142,7 @@ async def start(request: Request, rt: RuntimeDep, me: PrincipalDep) -> dict[str,
         async with reporter.beating():
             spool.mkdir(parents=True, exist_ok=False)
 
-            async def received(size: int) -> None:
+            def received(size: int) -> None:
                 reporter.set(bytes=size)
 
             limit = min(limits.file_bytes, allowance)
