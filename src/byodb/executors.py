@@ -8,10 +8,10 @@ another user's connection test on ``localhost`` answer ``dns_failure``). So:
   pool of their own (``DNS_THREADS``), with at most ``DNS_PENDING`` lookups queued or
   running: past that a lookup fails at once (the caller reports a DNS failure) instead of
   waiting behind a stuck resolver.
-* :class:`WorkerProcesses` — CPU-heavy work (checking an import) in worker processes: it
-  never holds this process's GIL, so the event loop keeps answering, and the memory a worker
-  used goes back to the system when its task ends (each process runs one task). Its size is
-  the caller's (``BYODB_IMPORT_WORKERS``); callers admit work before they submit it.
+* :class:`ForkedWorkers` — CPU-heavy work (checking an import), each call in a child
+  process forked for it: it never holds this process's GIL, so the event loop keeps
+  answering, and the memory the call used goes back to the system when it ends. At most
+  ``size`` at once (``BYODB_IMPORT_WORKERS``); callers admit work before they submit it.
 * :class:`IoThreads` — file reads and writes that feed an async consumer (an import's
   checked rows on their way to ``COPY``), on a small thread pool of their own.
 """
@@ -19,11 +19,16 @@ another user's connection test on ``localhost`` answer ``dns_failure``). So:
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
+import contextlib
+import functools
+import gc
+import os
+import pickle
+import signal
 import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -70,30 +75,110 @@ async def _run(executor: Executor, fn: Callable[P, T], *args: P.args, **kwargs: 
     return await asyncio.wrap_future(executor.submit(fn, *args, **kwargs))
 
 
-class WorkerProcesses:
-    """A pool of ``size`` worker processes, each running one task and then replaced.
+class WorkerFailed(RuntimeError):
+    """A worker process ended without an answer (killed, or it could not send one)."""
 
-    Workers are forked from a small server process (``forkserver``) that imported
-    ``preload`` (and the main module) once, so a task starts in milliseconds without sharing
-    this process's threads or locks. ``fn`` and its arguments must be picklable
-    (module-level functions, plain data); the main module must guard its start-up with
-    ``if __name__ == "__main__"``, as multiprocessing requires.
+
+class ForkedWorkers:
+    """CPU-heavy calls, each in a child process forked for it; at most ``size`` at once.
+
+    A forked child shares this process's memory until it writes to it, so a worker costs
+    only what its call uses, and gives all of it back when it exits; it never holds this
+    process's GIL. The child runs nothing but ``fn``: signals back to their defaults (the
+    event loop's handlers stay with the parent), the garbage collector off (a collection
+    would touch, and so copy, every page of the parent's objects), no thread, no event loop,
+    no connection of the parent used. ``fn`` must be such a call — pure computation and
+    files — and return or raise something picklable. A call that is cancelled, or outlives
+    ``timeout_s``, has its child killed.
     """
 
-    def __init__(self, size: int, *, preload: tuple[str, ...] = ()) -> None:
-        context = multiprocessing.get_context("forkserver")
-        # "__main__" too: the server imports the main module once, so a new worker finds it
-        # there instead of importing it again (multiprocessing does that for every worker
-        # whose server lacks it).
-        context.set_forkserver_preload(["__main__", *preload])
+    def __init__(self, size: int) -> None:
         self.size = size
-        self._pool = ProcessPoolExecutor(size, mp_context=context, max_tasks_per_child=1)
+        self._slots: asyncio.Semaphore | None = None
+        self.pids: set[int] = set()
+        """The children running now (for tests and metrics)."""
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await _run(self._pool, fn, *args, **kwargs)
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.size)
+        async with self._slots:
+            return await self._fork(functools.partial(fn, *args, **kwargs))
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    async def _fork(self, call: Callable[[], T]) -> T:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: run the call, send its outcome, leave without cleanup
+            _child(call, read_fd, write_fd)
+        os.close(write_fd)
+        self.pids.add(pid)
+        try:
+            data = await _read_all(read_fd)
+            status = await _reaped(pid)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            await asyncio.shield(_reaped(pid))
+            raise
+        finally:
+            self.pids.discard(pid)
+        if status != 0 or not data:
+            raise WorkerFailed(f"the worker process ended without an answer ({status})")
+        kind, value = pickle.loads(data)  # noqa: S301 (written by our own child, above)
+        if kind == "error":
+            raise value
+        result: T = value
+        return result
+
+
+def _child(call: Callable[[], Any], read_fd: int, write_fd: int) -> None:
+    code = 1
+    try:
+        os.close(read_fd)
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(number, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        gc.disable()
+        try:
+            outcome: tuple[str, Any] = ("ok", call())
+        except Exception as exc:
+            outcome = ("error", exc)
+        try:
+            data = pickle.dumps(outcome)
+        except Exception as exc:
+            data = pickle.dumps(("error", WorkerFailed(f"the worker's answer could not be "
+                                                       f"sent ({type(exc).__name__})")))
+        with os.fdopen(write_fd, "wb") as out:
+            out.write(data)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+async def _read_all(fd: int) -> bytes:
+    """Everything written to the pipe ``fd`` until its writer closed it (then ``fd`` is
+    closed)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**20)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0))
+    try:
+        return await reader.read()
+    finally:
+        transport.close()
+
+
+async def _reaped(pid: int) -> int:
+    """The exit status of the child ``pid``, once it ended (polled: no thread waits)."""
+    delay = 0.001
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return -1
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 class IoThreads:

@@ -1,15 +1,16 @@
 """Checking an upload, in a worker process: one reading of the file, every row checked,
 the checked rows spooled as COPY text for the write phase.
 
-:func:`check_upload` runs in :class:`byodb.executors.WorkerProcesses` (never in the web
-process: parsing is CPU-heavy, and a worker's memory goes back to the system when it ends).
+:func:`check_upload` runs in :class:`byodb.executors.ForkedWorkers` (never in the web
+process itself: parsing is CPU-heavy, and a worker's memory goes back to the system when it
+ends).
 It reads ``<spool>/upload`` once (``portability.sources``), checks every row with the API's
 limits, writes each table's rows to ``<spool>/<table>.copy`` (``portability.copytext``) and
 returns a :class:`Checked`, or a :class:`Refused` that names the first problem. Everything
 it gives back is plain data (it crosses a process boundary).
 
-It stops with a refusal when its deadline passes or when the web process asks it to (a
-``cancel`` file in the spool directory), and reports how far it read in ``progress``.
+It stops with a refusal when its deadline passes (the web process kills it when the request
+ends first), and reports how far it read in ``progress``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import IO, Any
 
 from byodb.errors import ByodbError
 from byodb.services.portability.archive import ImportLimits
-from byodb.services.portability.columns import content_tables, table_specs
+from byodb.services.portability.columns import table_specs
 from byodb.services.portability.copytext import copy_line
 from byodb.services.portability.jsonstream import ImportLimitBroken
 from byodb.services.portability.sources import open_source
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 UPLOAD = "upload"
 PROGRESS = "progress"
-CANCEL = "cancel"
 _CHECK_EVERY = 256
 _PROGRESS_EVERY_S = 0.5
 
@@ -137,8 +137,6 @@ def _check(spool: Path, user_id: str, limits: ImportLimits, deadline: float) -> 
                     raise CheckStopped("Checking the file took longer than its deadline; "
                                        "nothing was imported.",
                                        hint="Split the export into smaller files.")
-                if (spool / CANCEL).exists():
-                    raise CheckStopped("The import was stopped; nothing was imported.")
                 if time.monotonic() - reported > _PROGRESS_EVERY_S:
                     _report(spool, source.progress(), total)
                     reported = time.monotonic()
@@ -164,7 +162,3 @@ def read_progress(spool: Path) -> tuple[int, int, int] | None:
         return int(done), int(total), int(rows)
     except (OSError, ValueError):
         return None
-
-
-def table_order() -> list[str]:
-    return [t.name for t in content_tables()]

@@ -16,17 +16,11 @@ from uuid import UUID
 from fastapi import APIRouter, FastAPI, Request
 
 from byodb.errors import ByodbError
-from byodb.executors import IoThreads, WorkerProcesses
+from byodb.executors import ForkedWorkers, IoThreads
 from byodb.runtime import Runtime
 from byodb.services.portability import imports as import_service
 from byodb.services.portability.archive import ImportLimits
-from byodb.services.portability.check import (
-    CANCEL,
-    UPLOAD,
-    Checked,
-    check_upload,
-    read_progress,
-)
+from byodb.services.portability.check import UPLOAD, Checked, check_upload, read_progress
 from byodb.web.deps import PrincipalDep, RuntimeDep
 from byodb.web.upload import receive_file
 
@@ -52,7 +46,7 @@ class Imports:
     """This process's import machinery: the worker processes that check uploads, the I/O
     threads that spool and stream them, the running write tasks, the spool directory."""
 
-    workers: WorkerProcesses
+    workers: ForkedWorkers
     io_threads: IoThreads
     spool_root: Path
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -60,8 +54,7 @@ class Imports:
     @staticmethod
     def for_runtime(rt: Runtime) -> Imports:
         return Imports(
-            workers=WorkerProcesses(rt.settings.import_workers,
-                                    preload=("byodb.services.portability.check",)),
+            workers=ForkedWorkers(rt.settings.import_workers),
             io_threads=IoThreads(2 + rt.settings.import_workers, name="byodb-import-io"),
             spool_root=rt.settings.data_dir.resolve() / "tmp" / "imports")
 
@@ -83,7 +76,6 @@ async def stop_imports(app: FastAPI) -> None:
     for task in list(imports.tasks):
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-    imports.workers.close()
     imports.io_threads.close()
 
 
@@ -94,8 +86,8 @@ def _imports(request: Request) -> Imports:
 
 async def _check(imports: Imports, spool: Path, user_id: str, limits: ImportLimits,
                  timeout_s: float, reporter: import_service.JobReporter) -> Checked:
-    """Check the spooled upload in a worker process, its progress reported to the job; on
-    cancellation the worker is told to stop."""
+    """Check the spooled upload in a worker process, its progress reported to the job (on
+    cancellation the worker is killed)."""
     check = asyncio.ensure_future(imports.workers.run(
         check_upload, spool, user_id, limits, time.time() + timeout_s))
     try:
@@ -107,8 +99,9 @@ async def _check(imports: Imports, spool: Path, user_id: str, limits: ImportLimi
             if seen is not None:
                 reporter.set(bytes_checked=seen[0], bytes_total=seen[1], total=seen[2])
     except BaseException:
-        (spool / CANCEL).touch()
         check.cancel()
+        with contextlib.suppress(BaseException):
+            await check
         raise
     outcome = check.result()
     if not isinstance(outcome, Checked):
