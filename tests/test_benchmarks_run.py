@@ -54,3 +54,12 @@ def test_fleet_migrate_benchmark_prints_its_speedup() -> None:
     assert figures["benchmark"] == "fleet_migrate" and figures["databases"] == 6
     assert {"seconds", "per_database_ms", "speedup_vs_serial", "noop_check_ms"} <= set(figures)
     assert isinstance(figures["speedup_vs_serial"], float) and figures["speedup_vs_serial"] > 0
+
+
+def test_import_benchmark_prints_its_memory_and_latency_ratio() -> None:
+    figures = _last_json(str(BENCH / "import.py"), "--conversations", "40", "--messages", "4",
+                         "--samples", "20")
+    assert figures["benchmark"] == "import" and figures["conversations"] == 40
+    assert figures["messages"] == figures["expected_messages"] == 160
+    assert {"seconds", "peak_rss_mb", "before_p95_ms", "during_p95_ms"} <= set(figures)
+    assert isinstance(figures["other_p95_ratio"], float) and figures["other_p95_ratio"] > 0

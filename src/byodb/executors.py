@@ -75,6 +75,15 @@ async def _run(executor: Executor, fn: Callable[P, T], *args: P.args, **kwargs: 
     return await asyncio.wrap_future(executor.submit(fn, *args, **kwargs))
 
 
+WORKER_NICENESS = 10
+"""How much lower a worker's CPU priority is than this process's: on a busy machine the
+event loop (and the databases) go first, the background work takes what is left."""
+
+
+_children = [0]
+"""Forked children of this process alive now (all ForkedWorkers together)."""
+
+
 class WorkerFailed(RuntimeError):
     """A worker process ended without an answer (killed, or it could not send one)."""
 
@@ -82,14 +91,14 @@ class WorkerFailed(RuntimeError):
 class ForkedWorkers:
     """CPU-heavy calls, each in a child process forked for it; at most ``size`` at once.
 
-    A forked child shares this process's memory until it writes to it, so a worker costs
-    only what its call uses, and gives all of it back when it exits; it never holds this
-    process's GIL. The child runs nothing but ``fn``: signals back to their defaults (the
-    event loop's handlers stay with the parent), the garbage collector off (a collection
-    would touch, and so copy, every page of the parent's objects), no thread, no event loop,
-    no connection of the parent used. ``fn`` must be such a call — pure computation and
-    files — and return or raise something picklable. A call that is cancelled, or outlives
-    ``timeout_s``, has its child killed.
+    A forked child shares this process's memory until either writes to it, so a worker
+    costs about what its call uses, and gives all of it back when it exits; it never holds
+    this process's GIL. The child runs nothing but ``fn``: signals back to their defaults
+    (the event loop's handlers stay with the parent), the garbage collector off (a
+    collection would touch, and so copy, every page of the parent's objects), a lower CPU
+    priority (``WORKER_NICENESS``), no thread, no event loop, no connection of the parent
+    used. ``fn`` must be such a call (computation and files) and return or raise something
+    picklable. A call that is cancelled has its child killed.
     """
 
     def __init__(self, size: int) -> None:
@@ -106,6 +115,11 @@ class ForkedWorkers:
 
     async def _fork(self, call: Callable[[], T]) -> T:
         read_fd, write_fd = os.pipe()
+        # While a child lives, this process's garbage collector leaves the objects the
+        # child shares alone: a collection writes to every object it scans, and each page
+        # written is then copied (gc.freeze's documented use). Unfrozen when the last ends.
+        gc.freeze()
+        _children[0] += 1
         pid = os.fork()
         if pid == 0:  # the child: run the call, send its outcome, leave without cleanup
             _child(call, read_fd, write_fd)
@@ -121,6 +135,9 @@ class ForkedWorkers:
             raise
         finally:
             self.pids.discard(pid)
+            _children[0] -= 1
+            if not _children[0]:
+                gc.unfreeze()
         if status != 0 or not data:
             raise WorkerFailed(f"the worker process ended without an answer ({status})")
         kind, value = pickle.loads(data)  # noqa: S301 (written by our own child, above)
@@ -138,6 +155,7 @@ def _child(call: Callable[[], Any], read_fd: int, write_fd: int) -> None:
             signal.signal(number, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
         gc.disable()
+        os.nice(WORKER_NICENESS)
         try:
             outcome: tuple[str, Any] = ("ok", call())
         except Exception as exc:
