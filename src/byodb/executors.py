@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
 import gc
 import os
@@ -34,8 +35,8 @@ from typing import Any, ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
-DNS_THREADS = 4
-DNS_PENDING = 64
+DNS_THREADS = 8
+DNS_PENDING = 256
 
 
 class ResolverBusy(OSError):
@@ -80,6 +81,7 @@ WORKER_NICENESS = 10
 event loop (and the databases) go first, the background work takes what is left."""
 
 
+_PR_SET_PDEATHSIG = 1
 _children = [0]
 """Forked children of this process alive now (all ForkedWorkers together)."""
 
@@ -120,9 +122,10 @@ class ForkedWorkers:
         # written is then copied (gc.freeze's documented use). Unfrozen when the last ends.
         gc.freeze()
         _children[0] += 1
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: run the call, send its outcome, leave without cleanup
-            _child(call, read_fd, write_fd)
+            _child(call, read_fd, write_fd, parent)
         os.close(write_fd)
         self.pids.add(pid)
         try:
@@ -147,9 +150,20 @@ class ForkedWorkers:
         return result
 
 
-def _child(call: Callable[[], Any], read_fd: int, write_fd: int) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this child when its parent dies (a server killed with -9
+    leaves no check running on); elsewhere the child runs until its deadline."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died between the fork and the prctl
+        os._exit(1)
+
+
+def _child(call: Callable[[], Any], read_fd: int, write_fd: int, parent: int) -> None:
     code = 1
     try:
+        _die_with_parent(parent)
         os.close(read_fd)
         for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(number, signal.SIG_DFL)

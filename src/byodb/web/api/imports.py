@@ -20,11 +20,19 @@ from byodb.executors import ForkedWorkers, IoThreads
 from byodb.runtime import Runtime
 from byodb.services.portability import imports as import_service
 from byodb.services.portability.archive import ImportLimits
-from byodb.services.portability.check import UPLOAD, Checked, check_upload, read_progress
+from byodb.services.portability.check import (
+    UPLOAD,
+    Checked,
+    CheckStopped,
+    check_upload,
+    read_progress,
+)
 from byodb.web.deps import PrincipalDep, RuntimeDep
 from byodb.web.upload import receive_file
 
 router = APIRouter(prefix="/api/import", tags=["portability"])
+
+_KILL_GRACE_S = 30.0
 
 _UPLOAD_SCHEMA: dict[str, Any] = {
     "requestBody": {
@@ -90,11 +98,17 @@ async def _check(imports: Imports, spool: Path, user_id: str, limits: ImportLimi
     cancellation the worker is killed)."""
     check = asyncio.ensure_future(imports.workers.run(
         check_upload, spool, user_id, limits, time.time() + timeout_s))
+    # The worker stops itself at the deadline; past it and a grace, it is killed.
+    give_up = time.monotonic() + timeout_s + _KILL_GRACE_S
     try:
         while True:
             done, _ = await asyncio.wait({check}, timeout=1.0)
             if done:
                 break
+            if time.monotonic() > give_up:
+                raise CheckStopped("Checking the file took longer than its deadline; "
+                                   "nothing was imported.",
+                                   hint="Split the export into smaller files.")
             seen = read_progress(spool)
             if seen is not None:
                 reporter.set(bytes_checked=seen[0], bytes_total=seen[1], total=seen[2])
@@ -143,13 +157,20 @@ async def start(request: Request, rt: RuntimeDep, me: PrincipalDep) -> dict[str,
                          if limit == limits.file_bytes else
                          f"this upload is over what you may still import today ({allowance} "
                          "bytes)")
-            size = await asyncio.wait_for(receive_file(
-                request, spool / UPLOAD, imports.io_threads, field="file", limit=limit,
-                too_large=too_large, progress=received), settings.import_check_timeout_s)
+            # One deadline for receiving and checking the upload.
+            deadline = time.monotonic() + settings.import_check_timeout_s
+            try:
+                size = await asyncio.wait_for(receive_file(
+                    request, spool / UPLOAD, imports.io_threads, field="file", limit=limit,
+                    too_large=too_large, progress=received), settings.import_check_timeout_s)
+            except TimeoutError:
+                raise CheckStopped("Receiving the file took longer than its deadline; "
+                                   "nothing was imported.", hint="Try again on a faster "
+                                   "connection, or split the export.") from None
             reporter.set(bytes=size, phase="Checking")
             await reporter.flush()
             checked = await _check(imports, spool, me.user_id, limits,
-                                   settings.import_check_timeout_s, reporter)
+                                   deadline - time.monotonic(), reporter)
             (spool / UPLOAD).unlink()  # the checked rows are what the write phase reads
             reporter.set(phase="Queued", source=checked.kind, rows=checked.rows,
                          total=checked.total, bytes_checked=checked.bytes_read,
