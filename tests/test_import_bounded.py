@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -296,3 +297,19 @@ async def test_an_import_stopped_with_the_server_is_failed_and_wrote_nothing(
     assert job["error"]["code"] == "import_interrupted"
     assert nothing_written(main_url, "pia")
     assert spool_empty(settings)
+
+
+async def test_a_busy_default_thread_pool_does_not_stop_a_connection_test_by_host_name(
+        api: Api, user_db_url: str) -> None:
+    # Every thread of asyncio's default pool is taken (as parsing once took them): the URL
+    # guard resolves host names on a pool of its own, so the test still answers.
+    loop = asyncio.get_running_loop()
+    gate = threading.Event()
+    blocked = [loop.run_in_executor(None, gate.wait, 60) for _ in range(64)]
+    try:
+        localhost = user_db_url.replace("@127.0.0.1:", "@localhost:")
+        tested = (await api.post("/api/byod/test", "quy", json={"url": localhost})).json()
+        assert tested["code"] == "ok", tested
+    finally:
+        gate.set()
+        await asyncio.gather(*blocked)
