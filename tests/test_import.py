@@ -231,3 +231,21 @@ async def test_a_large_chatgpt_export_imports_in_full(api: Api, main_url: str) -
     assert job["result"]["rows"] == {"conversations": 300, "messages": 3000}
     assert count_rows(main_url, "select count(*) from byodb.messages where user_id = %s",
                       "gus") == 3000
+
+
+async def test_text_with_tabs_backslashes_and_line_breaks_arrives_unchanged(
+        api: Api, main_url: str) -> None:
+    text = "a\tb\\c\nd\r\ne \\N \\x00ff 🎉 \u2028 end\\"
+    export = [{"id": "c-escapes", "title": "Tab\there \\ too", "create_time": 1_700_000_000.0,
+               "mapping": {"q": {"id": "q", "parent": None, "children": [], "message": {
+                   "id": "q", "author": {"role": "user"}, "create_time": 1_700_000_001.0,
+                   "content": {"content_type": "text", "parts": [text]}}}}}]
+    job = await finished(api, "uma", await upload(api, "uma", json.dumps(export).encode(),
+                                                  "conversations.json"))
+    assert job["status"] == "completed", job
+    [conversation] = (await api.get("/api/conversations", "uma")).json()["items"]
+    assert conversation["title"] == "Tab\there \\ too"
+    messages = (await api.get(f"/api/conversations/{conversation['id']}/messages",
+                              "uma")).json()
+    items = messages["items"] if isinstance(messages, dict) else messages
+    assert [m["content"] for m in items] == [text]

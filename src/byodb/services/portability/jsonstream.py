@@ -185,15 +185,16 @@ class ItemReader:
                         return  # the end of the top-level list
                     yield from self._item(done)
                     values = 0
-        except ijson.IncompleteJSONError:
-            if not self._list and not stack:
-                return  # JSON lines: nothing (or only white space) after the last row
-            raise ImportInvalid(f"{self._name} is not valid JSON: it ends in the middle of "
-                                f"{self._word} {self.count + 1}", hint="Upload the file as it was "
-                                "exported.") from None
         except ijson.JSONError as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if "premature EOF" in reason:
+                if not self._list and not stack:
+                    return  # JSON lines: nothing (or only white space) after the last row
+                raise ImportInvalid(f"{self._name} is not valid JSON: it ends in the middle "
+                                    f"of {self._word} {self.count + 1}",
+                                    hint="Upload the file as it was exported.") from None
             raise ImportInvalid(f"{self._name} is not valid JSON after {self.count} "
-                                f"{self._word}s ({str(exc).splitlines()[0][:80]})",
+                                f"{self._word}s ({reason.removeprefix('parse error: ')[:80]})",
                                 hint="Upload the file as it was exported.") from None
         if base and stack:
             raise ImportInvalid(f"{self._name} ends before its list does")
