@@ -74,3 +74,12 @@ def test_embeddings_benchmark_prints_recall_for_both_models() -> None:
     assert isinstance(recall, dict) and set(recall) == {"default", "hashing"}
     assert all(0 <= float(v) <= 1 for v in recall.values())
     assert {"ratio_vs_hashing", "throughput_texts_per_s", "meets_targets"} <= set(figures)
+
+
+def test_import_benchmark_prints_its_memory_and_latency_ratio() -> None:
+    figures = _last_json(str(BENCH / "import.py"), "--conversations", "40", "--messages", "4",
+                         "--samples", "20")
+    assert figures["benchmark"] == "import" and figures["conversations"] == 40
+    assert figures["messages"] == figures["expected_messages"] == 160
+    assert {"seconds", "peak_rss_mb", "before_p95_ms", "during_p95_ms"} <= set(figures)
+    assert isinstance(figures["other_p95_ratio"], float) and figures["other_p95_ratio"] > 0

@@ -173,10 +173,34 @@ async def test_an_export_reusing_another_accounts_ids_is_refused_and_writes_noth
     members["manifest.json"] = json.dumps(manifest).encode()
     job = await finished(api, "hal", await upload(api, "hal", zip_of(members)))
     assert job["status"] == "failed"
-    assert job["error"]["code"] == "import_id_conflict"
+    assert job["error"]["code"] == "import_id_refused"
     assert set(content_counts(main_url, "hal").values()) == {0}
     assert count_rows(main_url, "select count(*) from byodb.messages where user_id = %s",
                       "gil") == 6
+
+
+async def test_a_refusal_does_not_tell_whether_an_id_exists_in_another_account(
+        api: Api, main_url: str) -> None:
+    await seed_content(api, "ivo")
+    [message, *_] = table_rows(await export_zip(api, "ivo"), "messages")
+    manifest = {"format": "byodb-export", "format_version": 1, "files": {}, "user_id": "jan"}
+
+    async def refusal(conversation_id: str) -> dict[str, object]:
+        row = {**message, "id": str(uuid.uuid4()), "conversation_id": conversation_id,
+               "parent_message_id": None, "user_id": "jan"}
+        data = zip_of({"manifest.json": json.dumps(manifest).encode(),
+                       "tables/messages.jsonl": json.dumps(row).encode() + b"\n"})
+        job = await finished(api, "jan", await upload(api, "jan", data))
+        assert job["status"] == "failed", job
+        error: dict[str, object] = job["error"]
+        return error
+
+    # A conversation of ivo's and one that exists nowhere: the same answer, word for word.
+    of_another_account = await refusal(message["conversation_id"])
+    of_nobody = await refusal(str(uuid.uuid4()))
+    assert of_another_account == of_nobody
+    assert of_nobody["code"] == "import_id_refused"
+    assert set(content_counts(main_url, "jan").values()) == {0}
 
 
 def test_derived_ids_differ_per_user() -> None:
@@ -207,3 +231,21 @@ async def test_a_large_chatgpt_export_imports_in_full(api: Api, main_url: str) -
     assert job["result"]["rows"] == {"conversations": 300, "messages": 3000}
     assert count_rows(main_url, "select count(*) from byodb.messages where user_id = %s",
                       "gus") == 3000
+
+
+async def test_text_with_tabs_backslashes_and_line_breaks_arrives_unchanged(
+        api: Api, main_url: str) -> None:
+    text = "a\tb\\c\nd\r\ne \\N \\x00ff 🎉 \u2028 end\\"
+    export = [{"id": "c-escapes", "title": "Tab\there \\ too", "create_time": 1_700_000_000.0,
+               "mapping": {"q": {"id": "q", "parent": None, "children": [], "message": {
+                   "id": "q", "author": {"role": "user"}, "create_time": 1_700_000_001.0,
+                   "content": {"content_type": "text", "parts": [text]}}}}}]
+    job = await finished(api, "uma", await upload(api, "uma", json.dumps(export).encode(),
+                                                  "conversations.json"))
+    assert job["status"] == "completed", job
+    [conversation] = (await api.get("/api/conversations", "uma")).json()["items"]
+    assert conversation["title"] == "Tab\there \\ too"
+    messages = (await api.get(f"/api/conversations/{conversation['id']}/messages",
+                              "uma")).json()
+    items = messages["items"] if isinstance(messages, dict) else messages
+    assert [m["content"] for m in items] == [text]

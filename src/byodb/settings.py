@@ -93,6 +93,14 @@ class Settings(BaseSettings):
     # POST /api/import: an export file (a byodb, ChatGPT or Claude export) is far larger than
     # one uploaded file; its members may unpack to at most 8 times this (docs/import.md).
     max_import_bytes: int = Field(256 * 1024 * 1024, gt=0, alias="BYODB_MAX_IMPORT_BYTES")
+    # Imports (docs/import.md): running at once on the deployment, checked at once by this
+    # process's worker processes, bytes one user may upload in 24 hours, and the deadline of
+    # receiving and checking one upload (writing it has BYODB_MOVE_TIMEOUT).
+    max_running_imports: int = Field(4, gt=0, alias="BYODB_MAX_RUNNING_IMPORTS")
+    import_workers: int = Field(1, gt=0, alias="BYODB_IMPORT_WORKERS")
+    import_bytes_per_day: int = Field(1024 * 1024 * 1024, gt=0,
+                                      alias="BYODB_IMPORT_BYTES_PER_DAY")
+    import_check_timeout_s: float = Field(600.0, gt=0, alias="BYODB_IMPORT_CHECK_TIMEOUT")
     # GET /readyz answers within this many seconds, even when main hangs.
     ready_timeout_s: float = Field(2.0, gt=0, alias="BYODB_READY_TIMEOUT")
 

@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import psycopg
 
+from byodb import executors
 from byodb.errors import ByodbError, ConfigurationError
 from byodb.instances.connection.session import SessionLimits
 from byodb.vault.secret import Secret
@@ -177,8 +178,8 @@ def parse_database_url(raw: str) -> DatabaseUrl:
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    # On the DNS pool of its own (byodb.executors), never the default thread pool.
+    infos = await executors.resolve(host, port, kind=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 

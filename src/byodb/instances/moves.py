@@ -642,7 +642,8 @@ async def move_user_content(source: Conn, target: Conn, user_id: str, *,
 
 
 RowFeed = Callable[[str, tuple[str, ...]], AsyncIterator[Sequence[Any]]]
-"""(table name, its columns) → that table's rows, each as values in the order of the columns."""
+"""(table name, its columns) → that table's rows, each as values in the order of the columns,
+or ``bytes``: whole rows in COPY's text format, in those columns."""
 
 
 async def merge_rows(target: Conn, user_id: str, feed: RowFeed, *, version: int,
@@ -666,7 +667,10 @@ async def merge_rows(target: Conn, user_id: str, feed: RowFeed, *, version: int,
         try:
             async with target.cursor() as cursor, cursor.copy(query) as copy:
                 async for values in feed(plan.name, plan.columns):
-                    await copy.write_row(values)
+                    if isinstance(values, bytes):  # rows already in COPY's text format
+                        await copy.write(values)
+                    else:
+                        await copy.write_row(values)
         except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
             name = exc.diag.column_name or exc.diag.constraint_name
             where = f" ({name})" if name else ""

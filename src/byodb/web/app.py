@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
             app.state.readiness = ReadinessProbe.for_main(runtime.main, url,
                                                           timeout_s=settings.ready_timeout_s)
             await ensure_job_schema(runtime.main, job_app)
+            await imports_api.start_imports(app, runtime)
             await begin_auto_rollout(job_app, runtime)
             tasks.append(asyncio.create_task(listen_for_route_changes(url, runtime.router)))
             app.state.changes = ChangeHub()
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
             try:
                 yield
             finally:
+                await imports_api.stop_imports(app)
                 for task in tasks:
                     task.cancel()
                 for task in tasks:

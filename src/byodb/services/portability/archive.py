@@ -9,9 +9,9 @@ that unpacks to more than it declared (or than the limit) stops at the limit.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -51,9 +51,14 @@ class ImportLimits:
     members: int = 200_000
     rows: int = 5_000_000
     line_bytes: int = 16 * 1024 * 1024
-    """One line of a ``.jsonl`` (the largest row the API can write fits)."""
+    """One row of a ``.jsonl`` (the largest row the API can write fits)."""
+    row_values: int = 300_000
+    """Values of one row (a JSON column of 256 KiB holds at most about 130,000)."""
     conversation_bytes: int = 32 * 1024 * 1024
     """One conversation of a ChatGPT or Claude ``conversations.json``."""
+    conversation_values: int = 300_000
+    """Values of one conversation (ChatGPT writes 40 to 60 values a message: room for about
+    5,000 messages)."""
 
     @staticmethod
     def for_upload(file_bytes: int) -> ImportLimits:
@@ -76,13 +81,16 @@ def _unsafe_name(name: str) -> bool:
 
 class _Counted(io.RawIOBase):
     """A member's bytes, refused past ``limit`` (zipfile itself stops at the declared size
-    and then checks the CRC, so a member that lies about its size fails either way)."""
+    and then checks the CRC, so a member that lies about its size fails either way), and
+    hashed into ``digest`` as they are read."""
 
-    def __init__(self, raw: IO[bytes], name: str, limit: int) -> None:
+    def __init__(self, raw: IO[bytes], name: str, limit: int,
+                 digest: hashlib._Hash | None = None) -> None:
         super().__init__()
         self._raw = raw
         self._name = name
         self._left = limit
+        self._digest = digest
 
     def readable(self) -> bool:
         return True
@@ -98,6 +106,8 @@ class _Counted(io.RawIOBase):
             raise ImportTooLarge(f"{self._name} unpacks to more than the import limit",
                                  hint="Split the export, or ask the operator for a higher "
                                       "BYODB_MAX_IMPORT_BYTES.")
+        if self._digest is not None:
+            self._digest.update(data)
         buffer[:len(data)] = data
         return len(data)
 
@@ -151,7 +161,8 @@ class SafeZip:
     def size(self, name: str) -> int:
         return self._members[name].file_size
 
-    def open(self, name: str) -> IO[bytes]:
+    def open(self, name: str, digest: hashlib._Hash | None = None) -> IO[bytes]:
+        """The member's bytes (hashed into ``digest`` as they are read, when given)."""
         info = self._members.get(name)
         if info is None:
             raise ImportInvalid(f"the zip has no member {name[:100]!r}")
@@ -160,25 +171,11 @@ class SafeZip:
         except (zipfile.BadZipFile, NotImplementedError, OSError, ValueError) as exc:
             raise ImportInvalid(f"{name[:100]} in the zip cannot be read ({exc})") from None
         limit = min(info.file_size, self._limits.unpacked_bytes)
-        return io.BufferedReader(_Counted(raw, name[:100], limit), 1024 * 1024)
+        return io.BufferedReader(_Counted(raw, name[:100], limit, digest), 1024 * 1024)
 
     def read(self, name: str) -> bytes:
         with self.open(name) as handle:
             return handle.read()
-
-    def lines(self, name: str) -> Iterator[tuple[int, bytes]]:
-        """(line number, line) of a text member, each at most ``line_bytes``."""
-        with self.open(name) as handle:
-            number = 0
-            while True:
-                line = handle.readline(self._limits.line_bytes + 1)
-                if not line:
-                    return
-                number += 1
-                if len(line) > self._limits.line_bytes:
-                    raise ImportInvalid(f"{name[:100]} line {number} is longer than "
-                                        f"{self._limits.line_bytes} bytes")
-                yield number, line
 
     def close(self) -> None:
         self._zip.close()

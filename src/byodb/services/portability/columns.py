@@ -112,6 +112,12 @@ def stored_specs(table: Table, present: Collection[str]) -> list[ColumnSpec]:
             if c.computed is None and c.name in present]
 
 
+def table_specs(table_name: str) -> list[ColumnSpec]:
+    """Every stored column of the content table the code knows, in the metadata's order."""
+    table = metadata.tables[f"{CONTENT_SCHEMA}.{table_name}"]
+    return stored_specs(table, {c.name for c in table.columns})
+
+
 def json_chars(spec: ColumnSpec) -> int:
     """Most characters the column's value takes in a JSON row (name, quotes and escapes)."""
     name = len(spec.name) + 6

@@ -3,38 +3,49 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from byodb.content.limits import MAX_FILE_BYTES
-from byodb.services.portability.archive import ImportInvalid, SafeZip
-from byodb.services.portability.columns import ColumnSpec
+from byodb.services.portability.archive import ImportInvalid, ImportLimits, SafeZip
+from byodb.services.portability.columns import content_tables, table_specs
 from byodb.services.portability.export import FORMAT_NAME, FORMAT_VERSION
 from byodb.services.portability.ids import derived_id
+from byodb.services.portability.jsonstream import ItemReader, JsonLimits, bounded_items
 from byodb.services.portability.rowcheck import RowChecker
 
 MANIFEST = "manifest.json"
 _MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
 
+def _row_limits(limits: ImportLimits) -> JsonLimits:
+    return JsonLimits(item_bytes=limits.line_bytes, item_values=limits.row_values,
+                      items=limits.rows)
+
+
 class ByodbExport:
     """Rows keep their ids when the export is the importer's own (a restore: importing it
     again finds every row already there); an export of another account gets ids derived
-    from the importer and the original id, the same on every import of the file."""
+    from the importer and the original id, the same on every import of the file.
+
+    Each member is read once: its rows are checked as they are read, and its SHA-256 is
+    computed from the same bytes (:meth:`verify` compares it with the manifest's)."""
 
     kind = "byodb"
 
-    def __init__(self, archive: SafeZip, user_id: str) -> None:
+    def __init__(self, archive: SafeZip, user_id: str, limits: ImportLimits) -> None:
         self._zip = archive
         self._user_id = user_id
+        self._limits = limits
         if archive.size(MANIFEST) > _MAX_MANIFEST_BYTES:
             raise ImportInvalid("manifest.json is larger than an export's manifest can be")
-        try:
-            manifest = json.loads(archive.read(MANIFEST))
-        except ValueError:
-            raise ImportInvalid("manifest.json is not JSON") from None
+        manifest_limits = JsonLimits(item_bytes=_MAX_MANIFEST_BYTES,
+                                     item_values=8 * limits.members + 1_000, items=1)
+        with archive.open(MANIFEST) as raw:
+            values = list(bounded_items(raw, manifest_limits, MANIFEST, "value",
+                                        top_level_list=False))
+        manifest = values[0] if values else None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
             raise ImportInvalid(f"manifest.json does not describe a {FORMAT_NAME}")
         version = manifest.get("format_version")
@@ -49,6 +60,11 @@ class ByodbExport:
                                 "and sha256")
         self._files: dict[str, dict[str, Any]] = files
         self._keep_ids = manifest.get("user_id") == user_id
+        self._digests: dict[str, str] = {}
+        self._total = sum(archive.size(n) for n in archive.names()
+                          if n.startswith(("tables/", "files/")))
+        self._done = 0
+        self._reader: ItemReader | None = None
 
     def _id(self, value: uuid.UUID) -> uuid.UUID:
         return value if self._keep_ids else derived_id(self._user_id, "byodb", str(value))
@@ -59,22 +75,35 @@ class ByodbExport:
                                 "the zip")
         if self._zip.size(path) > MAX_FILE_BYTES:
             raise ImportInvalid(f"{path[:100]} is larger than the app's file limit")
-        return self._zip.read(path)
+        digest = hashlib.sha256()
+        with self._zip.open(path, digest) as handle:
+            data = handle.read()
+        if path not in self._digests:
+            self._done += len(data)
+        self._digests[path] = digest.hexdigest()
+        return data
 
-    def rows(self, table: str, specs: list[ColumnSpec]) -> Iterator[dict[str, Any]]:
-        name = f"tables/{table}.jsonl"
-        if not self._zip.has(name):
-            return
-        checker = RowChecker(table, specs, user_id=self._user_id, ids=self._id,
-                             read_member=self._member)
-        for number, line in self._zip.lines(name):
-            if not line.strip():
+    def progress(self) -> tuple[int, int]:
+        current = self._reader.bytes_done if self._reader is not None else 0
+        return self._done + current, self._total
+
+    def records(self) -> Iterator[tuple[str, dict[str, Any], str]]:
+        for table in content_tables():
+            name = f"tables/{table.name}.jsonl"
+            if not self._zip.has(name):
                 continue
-            try:
-                data = json.loads(line)
-            except ValueError:
-                raise ImportInvalid(f"{name} line {number} is not JSON") from None
-            yield checker.check(data, f"{name} line {number}")
+            checker = RowChecker(table.name, table_specs(table.name), user_id=self._user_id,
+                                 ids=self._id, read_member=self._member)
+            digest = hashlib.sha256()
+            with self._zip.open(name, digest) as raw:
+                self._reader = reader = bounded_items(raw, _row_limits(self._limits), name,
+                                                      "row", top_level_list=False)
+                for data in reader:
+                    where = f"{name} row {reader.count + 1}"
+                    yield table.name, checker.check(data, where), where
+                self._done += reader.bytes_done
+                self._reader = None
+            self._digests[name] = digest.hexdigest()
 
     def verify(self, counts: dict[str, int]) -> None:
         """Every table and file the manifest lists is in the zip with its SHA-256, and each
@@ -84,11 +113,13 @@ class ByodbExport:
                 continue  # the readable copies are not imported
             if not self._zip.has(name):
                 raise ImportInvalid(f"the manifest lists {name[:100]}, which the zip lacks")
-            digest = hashlib.sha256()
-            with self._zip.open(name) as handle:
-                while chunk := handle.read(1024 * 1024):
-                    digest.update(chunk)
-            if digest.hexdigest() != entry["sha256"]:
+            if name not in self._digests:  # a member no row read (unknown table, spare file)
+                digest = hashlib.sha256()
+                with self._zip.open(name, digest) as handle:
+                    while handle.read(1024 * 1024):
+                        pass
+                self._digests[name] = digest.hexdigest()
+            if self._digests[name] != entry["sha256"]:
                 raise ImportInvalid(f"{name[:100]} does not match its SHA-256 in the manifest",
                                     hint="The export was changed or damaged; download it "
                                          "again.")

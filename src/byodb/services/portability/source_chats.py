@@ -1,7 +1,8 @@
 """ChatGPT and Claude exports as import sources: their ``conversations.json``.
 
-Both are one JSON list of conversations, read one conversation at a time (``ijson``), each
-at most ``ImportLimits.conversation_bytes`` of JSON. What they hold becomes conversations
+Both are one JSON list of conversations, read one conversation at a time and checked as it
+is read (``portability.jsonstream``): each at most ``ImportLimits.conversation_bytes`` of
+JSON and ``conversation_values`` values. What they hold becomes conversations
 and messages; ids are derived from the source's own ids (``portability.ids``).
 
 ChatGPT: ``mapping`` is a tree of nodes (``parent``, ``children``, ``message`` with
@@ -17,72 +18,34 @@ has it, else the message before it.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
 
-import ijson
-
 from byodb.content.limits import MAX_MESSAGE_CHARS, MAX_SHORT_TEXT_CHARS, MAX_TITLE_CHARS
-from byodb.services.portability.archive import ImportInvalid, ImportLimits, ImportTooLarge
+from byodb.services.portability.archive import ImportInvalid, ImportLimits
 from byodb.services.portability.ids import derived_id
+from byodb.services.portability.jsonstream import JsonLimits, bounded_items
 
-Opener = Callable[[], IO[bytes]]
 Row = dict[str, Any]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class _Metered(io.RawIOBase):
-    """The file, refused when one conversation takes more than ``limit`` bytes of it."""
-
-    def __init__(self, raw: IO[bytes], limit: int) -> None:
-        super().__init__()
-        self._raw = raw
-        self._limit = limit
-        self.since_item = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self._raw.read(len(buffer))
-        self.since_item += len(data)
-        if self.since_item > self._limit + 1024 * 1024:  # + the parser's read-ahead
-            raise ImportTooLarge(f"a conversation of conversations.json is larger than "
-                                 f"{self._limit} bytes")
-        buffer[:len(data)] = data
-        return len(data)
+def chat_limits(limits: ImportLimits) -> JsonLimits:
+    """What one conversation may hold: ``conversation_bytes`` of JSON, ``conversation_values``
+    values."""
+    return JsonLimits(item_bytes=limits.conversation_bytes,
+                      item_values=limits.conversation_values, items=limits.rows)
 
 
-def conversations_of(open_file: Opener, limits: ImportLimits) -> Iterator[tuple[int, Any]]:
-    """(index, conversation) of the JSON list, one at a time."""
-    with open_file() as raw:
-        metered = _Metered(raw, limits.conversation_bytes)
-        try:
-            for index, item in enumerate(ijson.items(metered, "item", use_float=True)):
-                yield index, item
-                metered.since_item = 0
-        except ijson.JSONError as exc:
-            raise ImportInvalid(f"conversations.json is not valid JSON ({str(exc)[:80]})",
-                                hint="Upload the file as it was exported.") from None
-
-
-def detect(open_file: Opener, limits: ImportLimits) -> str:
-    """``chatgpt`` or ``claude`` by the first conversation's keys (an empty list: chatgpt,
-    nothing to import)."""
-    with open_file() as raw:
-        head = raw.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
-    if not head.startswith(b"["):
-        raise ImportInvalid("conversations.json must be a JSON list of conversations")
-    for _, first in conversations_of(open_file, limits):
-        if isinstance(first, dict) and "mapping" in first:
-            return "chatgpt"
-        if isinstance(first, dict) and "chat_messages" in first:
-            return "claude"
-        raise ImportInvalid("conversations.json is neither a ChatGPT nor a Claude export "
-                            "(its conversations have no mapping or chat_messages)")
-    return "chatgpt"
+def detect(first: Any) -> str:
+    """``chatgpt`` or ``claude`` by the first conversation's keys."""
+    if isinstance(first, dict) and "mapping" in first:
+        return "chatgpt"
+    if isinstance(first, dict) and "chat_messages" in first:
+        return "claude"
+    raise ImportInvalid("conversations.json is neither a ChatGPT nor a Claude export "
+                        "(its conversations have no mapping or chat_messages)")
 
 
 # --- checks ----------------------------------------------------------------------------------
@@ -297,29 +260,40 @@ def claude_rows(data: Any, index: int, user_id: str) -> tuple[Row, list[Row]]:
 
 
 class ChatExport:
-    """Conversations and messages of a ChatGPT or Claude ``conversations.json``."""
+    """Conversations and messages of a ChatGPT or Claude ``conversations.json``, read once:
+    the first conversation tells which of the two it is (an empty list: nothing to import,
+    called ``chatgpt``)."""
 
-    def __init__(self, kind: str, open_file: Opener, limits: ImportLimits, user_id: str,
+    def __init__(self, raw: IO[bytes], size: int, limits: ImportLimits, user_id: str,
                  close: Callable[[], None] = lambda: None) -> None:
-        self.kind = kind
-        self._open = open_file
-        self._limits = limits
+        self.kind = "chatgpt"
+        self._raw = raw
+        self._size = size
+        self._reader = bounded_items(raw, chat_limits(limits), "conversations.json",
+                                     "conversation", top_level_list=True)
         self._user_id = user_id
-        self._convert = chatgpt_rows if kind == "chatgpt" else claude_rows
         self._close = close
 
-    def rows(self, table: str, specs: object = None) -> Iterator[Row]:
-        if table not in ("conversations", "messages"):
-            return
-        for index, data in conversations_of(self._open, self._limits):
-            conversation, messages = self._convert(data, index, self._user_id)
-            if table == "conversations":
-                yield conversation
-            else:
-                yield from messages
+    def progress(self) -> tuple[int, int]:
+        return self._reader.bytes_done, self._size
+
+    def records(self) -> Iterator[tuple[str, Row, str]]:
+        convert = None
+        for index, data in enumerate(self._reader):
+            if convert is None:
+                self.kind = detect(data)
+                convert = chatgpt_rows if self.kind == "chatgpt" else claude_rows
+            where = f"conversations.json conversation {index + 1}"
+            conversation, messages = convert(data, index, self._user_id)
+            yield "conversations", conversation, where
+            for message in messages:
+                yield "messages", message, where
 
     def verify(self, counts: dict[str, int]) -> None:
         pass
 
     def close(self) -> None:
-        self._close()
+        try:
+            self._raw.close()
+        finally:
+            self._close()

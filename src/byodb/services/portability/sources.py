@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from byodb.services.portability.archive import ImportInvalid, ImportLimits, SafeZip, is_zip
-from byodb.services.portability.columns import ColumnSpec
 from byodb.services.portability.source_byodb import MANIFEST, ByodbExport
-from byodb.services.portability.source_chats import ChatExport, detect
+from byodb.services.portability.source_chats import ChatExport
 
 CONVERSATIONS = "conversations.json"
 
@@ -25,8 +24,13 @@ CONVERSATIONS = "conversations.json"
 class Source(Protocol):
     kind: str
 
-    def rows(self, table: str, specs: list[ColumnSpec]) -> Iterator[dict[str, Any]]:
-        """The table's rows, each checked; parents' rows come from earlier calls."""
+    def records(self) -> Iterator[tuple[str, dict[str, Any], str]]:
+        """(table, row, where) of every row of the file, each checked, in one reading of
+        it; ``where`` names the row in errors (``tables/notes.jsonl row 3``)."""
+        ...
+
+    def progress(self) -> tuple[int, int]:
+        """(bytes read, bytes to read) of the file's content."""
         ...
 
     def verify(self, counts: dict[str, int]) -> None:
@@ -37,21 +41,18 @@ class Source(Protocol):
 
 
 def open_source(path: Path, user_id: str, limits: ImportLimits) -> Source:
-    if path.stat().st_size > limits.file_bytes:
+    size = path.stat().st_size
+    if size > limits.file_bytes:
         raise ImportInvalid("the file is larger than the import limit")
     if not is_zip(path):
-        def open_file() -> IO[bytes]:
-            return path.open("rb")
-        return ChatExport(detect(open_file, limits), open_file, limits, user_id)
+        return ChatExport(path.open("rb"), size, limits, user_id)
     archive = SafeZip(path, limits)
     try:
         if archive.has(MANIFEST):
-            return ByodbExport(archive, user_id)
+            return ByodbExport(archive, user_id, limits)
         if archive.has(CONVERSATIONS):
-            def open_member() -> IO[bytes]:
-                return archive.open(CONVERSATIONS)
-            return ChatExport(detect(open_member, limits), open_member, limits, user_id,
-                              close=archive.close)
+            return ChatExport(archive.open(CONVERSATIONS), archive.size(CONVERSATIONS),
+                              limits, user_id, close=archive.close)
     except BaseException:
         archive.close()
         raise
