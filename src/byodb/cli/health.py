@@ -155,9 +155,10 @@ async def _queue_depth(main: AsyncEngine) -> dict[str, int]:
 
 # -- instances -------------------------------------------------------------------------------
 INSTANCE_COLUMNS = (Column("user", key=True), Column("status"), Column("schema"),
-                    Column("error"), Column("host", optional=True),
+                    Column("error", optional=True), Column("host", optional=True),
                     Column("last check", optional=True), Column("latency", optional=True))
-"""``instances list``: at 80 columns the optional ones (right-most first) make room."""
+"""``instances list``: when 80 columns are too few the optional ones make room, the
+right-most first (``--json`` and ``instances show`` have every field)."""
 
 
 def _when(stamp: str | None) -> str:

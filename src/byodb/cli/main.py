@@ -135,7 +135,11 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     # Before the slow part: a taken port is reported at once, with nothing started, and
     # the port is ours from here on.
     sock = _hold_port(host, port)
-    url, share = start_main(settings, create=True)
+    try:
+        url, share = start_main(settings, create=True)
+    except BaseException:
+        sock.close()
+        raise
     try:
         if share is not None:
             how = ("started by this process" if share.started

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from rich import box
 from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 
 out = Console(soft_wrap=False)
@@ -24,30 +23,64 @@ class Column:
     justify: str = "left"
 
 
-def _table(columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> Table:
+_GAP = 3
+"""Columns are this many characters apart (a space, the separator, a space)."""
+
+
+def _least_width(column: Column, cells: Sequence[str]) -> int:
+    """A key column's longest value; any other, its longest word (it wraps between
+    words), never less than its header."""
+    longest = max((len(cell) if column.key else max((len(w) for w in cell.split()), default=0)
+                   for cell in cells), default=0)
+    return max(len(column.header), longest)
+
+
+def _natural_width(column: Column, cells: Sequence[str]) -> int:
+    return max([len(column.header), *(len(cell) for cell in cells)])
+
+
+def _widths(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int
+            ) -> list[int]:
+    """Each column's width: its natural one, the widest wrapping columns narrowed (one
+    character at a time, down to their least width) until the table fits ``width``."""
+    cells = [[row[i] for row in rows] for i in range(len(columns))]
+    least = [_least_width(c, cells[i]) for i, c in enumerate(columns)]
+    widths = [_natural_width(c, cells[i]) for i, c in enumerate(columns)]
+    budget = width - _GAP * (len(columns) - 1)
+    while sum(widths) > budget:
+        narrowable = [i for i in range(len(columns)) if widths[i] > least[i]]
+        if not narrowable:
+            break
+        widest = max(narrowable, key=lambda i: widths[i])
+        widths[widest] -= 1
+    return widths
+
+
+def _table(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int
+           ) -> tuple[Table, int]:
+    """The table laid out for ``width`` and the width it takes (more than ``width`` only
+    when its columns' least widths do not fit)."""
+    widths = _widths(columns, rows, width)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for column in columns:
-        # A header is never split either ("targ…"): it sets the column's least width.
+    for column, column_width in zip(columns, widths, strict=True):
         table.add_column(column.header, no_wrap=column.key, overflow="fold",
-                         min_width=len(column.header),
-                         justify=column.justify)  # type: ignore[arg-type]
+                         width=column_width, justify=column.justify)  # type: ignore[arg-type]
     for row in rows:
         table.add_row(*row)
-    return table
+    return table, sum(widths) + _GAP * (len(columns) - 1)
 
 
 def fit_table(columns: Sequence[Column], rows: Sequence[Sequence[str]],
-              width: int) -> Table:
+              width: int) -> tuple[Table, int]:
     """The table with as many optional columns as fit ``width`` (the least important,
-    listed last, go first)."""
+    listed last, go first), and the width it takes."""
     keep = list(range(len(columns)))
     optional = [i for i, c in enumerate(columns) if c.optional]
-    measure = Console(width=width, file=None)
     while True:
-        table = _table([columns[i] for i in keep], [[row[i] for i in keep] for row in rows])
-        needed = Measurement.get(measure, measure.options, table).minimum
-        if needed <= width or not optional:
-            return table
+        table, taken = _table([columns[i] for i in keep],
+                              [[row[i] for i in keep] for row in rows], width)
+        if taken <= width or not optional:
+            return table, taken
         keep.remove(optional.pop())
 
 
@@ -55,9 +88,8 @@ def print_table(columns: Sequence[Column], rows: Sequence[Sequence[str]],
                 console: Console = out) -> None:
     """Print the fitted table on stdout; a key column wider than the terminal widens it
     rather than being cut."""
-    table = fit_table(columns, rows, console.width)
-    key_width = max((len(row[i]) for row in rows for i, c in enumerate(columns) if c.key),
-                    default=0)
-    needed = Measurement.get(console, console.options, table).minimum
-    width = max(console.width, needed, key_width)
-    console.print(table, width=width, crop=False, overflow="ignore")
+    table, taken = fit_table(columns, rows, console.width)
+    if taken > console.width:  # Rich never prints wider than its console's width
+        console = Console(file=console.file, width=taken, soft_wrap=False,
+                          force_terminal=console.is_terminal)
+    console.print(table, crop=False)
