@@ -12,9 +12,14 @@ import asyncio
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
+import procrastinate
 import psycopg
 import pytest
 from click.testing import Result
@@ -24,6 +29,7 @@ from typer.testing import CliRunner
 from byodb.cli.main import app
 from byodb.instances import config_store
 from byodb.instances.guard import parse_database_url
+from byodb.instances.health_jobs import scheduled_sweep
 from byodb.instances.states import ConnectionStatus, DeploymentStatus
 from byodb.maindb.embedded import PostgresCluster
 from byodb.maindb.urls import async_url
@@ -291,3 +297,30 @@ def test_runs_report_and_listings_put_tables_and_json_on_stdout(
     assert swept.stdout.strip().splitlines()[-1].startswith(
         "health check: checked 2 (2 healthy, 0 recovered), 0 skipped (resting), 0 failed "
         "(0 newly down), in ")
+
+
+async def test_a_health_interval_of_5_seconds_sweeps_every_5_seconds_until_the_worker_stops(
+        tmp_path: Path, main_url: str) -> None:
+    """The schedule ticks once a minute; the tick's job starts each sweep of its minute when
+    it is due, so BYODB_HEALTH_INTERVAL=5 means every 5 s (it meant once a minute)."""
+    settings = Settings(BYODB_DATA_DIR=tmp_path, BYODB_HEALTH_INTERVAL=5)
+    runtime = build_runtime(settings, main_url)
+    context = cast(procrastinate.JobContext,
+                   SimpleNamespace(additional_context={"health": runtime.health}))
+    try:
+        tick = int(time.time()) - 45  # this tick's minute ends in about 15 s
+        await scheduled_sweep(context, tick)
+        with psycopg.connect(main_url) as conn:
+            starts = [row[0].timestamp() for row in conn.execute(
+                "select started_at from health_sweeps order by started_at")]
+        assert len(starts) >= 2, starts  # once a minute before
+        assert all(later - earlier >= 4.9 for earlier, later in pairwise(starts)), starts
+
+        # A worker stopping ends a tick that waits for its next sweep: no minute-long wait.
+        tick = int(time.time()) - 20
+        stopping = asyncio.get_running_loop().call_later(1, runtime.health.stopping.set)
+        await scheduled_sweep(context, tick)
+        stopping.cancel()
+        assert runtime.health.stopping.is_set() and time.time() < tick + 60
+    finally:
+        await runtime.close()
