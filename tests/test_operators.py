@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from itertools import pairwise
@@ -26,7 +27,7 @@ from click.testing import Result
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
-from byodb.cli.main import app
+from byodb.cli.main import app, main
 from byodb.instances import config_store
 from byodb.instances.guard import parse_database_url
 from byodb.instances.health_jobs import scheduled_sweep
@@ -324,3 +325,17 @@ async def test_a_health_interval_of_5_seconds_sweeps_every_5_seconds_until_the_w
         assert runtime.health.stopping.is_set() and time.time() < tick + 60
     finally:
         await runtime.close()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["worker", "--help"], ["schema", "sql", "--help"],
+                                  ["migrate-all", "--help"]])
+def test_help_shows_no_type_on_flags_and_no_literal_double_backticks(
+        args: list[str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", ["byodb", *args])
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as done:
+        main()
+    shown = capsys.readouterr().out
+    assert done.value.code == 0 and "--help" in shown
+    assert "<bool>" not in shown and "``" not in shown

@@ -15,10 +15,12 @@ from typing import Annotated
 
 import psycopg
 import typer
+import typer.main
 import uvicorn
 from rich.markup import escape
 from rich.panel import Panel
 from sqlalchemy.ext.asyncio import create_async_engine
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from byodb.cli import fleet
 from byodb.cli import health as health_cli
@@ -202,7 +204,7 @@ def _has_tables(settings: Settings) -> bool:
 
 @app.command()
 def worker() -> None:
-    """Run background jobs in this process (``byodb serve`` also runs them inline)."""
+    """Run background jobs in this process (`byodb serve` also runs them inline)."""
 
     settings = checked_settings()
     url, share = start_main(settings)
@@ -309,7 +311,7 @@ def schema_sql(version: Annotated[int | None, typer.Option(
         "--version", help="The schema version to print (default: BYODB_SCHEMA_TARGET, "
         "else the latest).")] = None) -> None:
     """Print the SQL that creates a content schema version on an empty database: apply it
-    with ``psql "$URL" -v ON_ERROR_STOP=1 -f -`` as the database owner, in one transaction
+    with `psql "$URL" -v ON_ERROR_STOP=1 -f -` as the database owner, in one transaction
     (pgvector found where it is installed, the DDL, the byodb_meta record)."""
 
     try:
@@ -388,5 +390,24 @@ def project_export(out: Annotated[Path, typer.Argument(help="Where to write the 
     typer.echo(f"wrote {out}")
 
 
+def _hide_flag_types(command: TyperCommand | TyperGroup) -> None:
+    """A flag takes no value, so its help shows no type (Typer prints ``<bool>``)."""
+    for param in [*command.params, command.get_help_option(typer.Context(command))]:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            if isinstance(sub, TyperCommand | TyperGroup):
+                _hide_flag_types(sub)
+
+
+def main() -> None:
+    """The ``byodb`` entry point: the app, its flags' help without a type."""
+    built = typer.main.get_command(app)
+    if isinstance(built, TyperCommand | TyperGroup):
+        _hide_flag_types(built)
+    built()
+
+
 if __name__ == "__main__":
-    app()
+    main()
