@@ -18,7 +18,7 @@ import pytest
 from byodb.errors import ConfigurationError
 from byodb.jobs.queue import WORKER_CONCURRENCY
 from byodb.settings import Settings
-from byodb.web.auth import Authenticator
+from byodb.web.auth import Authenticator, ensure_dev_secret
 
 BYODB = [sys.executable, "-m", "byodb.cli.main"]
 
@@ -35,6 +35,7 @@ def test_keygen_prints_a_fresh_64_hex_key() -> None:
 
 async def test_token_is_accepted_by_the_app_and_admin_flag_maps(tmp_path: Path) -> None:
     env = {"BYODB_DATA_DIR": str(tmp_path)}
+    ensure_dev_secret(Settings(BYODB_DATA_DIR=tmp_path))  # as `byodb serve` / `init` do
     user_token = run("token", "alice", env=env).stdout.strip()
     admin_token = run("token", "root", "--admin", env=env).stdout.strip()
     auth = Authenticator(Settings(BYODB_DATA_DIR=tmp_path))
@@ -134,7 +135,7 @@ def test_serve_checks_its_port_before_starting_anything(tmp_path: Path) -> None:
         started = time.monotonic()
         env = {"BYODB_DATA_DIR": str(tmp_path), "BYODB_DATABASE_URL": ""}
         result = run("serve", "--port", str(port), env=env)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert time.monotonic() - started < 30  # no embedded start-up, no migrations
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert errors == [f"error: port {port} on 127.0.0.1 is already in use; "
@@ -193,7 +194,8 @@ def test_worker_says_what_it_serves_and_from_where_without_the_password(
     process = subprocess.Popen([*BYODB, "worker"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "BYODB_DATABASE_URL": main_url,
-                                    "BYODB_DATA_DIR": str(tmp_path)})
+                                    "BYODB_DATA_DIR": str(tmp_path),
+                                    "BYOD_ENCRYPTION_KEY": "ab" * 32})
     try:
         assert process.stderr is not None
         line = process.stderr.readline().strip()  # the first line it prints

@@ -173,14 +173,20 @@ class Settings(BaseSettings):
                 ) from None
         return tuple(networks)
 
-    def check_production(self) -> None:
-        """Refuse to run in production without the secrets production needs (and, in any
-        environment, with a malformed ``BYODB_TRUSTED_PROXIES``: this is the one check every
-        entry point runs before serving)."""
-        self.trusted_proxy_networks  # noqa: B018 - raises ConfigurationError when malformed
-        resolve_schema_target(self.schema_target)  # a target outside the supported versions
+    def problems(self) -> list[str]:
+        """Every configuration problem, each one sentence (startup prints them all at once).
+        A malformed ``BYODB_TRUSTED_PROXIES`` or schema target counts in any environment;
+        production also needs its secrets."""
+        found = []
+        for check in (lambda: self.trusted_proxy_networks,
+                      lambda: resolve_schema_target(self.schema_target)):
+            try:
+                check()
+            except ConfigurationError as exc:
+                found.append(exc.message)
+        found.extend(interval_problems(self))
         if not self.is_production:
-            return
+            return found
         missing = []
         if not self.encryption_key:
             missing.append("BYOD_ENCRYPTION_KEY")
@@ -191,9 +197,30 @@ class Settings(BaseSettings):
         if not self.jwt_audience:
             missing.append("BYODB_JWT_AUDIENCE")
         if missing:
-            raise ConfigurationError(
-                "production needs " + ", ".join(missing) + " (see README, Configuration)"
-            )
+            found.append("production needs " + ", ".join(missing)
+                         + " (see README, Configuration)")
+        return found
+
+    def check_production(self) -> None:
+        """Refuse to run with any of :meth:`problems` (this is the one check every entry
+        point runs before serving)."""
+        found = self.problems()
+        if found:
+            raise ConfigurationError("; ".join(found))
+
+
+MIN_HEALTH_INTERVAL_S = 5.0
+
+
+def interval_problems(settings: Settings) -> list[str]:
+    """Interval settings the schedule cannot honour, refused rather than rounded (the
+    sweep's tick honours any interval from 5 s up, to the second)."""
+    found = []
+    if settings.health_interval_s < MIN_HEALTH_INTERVAL_S:
+        found.append(f"BYODB_HEALTH_INTERVAL={settings.health_interval_s:g}: sweeps start at "
+                     f"most every {MIN_HEALTH_INTERVAL_S:g} seconds; use "
+                     f"{MIN_HEALTH_INTERVAL_S:g} or more")
+    return found
 
 
 @lru_cache(maxsize=1)

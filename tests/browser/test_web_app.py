@@ -52,6 +52,11 @@ async def sign_in(page: Any, server: Server, user_id: str, *, admin: bool = Fals
     await page.wait_for_url(server.url("/"))
 
 
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+            and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+
+
 async def test_connect_chat_outage_and_recovery_in_the_browser(
         server: Server, own_database: OwnDatabase, main_url: str, screenshots: Path,
         browser: Any) -> None:
@@ -88,6 +93,15 @@ async def test_connect_chat_outage_and_recovery_in_the_browser(
     await expect(page.locator("[data-progress]")).to_be_visible()
     await screenshot(page, screenshots / "settings-deploying.png")
     await expect(page.locator("[data-status-badge]")).to_have_text("Connected")
+    # The toast saying so leaves the card's buttons in sight, even at the window's bottom.
+    toast = page.locator("#toasts .toast-success")
+    await expect(toast).to_contain_text("Your database is connected.")
+    for name in ("Update credentials", "Disconnect"):
+        button = page.get_by_role("button", name=name)
+        await button.evaluate("node => node.scrollIntoView({block: 'end'})")
+        toast_box, button_box = await toast.bounding_box(), await button.bounding_box()
+        assert toast_box is not None and button_box is not None
+        assert not _overlap(toast_box, button_box), (name, toast_box, button_box)
     steps = page.get_by_role("list", name="Deployment steps")
     await expect(steps).to_contain_text("Creating byodb's tables")
     await expect(steps.locator(".step-done")).to_have_count(5)

@@ -8,10 +8,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import procrastinate
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
@@ -19,10 +20,12 @@ from byodb.errors import ByodbError
 from byodb.instances.jobs import ProcrastinateJobs
 from byodb.jobs.queue import bound_job_app, ensure_job_schema
 from byodb.maindb.embedded import EmbeddedServerError, ServerShare
-from byodb.maindb.location import start_main_database
+from byodb.maindb.location import find_main_database, start_main_database
+from byodb.maindb.stored_keys import stored_key_ids
 from byodb.runtime import Runtime, build_runtime
 from byodb.safetext import escaped
 from byodb.settings import Settings, get_settings
+from byodb.vault.keys import key_ring_for_deployment
 
 err = Console(stderr=True)
 SHOWN_CHARS = 300
@@ -41,6 +44,10 @@ def shown_markup(value: object) -> str:
     return escape(shown(value))
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on "
+                                          "stdout (nothing else goes there).")]
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """One ``error: …`` line on stderr, then exit with ``code``.
 
@@ -51,28 +58,69 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def checked_settings() -> Settings:
-    """The settings, or an ``error:`` line when production is missing what it needs."""
-    settings = get_settings()
+def settings_problems() -> tuple[Settings | None, list[str]]:
+    """The settings and every problem with them, all at once: values that do not parse
+    (each named by its variable) and what :meth:`Settings.problems` finds in the rest."""
+    get_settings.cache_clear()  # read the environment as this command sees it
     try:
-        settings.check_production()
-    except ByodbError as exc:
-        fail(exc.message)
+        return (settings := get_settings()), settings.problems()
+    except ValidationError as exc:
+        found, defaults = [], {}
+        for error in exc.errors():
+            variable = str(error["loc"][0]) if error["loc"] else "settings"
+            found.append(f"{variable}={str(error.get('input'))[:80]}: "
+                         f"{error['msg'][:1].lower() + error['msg'][1:]}")
+            field = _FIELD_OF.get(variable)
+            if field is not None:
+                defaults[field] = Settings.model_fields[field].default
+        with contextlib.suppress(ValidationError):  # the rest, those values at defaults
+            found.extend(Settings(**defaults).problems())
+        return None, found
+
+
+_FIELD_OF = {str(info.alias): name for name, info in Settings.model_fields.items()
+             if info.alias}
+
+
+def checked_settings() -> Settings:
+    """The settings, or one ``error:`` line per problem and exit 2."""
+    settings, problems = settings_problems()
+    for problem in problems:
+        err.print(f"[red]error:[/] {escape(problem)}", soft_wrap=True)
+    if settings is None or problems:
+        raise typer.Exit(2)
     return settings
 
 
-def start_main(settings: Settings) -> tuple[str, ServerShare | None]:
-    """:func:`start_main_database`, with a stuck embedded server as an ``error:`` line."""
+def start_main(settings: Settings, *, create: bool = False) -> tuple[str, ServerShare | None]:
+    """The deployment's main database and this process's share of an embedded one, its
+    key ring checked against main's stored credentials. Only ``create`` (``serve``,
+    ``init``, ``db upgrade``) may set up a main database or a development key; otherwise a
+    missing deployment is one ``error:`` line and exit 2, nothing created."""
     try:
-        return start_main_database(settings)
+        url, share = start_main_database(settings) if create else find_main_database(settings)
     except EmbeddedServerError as exc:
         fail(f"embedded PostgreSQL: {exc}; try again, or stop the other byodb process", 1)
+    except ByodbError as exc:
+        fail(exc.message)
+    try:
+        key_ring_for_deployment(settings, stored_key_ids(url), create=create)
+    except ByodbError as exc:
+        if share is not None:
+            share.release()
+        fail(exc.message)
+    except BaseException:
+        if share is not None:
+            share.release()
+        raise
+    return url, share
 
 
 @contextlib.contextmanager
 def main_database(settings: Settings) -> Iterator[str]:
-    """The main database's URL while the block runs; this process's share of an embedded
-    server is released after it (which stops the server only if no one else uses it)."""
+    """The deployment's main database URL while the block runs (never a new one); this
+    process's share of an embedded server is released after it (which stops the server
+    only if no one else uses it)."""
     url, share = start_main(settings)
     try:
         yield url

@@ -18,11 +18,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from byodb.cli.common import (
+    JsonOption,
     OperatorSession,
     checked_settings,
     err,
@@ -31,6 +31,7 @@ from byodb.cli.common import (
     operator_session,
     shown,
 )
+from byodb.cli.tables import Column, out, print_table
 from byodb.content.version import supported_schema_versions
 from byodb.errors import ByodbError
 from byodb.instances import fleet_runs
@@ -62,8 +63,7 @@ def migrate_all(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Apply each step and roll it "
                                           "back: report what would fail, change nothing.")]
     = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON "
-                                          "(last line).")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Bring every user database to the target schema version (canary first if asked)."""
     settings = checked_settings()
@@ -76,7 +76,27 @@ def migrate_all(
     reached = summary.pop("_reached")
     if as_json:
         typer.echo(json.dumps(summary))
+    else:
+        typer.echo(summary_line(summary))
     raise typer.Exit(0 if reached else 1)
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """The run's one closing line: what was done, skipped, failed and how long it took; a
+    rehearsal says so first and in the verbs."""
+    dry = summary["dry_run"]
+    done = (f"{summary['completed']} would migrate" if dry else
+            f"migrated {summary['completed']}") + f" to v{summary['to_version']}"
+    halted = f"; halted: {summary['halted_reason']}" if summary["halted_reason"] else ""
+    line = (f"{done}, {summary['already_current']} already current (skipped), "
+            f"{summary['failed']} {'would fail' if dry else 'failed'}, "
+            f"{summary['pending']} pending, in {summary['seconds']:.1f} s "
+            f"(run {str(summary['run_id'])[:8]}){halted}")
+    return f"{DRY_RUN}: nothing was changed; {line}" if dry else line
+
+
+DRY_RUN = "dry run"
+"""What starts every line a rehearsal prints."""
 
 
 async def _migrate_all(settings: Settings, url: str, to: int | None, concurrency: int,
@@ -93,18 +113,20 @@ async def _migrate_all(settings: Settings, url: str, to: int | None, concurrency
         started = time.monotonic()
         run_id = await FleetScheduler(session.job_app, runtime.main).start(options)
         assert run_id is not None  # only automatic runs are deduplicated
-        async with _worker_unless_one_is_alive(session, concurrency):
-            run = await _follow(runtime.main, run_id, quiet=as_json)
+        async with _worker_unless_one_is_alive(session, concurrency, dry_run):
+            run = await _follow(runtime.main, run_id, quiet=as_json, dry_run=dry_run)
         return _summary(run, time.monotonic() - started)
 
 
 @contextlib.asynccontextmanager
-async def _worker_unless_one_is_alive(session: OperatorSession, concurrency: int
-                                      ) -> Any:
+async def _worker_unless_one_is_alive(session: OperatorSession, concurrency: int,
+                                      dry_run: bool) -> Any:
     if await _workers_alive(session.runtime.main):
         yield
         return
-    err.print("no worker is running: migrating from this process", soft_wrap=True)
+    err.print(f"{DRY_RUN}: " * dry_run + "no worker is running: "
+              + ("rehearsing" if dry_run else "migrating") + " from this process",
+              soft_wrap=True)
     worker = queue_worker(session.job_app, MIGRATE_QUEUE, concurrency=max(1, concurrency),
                           name=f"migrate-all-{uuid.uuid4().hex[:6]}",
                           context={"lifecycle": session.runtime.lifecycle}, polling_s=0.5)
@@ -125,9 +147,11 @@ async def _workers_alive(main: AsyncEngine) -> bool:
     return bool(alive)
 
 
-async def _follow(main: AsyncEngine, run_id: uuid.UUID, *, quiet: bool) -> dict[str, Any]:
+async def _follow(main: AsyncEngine, run_id: uuid.UUID, *, quiet: bool, dry_run: bool
+                  ) -> dict[str, Any]:
     """Poll the run until it is no longer running, with a progress bar on stderr."""
-    progress = Progress(TextColumn("[bold]schema v{task.fields[to]}[/]"), BarColumn(),
+    label = f"{DRY_RUN}: " * dry_run + "schema v{task.fields[to]}"
+    progress = Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
                         TimeElapsedColumn(), console=err, disable=quiet, transient=False)
     with progress:
@@ -145,7 +169,7 @@ async def _follow(main: AsyncEngine, run_id: uuid.UUID, *, quiet: bool) -> dict[
             await asyncio.sleep(POLL_S)
     run = await fleet_runs.describe_run(main, run_id, with_instances=True, limit=1_000_000)
     if not quiet:
-        _print_outcome(run)
+        _print_outcome(run, dry_run=dry_run)
     return run
 
 
@@ -158,17 +182,17 @@ async def _retrying_soon(main: AsyncEngine, run_id: uuid.UUID) -> bool:
                for item in run["instances"])
 
 
-def _print_outcome(run: dict[str, Any]) -> None:
-    err.print(f"run {run['id']}: {run['status']}"
-              + (f" ({run['halted_reason']})" if run["halted_reason"] else ""),
-              soft_wrap=True)
+def _print_outcome(run: dict[str, Any], *, dry_run: bool) -> None:
+    """Each instance that failed or waits, one line on stdout (results, like the summary)."""
+    prefix = f"{DRY_RUN}: " * dry_run
     for item in run["instances"]:
         if item["status"] == "failed":
-            err.print(f"  failed  {shown(item['user_id'])} at step {item['step']}: "
-                      f"{item['error_code']}: {item['error']}", soft_wrap=True, markup=False)
+            out.print(f"{prefix}{'would fail' if dry_run else 'failed'}  {shown(item['user_id'])} at "
+                      f"step {item['step']}: {item['error_code']}: {item['error']}",
+                      soft_wrap=True, markup=False, highlight=False)
         elif item["status"] == "pending" and item["error_code"]:
-            err.print(f"  pending {shown(item['user_id'])}: {item['error_code']}",
-                      soft_wrap=True, markup=False)
+            out.print(f"{prefix}pending {shown(item['user_id'])}: {item['error_code']}",
+                      soft_wrap=True, markup=False, highlight=False)
 
 
 def _summary(run: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -179,12 +203,20 @@ def _summary(run: dict[str, Any], seconds: float) -> dict[str, Any]:
     return {"run_id": run["id"], "to_version": run["to_version"], "total": run["total"],
             "completed": run["completed"], "failed": run["failed"],
             "pending": run["pending"], "already_current": run["already_current"],
+            "dry_run": bool(run["dry_run"]), "status": run["status"],
+            "halted_reason": run["halted_reason"],
             "seconds": round(seconds, 3), "_reached": reached}
 
 
+RUN_COLUMNS = (Column("run", key=True), Column("to"), Column("status"), Column("done"),
+               Column("failed"), Column("pending"), Column("current"), Column("started"),
+               Column("by", optional=True), Column("total", optional=True))
+"""``migrations status``: the run id (its first 8 characters, enough to tell runs apart)
+is the key; who started a run and its total make room first."""
+
+
 @migrations_app.command("status")
-def status(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON (last "
-                                                 "line).")] = False) -> None:
+def status(as_json: JsonOption = False) -> None:
     """The latest runs and the instances' records by state."""
     settings = checked_settings()
     with main_database(settings) as url:
@@ -192,15 +224,12 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON (
     if as_json:
         typer.echo(json.dumps(report))
         return
-    table = Table("run", "target", "status", "by", "total", "done", "failed", "pending",
-                  "current", "started")
-    for run in report["runs"]:
-        table.add_row(run["id"][:8], str(run["to_version"]),
-                      run["status"] + (" (dry run)" if run["dry_run"] else ""),
-                      str(run["started_by"]), str(run["total"]), str(run["completed"]),
-                      str(run["failed"]), str(run["pending"]), str(run["already_current"]),
-                      run["created_at"][:19])
-    err.print(table)
+    print_table(RUN_COLUMNS, [
+        [run["id"][:8], f"v{run['to_version']}",
+         run["status"] + (" (dry run)" if run["dry_run"] else ""), str(run["completed"]),
+         str(run["failed"]), str(run["pending"]), str(run["already_current"]),
+         run["created_at"][:16].replace("T", " "), str(run["started_by"]), str(run["total"])]
+        for run in report["runs"]])
     by_state = ", ".join(f"{k} {v}" for k, v in sorted(report["instances_by_state"].items()))
     typer.echo(f"target version {report['target_version']}; records: {by_state or 'none'}")
 

@@ -16,19 +16,19 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from byodb.cli.common import (
+    JsonOption,
     checked_settings,
     err,
     fail,
     main_database,
     operator_session,
     shown,
-    shown_markup,
 )
+from byodb.cli.tables import Column, print_table
 from byodb.content import latest_schema_version
 from byodb.errors import ByodbError
 from byodb.instances import health_report
@@ -43,9 +43,6 @@ instances_app = typer.Typer(help="User databases (instances), redacted.", no_arg
 
 WORKER_ALIVE_S = 30
 """A worker whose heartbeat is younger than this is alive (procrastinate beats every 10 s)."""
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print as JSON (last line).")]
-
 
 def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, default=str))
@@ -68,9 +65,10 @@ def health_check(as_json: JsonOption = False) -> None:
     if as_json:
         _print_json(summary.as_json())
     else:
-        typer.echo(f"checked {summary.checked}: {summary.healthy} healthy, {summary.failed} "
-                   f"failed, {summary.recovered} recovered, {summary.went_down} newly down "
-                   f"in {summary.seconds:.1f} s")
+        typer.echo(f"health check: checked {summary.checked} ({summary.healthy} healthy, "
+                   f"{summary.recovered} recovered), {summary.resting} skipped (resting), "
+                   f"{summary.failed} failed ({summary.went_down} newly down), in "
+                   f"{summary.seconds:.1f} s")
     raise typer.Exit(1 if summary.failed else 0)
 
 
@@ -173,6 +171,17 @@ async def _queue_depth(main: AsyncEngine) -> dict[str, int]:
 
 
 # -- instances -------------------------------------------------------------------------------
+INSTANCE_COLUMNS = (Column("user", key=True), Column("status"), Column("schema"),
+                    Column("error", optional=True), Column("host", optional=True),
+                    Column("last check", optional=True), Column("latency", optional=True))
+"""``instances list``: when 80 columns are too few the optional ones make room, the
+right-most first (``--json`` and ``instances show`` have every field)."""
+
+
+def _when(stamp: str | None) -> str:
+    return "never" if stamp is None else stamp[:16].replace("T", " ")
+
+
 def _latency(item: dict[str, Any]) -> str:
     ms = item["health_latency_ms"]
     return "—" if ms is None else f"{ms} ms"
@@ -197,14 +206,12 @@ def instances_list(
     if as_json:
         _print_json({"instances": items, "count": len(items)})
         return
-    table = Table("user", "host", "status", "schema", "last check", "latency", "error")
-    for item in items:
-        table.add_row(shown_markup(item["user_id"]), shown_markup(item["host"]),
-                      item["connection_status"],
-                      "—" if item["schema_version"] is None else f"v{item['schema_version']}",
-                      (item["last_health_check_at"] or "never")[:19], _latency(item),
-                      item["health_error_code"] or item["connection_error_code"] or "")
-    err.print(table)
+    print_table(INSTANCE_COLUMNS, [
+        [shown(item["user_id"]), item["connection_status"],
+         "—" if item["schema_version"] is None else f"v{item['schema_version']}",
+         item["health_error_code"] or item["connection_error_code"] or "",
+         shown(item["host"]), _when(item["last_health_check_at"]), _latency(item)]
+        for item in items])
     typer.echo(f"{len(items)} instance(s)")
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import logging
+import os
 import re
 import signal
 import socket
@@ -13,14 +15,16 @@ from typing import Annotated
 
 import psycopg
 import typer
+import typer.main
 import uvicorn
 from rich.markup import escape
 from rich.panel import Panel
 from sqlalchemy.ext.asyncio import create_async_engine
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from byodb.cli import fleet
 from byodb.cli import health as health_cli
-from byodb.cli.common import err, fail, start_main
+from byodb.cli.common import JsonOption, checked_settings, err, fail, start_main
 from byodb.cli.export import export_user
 from byodb.content import resolve_schema_target
 from byodb.content.package import build_package, full_schema_script
@@ -30,20 +34,33 @@ from byodb.instances.jobs import ProcrastinateJobs
 from byodb.jobs.queue import WORKER_CONCURRENCY, bound_job_app, ensure_job_schema, run_workers
 from byodb.jobs.rollout import begin_auto_rollout
 from byodb.maindb.embedded import PostgresCluster
+from byodb.maindb.location import find_main_database, has_embedded_main
 from byodb.maindb.migrate import upgrade_main
 from byodb.maindb.urls import async_url, redacted_url
 from byodb.runtime import build_runtime
-from byodb.settings import get_settings
+from byodb.settings import Settings, get_settings
 from byodb.vault import Vault, generate_key_hex
 from byodb.vault.keys import load_key_ring
 from byodb.web.app import create_app
-from byodb.web.auth import issue_dev_token
+from byodb.web.auth import dev_secret_path, ensure_dev_secret, issue_dev_token
 
 app = typer.Typer(help="byodb: each user's chat content on a PostgreSQL they own.",
                   no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="The main database.", no_args_is_help=True)
 schema_app = typer.Typer(help="The content schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+
+
+@app.callback()
+def _deployment_options(data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="The deployment's data folder (default: BYODB_DATA_DIR, else "
+        "./byodb-data).", show_default=False)] = None) -> None:
+    """byodb: each user's chat content on a PostgreSQL they own."""
+    if data_dir is not None:
+        os.environ["BYODB_DATA_DIR"] = str(data_dir)
+    get_settings.cache_clear()  # every command reads the settings as given now
+
+
 app.add_typer(schema_app, name="schema")
 project_app = typer.Typer(help="The manual-deployment package.", no_args_is_help=True)
 app.add_typer(project_app, name="project")
@@ -81,26 +98,27 @@ def _announce_environment() -> None:
     err.print(Panel.fit(f"[bold yellow]DEVELOPMENT MODE[/]\n{body}", border_style="yellow"))
 
 
-def _check_port(host: str, port: int) -> None:
-    """Fail now, before anything starts, if uvicorn could not listen on host:port.
-
-    Binds the way uvicorn does (same family choice, SO_REUSEADDR) and lets go at once;
-    the gap until uvicorn binds is short, and uvicorn still fails cleanly if it is lost.
-    """
+def _hold_port(host: str, port: int) -> socket.socket:
+    """Bind and listen on host:port now, before anything starts, and keep the socket for
+    uvicorn: a taken port is one line and exit 2, and nobody can take it meanwhile."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.set_inheritable(False)
     except OSError as exc:
+        sock.close()
         another = f"pick another with --port (e.g. --port {port + 1})" if port < 65535 \
             else "pick another with --port"
         if exc.errno == errno.EADDRINUSE:
-            fail(f"port {port} on {host} is already in use; {another}", 1)
+            fail(f"port {port} on {host} is already in use; {another}")
         if exc.errno == errno.EACCES:
-            fail(f"not allowed to listen on port {port} on {host}; {another}", 1)
+            fail(f"not allowed to listen on port {port} on {host}; {another}")
         fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
-              f"check --host, or {another}", 1)
+             f"check --host, or {another}")
+    return sock
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -110,47 +128,85 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 @app.command()
 def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000) -> None:
-    """Run the app (main database embedded unless BYODB_DATABASE_URL is set)."""
-
+    """Run the app (main database embedded unless BYODB_DATABASE_URL is set); sets the
+    deployment up on first start."""
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
-    try:
-        settings.check_production()
-    except ByodbError as exc:
-        err.print(f"[red]error:[/] {exc.message}")
-        raise typer.Exit(2) from None
+    settings = checked_settings()
     _announce_environment()
-    # Before the slow part: a taken port is reported at once, with nothing started.
-    _check_port(host, port)
-    url, share = start_main(settings)
-    if share is not None:
-        how = ("started by this process" if share.started
-               else "already running; shared with the byodb processes using it")
-        err.print(f"main database: embedded PostgreSQL in {escape(str(share.cluster.root))} "
-                  f"({how})", soft_wrap=True)
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises it; with this handler in
-    # place that ends in SystemExit, so this process's share of the embedded server is
-    # released too (which stops it only if no other byodb process uses it).
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # Before the slow part: a taken port is reported at once, with nothing started, and
+    # the port is ours from here on.
+    sock = _hold_port(host, port)
     try:
-        uvicorn.run(create_app(settings, main_url=url), host=host, port=port,
-                    log_level="info", proxy_headers=False,
-                    access_log=False)  # ours (web/access_log.py) leaves query strings out
+        url, share = start_main(settings, create=True)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        if share is not None:
+            how = ("started by this process" if share.started
+                   else "already running; shared with the byodb processes using it")
+            err.print(f"main database: embedded PostgreSQL in {escape(str(share.cluster.root))} "
+                      f"({how})", soft_wrap=True)
+        upgrade_main(url)
+        ensure_dev_secret(settings)
+        # uvicorn shuts down gracefully on SIGTERM, then re-raises it; with this handler in
+        # place that ends in SystemExit, so this process's share of the embedded server is
+        # released too (which stops it only if no other byodb process uses it).
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        config = uvicorn.Config(create_app(settings, main_url=url, migrate=False),
+                                host=host, port=port, log_level="info", proxy_headers=False,
+                                access_log=False)  # ours (web/access_log.py) leaves queries out
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
+        sock.close()
         if share is not None and not share.release():
             err.print("embedded PostgreSQL left running: another byodb process uses it")
 
 
 @app.command()
-def worker() -> None:
-    """Run background jobs in this process (``byodb serve`` also runs them inline)."""
+def init(as_json: JsonOption = False) -> None:
+    """Set up a new deployment where byodb looks (--data-dir, BYODB_DATA_DIR or
+    ./byodb-data; BYODB_DATABASE_URL for main): the main database and its tables and, in
+    development, the encryption key and token secret. Safe to run again."""
 
-    settings = get_settings()
+    settings = checked_settings()
+    existed = (bool(settings.database_url) and _has_tables(settings)) \
+        or (not settings.database_url and has_embedded_main(settings))
+    url, share = start_main(settings, create=True)
     try:
-        settings.check_production()
-    except ByodbError as exc:
-        fail(exc.message)
+        upgrade_main(url)
+    finally:
+        if share is not None:
+            share.release()
+    ensure_dev_secret(settings)
+    report = {"created": not existed, "data_dir": str(settings.data_dir.resolve()),
+              "main_database": redacted_url(url) if settings.database_url
+              else f"embedded PostgreSQL in {settings.data_dir.resolve() / 'postgres'}",
+              "encryption_key": "BYOD_ENCRYPTION_KEY" if settings.encryption_key
+              else str((settings.data_dir / 'encryption.key').resolve())}
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    typer.echo(("set up a new deployment" if report["created"] else
+                "deployment already set up; main database is up to date")
+               + f": main database {report['main_database']}; encryption key "
+               f"{report['encryption_key']}")
+
+
+def _has_tables(settings: Settings) -> bool:
+    try:
+        find_main_database(settings)
+    except ByodbError:
+        return False
+    return True
+
+
+@app.command()
+def worker() -> None:
+    """Run background jobs in this process (`byodb serve` also runs them inline)."""
+
+    settings = checked_settings()
     url, share = start_main(settings)
     queues = ", ".join(f"{queue} ({concurrency} at a time)"
                        for queue, concurrency in WORKER_CONCURRENCY.items())
@@ -188,8 +244,13 @@ def token(user_id: Annotated[str, typer.Argument(help="The user id (JWT subject)
           ) -> None:
     """Print a signed development JWT for USER_ID (development auth only)."""
 
+    settings = checked_settings()
+    if not settings.is_production and not dev_secret_path(settings).exists():
+        fail(f"no development token secret: looked for {dev_secret_path(settings).resolve()} "
+             f"(made by `byodb serve` or `byodb init`); run this in the folder that holds "
+             f"the deployment's byodb-data, or pass --data-dir DIR")
     try:
-        typer.echo(issue_dev_token(get_settings(), user_id, admin=admin, premium=premium))
+        typer.echo(issue_dev_token(settings, user_id, admin=admin, premium=premium))
     except (ByodbError, ValueError) as exc:
         err.print(f"[red]error:[/] {getattr(exc, 'message', exc)}")
         raise typer.Exit(2) from None
@@ -203,13 +264,13 @@ def keygen() -> None:
 
 
 @app.command("rotate-key")
-def rotate_key() -> None:
+def rotate_key(as_json: JsonOption = False) -> None:
     """Re-encrypt stored credentials with the current BYOD_ENCRYPTION_KEY (online).
 
     Put the old key in BYOD_PREVIOUS_ENCRYPTION_KEYS so existing ciphertexts still open.
     """
 
-    settings = get_settings()
+    settings = checked_settings()
     url, share = start_main(settings)
 
     async def run() -> int:
@@ -227,14 +288,17 @@ def rotate_key() -> None:
     finally:
         if share is not None:
             share.release()
-    typer.echo(f"re-encrypted {count} credential(s)")
+    if as_json:
+        typer.echo(json.dumps({"reencrypted": count}))
+    else:
+        typer.echo(f"re-encrypted {count} credential(s)")
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending main-database migrations (also done at every start)."""
 
-    url, share = start_main(get_settings())
+    url, share = start_main(checked_settings(), create=True)
     try:
         upgrade_main(url)
     finally:
@@ -248,7 +312,7 @@ def schema_sql(version: Annotated[int | None, typer.Option(
         "--version", help="The schema version to print (default: BYODB_SCHEMA_TARGET, "
         "else the latest).")] = None) -> None:
     """Print the SQL that creates a content schema version on an empty database: apply it
-    with ``psql "$URL" -v ON_ERROR_STOP=1 -f -`` as the database owner, in one transaction
+    with `psql "$URL" -v ON_ERROR_STOP=1 -f -` as the database owner, in one transaction
     (pgvector found where it is installed, the DDL, the byodb_meta record)."""
 
     try:
@@ -327,5 +391,24 @@ def project_export(out: Annotated[Path, typer.Argument(help="Where to write the 
     typer.echo(f"wrote {out}")
 
 
+def _hide_flag_types(command: TyperCommand | TyperGroup) -> None:
+    """A flag takes no value, so its help shows no type (Typer prints ``<bool>``)."""
+    for param in [*command.params, command.get_help_option(typer.Context(command))]:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            if isinstance(sub, TyperCommand | TyperGroup):
+                _hide_flag_types(sub)
+
+
+def main() -> None:
+    """The ``byodb`` entry point: the app, its flags' help without a type."""
+    built = typer.main.get_command(app)
+    if isinstance(built, TyperCommand | TyperGroup):
+        _hide_flag_types(built)
+    built()
+
+
 if __name__ == "__main__":
-    app()
+    main()

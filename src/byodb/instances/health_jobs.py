@@ -1,5 +1,7 @@
 """The health sweep's durable jobs: a procrastinate :func:`blueprint` with a per-minute
-periodic tick and the operator's "check all now".
+periodic tick and the operator's "check all now". An interval that is not whole
+minutes (``BYODB_HEALTH_INTERVAL=5``, ``=90``) is honoured by the tick's job itself: it
+sleeps until each sweep of its minute is due.
 
 Exactly once across replicas: procrastinate's periodic deferrer queues one job per tick
 (``periodic_id`` + timestamp are unique on main) however many workers run it, and the sweep
@@ -10,7 +12,9 @@ The sweeper reaches a task through the worker's context (``additional_context["h
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 
 import procrastinate
 from procrastinate.exceptions import AlreadyEnqueued
@@ -26,6 +30,8 @@ class HealthContext:
     def __init__(self, sweeper: HealthSweeper, *, interval_s: float):
         self.sweeper = sweeper
         self.interval_s = interval_s
+        # Set when the worker stops: a tick waiting for its next sweep ends at once.
+        self.stopping = asyncio.Event()
 
 
 def health_of(context: procrastinate.JobContext) -> HealthContext:
@@ -36,9 +42,30 @@ def health_of(context: procrastinate.JobContext) -> HealthContext:
     return health
 
 
+TICK_S = 60
+"""The periodic tick's period (its cron is every minute)."""
+
+
 async def scheduled_sweep(context: procrastinate.JobContext, timestamp: int) -> None:
+    """The tick of the minute starting at ``timestamp``: every sweep due within that minute,
+    each when it is due (the last sweep's start plus the interval), so an interval of 5 s
+    or of 90 s means just that. The next minute's tick takes over at the minute's end."""
     health = health_of(context)
-    await health.sweeper.sweep_if_due(float(timestamp), health.interval_s)
+    end = timestamp + TICK_S
+    while True:
+        last = await health.sweeper.last_started()
+        due = timestamp if last is None else max(timestamp, last + health.interval_s)
+        if due >= end or time.time() >= end:
+            return
+        wait = due - time.time()
+        if wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(health.stopping.wait(), wait)
+        if health.stopping.is_set():
+            return
+        if await health.sweeper.sweep_if_due(due, health.interval_s) is None and last == \
+                await health.sweeper.last_started():
+            return  # nothing swept (not due, or another process holds the sweep lock)
 
 
 async def operator_sweep(context: procrastinate.JobContext) -> None:

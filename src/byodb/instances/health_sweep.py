@@ -159,6 +159,13 @@ class HealthSweeper:
                 on_wait = None
             await asyncio.sleep(LOCK_RETRY_S)
 
+    async def last_started(self) -> float | None:
+        """When the latest sweep began (epoch seconds), None before the first."""
+        async with self._main.connect() as conn:
+            last = (await conn.execute(
+                select(func.max(health_sweeps.c.started_at)))).scalar_one_or_none()
+        return None if last is None else float(last.timestamp())
+
     async def sweep_if_due(self, tick: float, interval_s: float) -> SweepSummary | None:
         """The scheduled sweep of the tick at ``tick`` (epoch seconds), if one is due."""
         async with self._sweep_lock() as held:

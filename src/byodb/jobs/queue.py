@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import procrastinate
 from procrastinate.worker import Worker
@@ -120,7 +120,8 @@ async def run_workers(app: procrastinate.App, lifecycle: InstanceLifecycle, *,
         queue_worker(app, queue, concurrency=concurrency, name=f"{name}-{queue}",
                      context={"lifecycle": lifecycle, "health": health,
                               "reembed": reembedder})
-        for queue, concurrency in WORKER_CONCURRENCY.items()])
+        for queue, concurrency in WORKER_CONCURRENCY.items()],
+        on_stop=None if health is None else health.stopping.set)
 
 
 def queue_worker(app: procrastinate.App, queue: str, *, concurrency: int, name: str,
@@ -132,7 +133,8 @@ def queue_worker(app: procrastinate.App, queue: str, *, concurrency: int, name: 
                   fetch_job_polling_interval=polling_s, additional_context=context)
 
 
-async def run_until_stopped(workers: list[Worker]) -> None:
+async def run_until_stopped(workers: list[Worker],
+                            on_stop: Callable[[], None] | None = None) -> None:
     """Run ``workers`` until this is cancelled or one of them ends, then stop them all and
     return only once every one has finished its shutdown (its running jobs ended, itself
     unregistered): a worker left running would keep taking jobs after its runtime closed.
@@ -151,6 +153,8 @@ async def run_until_stopped(workers: list[Worker]) -> None:
     try:
         await asyncio.wait(runs, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        if on_stop is not None:
+            on_stop()  # e.g. a health tick waiting for its next sweep ends now
         pending = set(runs)
         while pending:
             for worker in workers:

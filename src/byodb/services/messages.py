@@ -3,6 +3,7 @@ reply (streamed from the chat model, persisted when complete)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,24 @@ class ReplyEvent:
 
 def _approx_tokens(text: str) -> int:
     return max(1, round(len(text.split()) * 4 / 3)) if text.strip() else 0
+
+
+
+TITLE_CHARS = 60
+"""An automatic chat title is at most this long (plus an ellipsis when cut)."""
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+
+
+def chat_title(content: str) -> str:
+    """A conversation's automatic title from its first message: the first sentence of its
+    first line, whole when it fits; else cut between words, with an ellipsis to say so."""
+    line = next((ln.strip() for ln in content.splitlines() if ln.strip()), "")
+    line = " ".join(_SENTENCE_END.split(line, maxsplit=1)[0].split())
+    if len(line) <= TITLE_CHARS:
+        return line
+    cut = line[:TITLE_CHARS + 1].rsplit(" ", 1)[0] if " " in line[:TITLE_CHARS + 1] \
+        else line[:TITLE_CHARS]
+    return cut.rstrip(",;:-\u2013\u2014") + "…"
 
 
 async def list_messages(router: Router, user_id: str, conversation_id: UUID, *,
@@ -133,7 +152,7 @@ async def send_message(router: Router, model: ChatModel, user_id: str,
                     input_tokens=input_tokens, output_tokens=_approx_tokens(reply),
                     generation_completed_at=func.now(), updated_at=func.now())
             .returning(*_COLUMNS))).one()
-        title = " ".join(content.split()[:8])[:80]
+        title = chat_title(content)
         await conn.execute(
             update(conversations)
             .where(conversations.c.id == conversation_id, conversations.c.user_id == user_id)

@@ -69,6 +69,11 @@ class KeyRing:
     def current_id(self) -> str:
         return key_id_for(self.current)
 
+    @property
+    def ids(self) -> frozenset[str]:
+        """The ids of every key in the ring (current and previous)."""
+        return frozenset(key_id_for(k) for k in (self.current, *self.previous))
+
     def key(self, key_id: str) -> bytes | None:
         for candidate in (self.current, *self.previous):
             if key_id_for(candidate) == key_id:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import jwt
@@ -96,14 +97,28 @@ def principal_from_claims(claims: Mapping[str, Any], settings: Settings) -> Prin
     return Principal(user_id, is_admin, is_premium=premium_flag is True)
 
 
+DEV_SECRET_FILE = "jwt-dev.secret"  # noqa: S105 - a file name, not a secret
+
+
+def dev_secret_path(settings: Settings) -> Path:
+    """Where development tokens' signing secret is kept (made by ``serve`` or ``init``)."""
+    return settings.data_dir / DEV_SECRET_FILE
+
+
 def _dev_secret(settings: Settings) -> bytes:
-    path = settings.data_dir / "jwt-dev.secret"
+    path = dev_secret_path(settings)
     if not path.exists():
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32))
     return path.read_text().strip().encode()
+
+
+def ensure_dev_secret(settings: Settings) -> None:
+    """Make the development signing secret now (``serve``/``init``), not at the first token."""
+    if not settings.is_production:
+        _dev_secret(settings)
 
 
 def issue_dev_token(settings: Settings, user_id: str, *, admin: bool = False,

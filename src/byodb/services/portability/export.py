@@ -471,7 +471,8 @@ _SECTION = (
     "E'\\n## ' || case {role} {titles} else coalesce({role}, 'None') end"
     " || case when coalesce(t.branch_index, 0) <> 0"
     " then ' (alternative ' || (t.branch_index + 1) || ')' else '' end"
-    " || ' · ' || (pg_catalog.to_json(t.created_at) #>> '{{}}')"
+    " || ' · ' || (pg_catalog.to_json(coalesce(t.generation_completed_at, t.created_at))"
+    " #>> '{{}}')"
     " || E'\\n\\n' || coalesce({content}, 'None') || E'\\n'")
 
 

@@ -36,7 +36,9 @@ def message_section(message: dict[str, Any]) -> str:
     who = ROLE_TITLES.get(str(message["role"]), str(message["role"]))
     branch = int(message.get("branch_index") or 0)
     alternative = f" (alternative {branch + 1})" if branch else ""
-    return f"\n## {who}{alternative} · {message['created_at']}\n\n{message['content']}\n"
+    # A reply's time is when it was written (it was created with the question, blank).
+    when = message.get("generation_completed_at") or message["created_at"]
+    return f"\n## {who}{alternative} · {when}\n\n{message['content']}\n"
 
 
 def note_document(note: dict[str, Any]) -> str:

@@ -25,7 +25,10 @@ function render(schedule) {
   }
   if (schedule.running) parts.push(" A sweep is running now.");
   if (schedule.next_sweep_after) {
-    parts.push(` Next scheduled sweep: after `, timeElement(schedule.next_sweep_after),
+    // timeElement says "in 2 minutes" (or "1 minute ago" once due): no word before it.
+    const due = new Date(schedule.next_sweep_after).getTime() <= Date.now();
+    parts.push(" Next scheduled sweep: ",
+      due ? "due now" : timeElement(schedule.next_sweep_after),
       ` (every ${Math.round(schedule.interval_s)} s).`);
   }
   replaceChildren(line, h("span", {}, ...parts));
