@@ -187,8 +187,9 @@ def _print_outcome(run: dict[str, Any], *, dry_run: bool) -> None:
     prefix = f"{DRY_RUN}: " * dry_run
     for item in run["instances"]:
         if item["status"] == "failed":
-            out.print(f"{prefix}{'would fail' if dry_run else 'failed'}  {shown(item['user_id'])} at "
-                      f"step {item['step']}: {item['error_code']}: {item['error']}",
+            verb = "would fail" if dry_run else "failed"
+            out.print(f"{prefix}{verb}  {shown(item['user_id'])} at step {item['step']}: "
+                      f"{item['error_code']}: {item['error']}",
                       soft_wrap=True, markup=False, highlight=False)
         elif item["status"] == "pending" and item["error_code"]:
             out.print(f"{prefix}pending {shown(item['user_id'])}: {item['error_code']}",

@@ -78,7 +78,7 @@ async def retrying(attempt: Callable[[], Awaitable[T]], *, deadline_s: float,
         except Exception as exc:
             if rung == len(ladder_s) or not is_transient(exc):
                 raise
-            pause = ladder_s[rung] * random.uniform(0.5, 1.5)  # noqa: S311 (jitter)
+            pause = ladder_s[rung] * random.uniform(0.5, 1.5)
             if loop.time() + pause >= ends:
                 raise
             if on_retry is not None:
