@@ -21,7 +21,13 @@ import pytest
 
 from byodb.maindb.embedded import PostgresCluster
 from byodb.settings import Settings
-from byodb.web.auth import DEV_AUDIENCE, DEV_ISSUER, Authenticator, issue_dev_token
+from byodb.web.auth import (
+    DEV_AUDIENCE,
+    DEV_ISSUER,
+    Authenticator,
+    ensure_dev_secret,
+    issue_dev_token,
+)
 from byodb.web.pages.rendering import adds_to
 from tests.conftest import Api, count_rows, create_database, running_app
 
@@ -207,6 +213,7 @@ def test_an_error_page_says_its_problem_once() -> None:
 
 async def test_byodb_token_premium_mints_a_premium_user(tmp_path: Path) -> None:
     env = {**os.environ, "BYODB_DATA_DIR": str(tmp_path)}
+    ensure_dev_secret(Settings(BYODB_DATA_DIR=tmp_path))  # as `byodb serve` / `init` do
     minted = {flag: subprocess.run([sys.executable, "-m", "byodb.cli.main", "token", "pia",
                                     *([flag] if flag else [])], capture_output=True,
                                    text=True, timeout=60, env=env).stdout.strip()

@@ -52,6 +52,15 @@ OPERATOR_COMMANDS = [
 ]
 
 
+OUTCOME_ON_A_NEW_DEPLOYMENT = {
+    "instances show": (1, "no database is configured for user 'bob'"),
+    "instances check": (1, "user 'bob' has no connected or failing database"),
+    "export bob": (2, "no user 'bob' on this deployment"),
+}
+"""Exit code and stderr of the commands that find the deployment but not what they are
+asked about (every other command exits 0 on a new deployment)."""
+
+
 @pytest.fixture(autouse=True)
 def _own_settings() -> Iterator[None]:
     """The commands read the environment afresh (and --data-dir writes BYODB_DATA_DIR):
@@ -127,7 +136,25 @@ def test_a_deployment_is_found_from_its_folder_with_data_dir_and_with_the_variab
     assert made.stdout.startswith("set up a new deployment: main database embedded "
                                   f"PostgreSQL in {home / 'byodb-data' / 'postgres'}")
     key = (home / "byodb-data" / "encryption.key").read_text()
+    # This test's share keeps the embedded server up between the commands (each finds it
+    # running and leaves it so); releasing it at the end stops it.
+    share = PostgresCluster(home / "byodb-data" / "postgres").share()
     try:
+        for command in OPERATOR_COMMANDS:
+            if command == ["worker"]:
+                continue  # it would serve until stopped (tests/test_cli_and_settings.py)
+            expected = OUTCOME_ON_A_NEW_DEPLOYMENT.get(" ".join(command[:2]), (0, None))
+            for where, args in (("folder", command),
+                                ("--data-dir", ["--data-dir", str(home / "byodb-data"),
+                                                *command])):
+                if where == "--data-dir":
+                    monkeypatch.chdir(elsewhere)
+                result = byodb(*args)
+                assert "no byodb deployment found" not in result.stderr, (where, command)
+                assert result.exit_code == expected[0], (where, command, result.stderr)
+                if expected[1]:
+                    assert expected[1] in result.stderr, (where, command, result.stderr)
+                monkeypatch.chdir(home)
         again = byodb("init", "--json")
         assert again.exit_code == 0 and json.loads(again.stdout)["created"] is False
         from_folder = byodb("status", "--json")
@@ -141,12 +168,13 @@ def test_a_deployment_is_found_from_its_folder_with_data_dir_and_with_the_variab
         by_variable = byodb("migrations", "status", "--json",
                             env={"BYODB_DATA_DIR": str(home / "byodb-data")})
         assert by_variable.exit_code == 0, by_variable.stderr
-        assert json.loads(by_variable.stdout)["runs"] == []
+        assert len(json.loads(by_variable.stdout)["runs"]) == 4  # the migrate-alls above
         token = byodb("--data-dir", str(home / "byodb-data"), "token", "alice")
         assert token.exit_code == 0 and token.stdout.count(".") == 2
         assert _tree(elsewhere) == []  # nothing was made where the commands ran
         assert (home / "byodb-data" / "encryption.key").read_text() == key  # one key
     finally:
+        share.release()
         PostgresCluster(home / "byodb-data" / "postgres").stop("immediate")
 
 

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from byodb.alerts import AlertSettings
 from byodb.errors import ByodbError
 from byodb.instances.jobs import ProcrastinateJobs
 from byodb.jobs.queue import bound_job_app, ensure_job_schema
@@ -63,7 +64,7 @@ def settings_problems() -> tuple[Settings | None, list[str]]:
     (each named by its variable) and what :meth:`Settings.problems` finds in the rest."""
     get_settings.cache_clear()  # read the environment as this command sees it
     try:
-        return (settings := get_settings()), settings.problems()
+        return (settings := get_settings()), _problems(settings)
     except ValidationError as exc:
         found, defaults = [], {}
         for error in exc.errors():
@@ -74,8 +75,18 @@ def settings_problems() -> tuple[Settings | None, list[str]]:
             if field is not None:
                 defaults[field] = Settings.model_fields[field].default
         with contextlib.suppress(ValidationError):  # the rest, those values at defaults
-            found.extend(Settings(**defaults).problems())
+            found.extend(_problems(Settings(**defaults)))
         return None, found
+
+
+def _problems(settings: Settings) -> list[str]:
+    """:meth:`Settings.problems`, and the alert mail settings' (parsed by the alerts)."""
+    found = settings.problems()
+    try:
+        AlertSettings.from_settings(settings)
+    except ByodbError as exc:
+        found.append(exc.message)
+    return found
 
 
 _FIELD_OF = {str(info.alias): name for name, info in Settings.model_fields.items()
