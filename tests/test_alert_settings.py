@@ -39,7 +39,8 @@ def test_parsed_smtp_url_never_shows_its_password() -> None:
 def test_operator_command_with_a_malformed_smtp_url_says_so_and_sweeps_nothing(
         main_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "BYODB_DATABASE_URL": main_url, "BYODB_DATA_DIR": str(tmp_path),
-           "BYODB_SMTP_URL": f"smtp://ops:{SECRET}@mail.test:nope"}
+           "BYOD_ENCRYPTION_KEY": "ab" * 32,  # the deployment's key (operator commands
+           "BYODB_SMTP_URL": f"smtp://ops:{SECRET}@mail.test:nope"}  # never make one)
     result = subprocess.run([sys.executable, "-m", "byodb.cli.main", "health-check"],
                             capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 2
