@@ -36,7 +36,7 @@ deadlock, a lock not granted in time, the server shutting the session down (a re
 LOCK_SQLSTATES = frozenset({"55P03", "40P01"})
 
 DEFAULT_LADDER_S = (0.5, 1.5, 4.0)
-"""Pauses between the attempts of a step (each × a random 0.5–1.5, so many jobs do not
+"""Pauses between the attempts of a step (each times a random 0.5 to 1.5, so jobs do not
 retry in step); after the last one the step fails."""
 
 
@@ -45,9 +45,12 @@ class Step:
     """Where an operation is now, as the words that follow "failed" in its message."""
 
     where: str
+    number: int | None = None
+    """The deploy's statement number (for ``deployment_step``), when it is at one."""
 
-    def at(self, where: str) -> None:
+    def at(self, where: str, number: int | None = None) -> None:
         self.where = where
+        self.number = number
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -78,7 +81,7 @@ async def retrying(attempt: Callable[[], Awaitable[T]], *, deadline_s: float,
         except Exception as exc:
             if rung == len(ladder_s) or not is_transient(exc):
                 raise
-            pause = ladder_s[rung] * random.uniform(0.5, 1.5)  # noqa: S311 (jitter)
+            pause = ladder_s[rung] * random.uniform(0.5, 1.5)
             if loop.time() + pause >= ends:
                 raise
             if on_retry is not None:
