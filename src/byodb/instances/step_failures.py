@@ -94,11 +94,12 @@ def public_error(exc: BaseException, *, stage: str, step: Step | None = None,
                  url: DatabaseUrl | None = None) -> tuple[str, str]:
     """A message and code safe to store and show (no URL, password or content): ``stage``
     ("The deployment") failed ``step`` (where it was), and why — for a server's answer its
-    SQLSTATE and its words (redacted with ``url``'s password, bounded)."""
-    failed = f"{stage} failed {step.where}" if step is not None else f"{stage} failed"
+    SQLSTATE and its words (redacted with ``url``'s password, bounded). Without a step (a
+    check, a fleet migration) the brief form of before: the SQLSTATE only."""
+    if step is None:
+        return _brief(exc, stage)
+    failed = f"{stage} failed {step.where}"
     if isinstance(exc, ByodbError):
-        if step is None:
-            return exc.message, exc.code
         return f"{failed}: {exc.message}", exc.code
     if isinstance(exc, TimeoutError):
         return f"{failed}: it did not finish in time; nothing was lost.", "timeout"
@@ -118,3 +119,22 @@ def public_error(exc: BaseException, *, stage: str, step: Step | None = None,
         return (f"{failed}: the database stopped answering ({server_words(exc, url)}); "
                 "nothing was lost.", "unreachable")
     return (f"{failed}: unexpected {type(exc).__name__}; nothing was lost.", "step_failed")
+
+
+def _brief(exc: BaseException, stage: str) -> tuple[str, str]:
+    """Without a step (a check, a fleet migration's record): the SQLSTATE, not the server's
+    words — a fleet run's records are read by operators across many users' databases."""
+    if isinstance(exc, ByodbError):
+        return exc.message, exc.code
+    if isinstance(exc, TimeoutError):
+        return f"{stage} did not finish in time; nothing was lost.", "timeout"
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return ("The database user lacks a privilege this step needs.",
+                "insufficient_privileges")
+    if isinstance(exc, psycopg.OperationalError | OSError):
+        return "The database stopped answering.", "unreachable"
+    sqlstate = sqlstate_of(exc)
+    if sqlstate:
+        return (f"{stage} failed: the database rejected a step (SQLSTATE {sqlstate}); "
+                "nothing was lost.", "step_failed")
+    return f"{stage} failed unexpectedly; nothing was lost.", "step_failed"
