@@ -76,7 +76,8 @@ def lifecycle_limits(settings: Settings) -> LifecycleLimits:
                            pool_timeout_s=settings.connect_timeout_s * 2,
                            idle_timeout_s=settings.user_idle_timeout_s,
                            health_s=settings.health_timeout_s,
-                           health_failures=settings.health_failures)
+                           health_failures=settings.health_failures,
+                           lock_timeout_s=settings.user_lock_timeout_s)
 
 
 def build_runtime(settings: Settings, main_url: str, *,

@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from sqlalchemy import bindparam
@@ -41,6 +41,7 @@ from byodb.instances.config_store import (
 from byodb.instances.connection.credentials import Credentials
 from byodb.instances.connection.deadlines import Deadline
 from byodb.instances.connection.failures import classify
+from byodb.instances.connection.session import UserConnection
 from byodb.instances.guard import ConnectionCheckError, GuardPolicy, parse_database_url
 from byodb.instances.handle import UserDatabase
 from byodb.instances.health import (
@@ -66,6 +67,7 @@ from byodb.maindb.tables import user_database_config as udc
 from byodb.vault import Secret, Vault
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class DisconnectMode(StrEnum):
@@ -111,7 +113,7 @@ class LifecycleLimits:
     # A move's statements wait this long for a lock held in the user's database (their own
     # open transaction) before the step gives up and is retried on the ladder.
     lock_timeout_s: float = 5.0
-    # Pauses (× jitter) before a deploy or move step that failed transiently runs again.
+    # Pauses (times a jitter) before a deploy or move step that failed transiently runs again.
     retry_ladder_s: tuple[float, ...] = DEFAULT_LADDER_S
 
 
@@ -333,6 +335,8 @@ class InstanceLifecycle:
                                deployment_progress=f"Not started: {refusal.message}")
             return
         stage = "The deployment"
+        step = Step("while reading your saved credentials")
+        database: UserDatabase | None = None
         try:
             async with asyncio.timeout(self.limits.deploy_s + self.limits.move_s):
                 await self._update(user_id, deployment=DeploymentStatus.deploying,
@@ -340,41 +344,53 @@ class InstanceLifecycle:
                                    deployment_progress="Connecting", deployment_step=0,
                                    connection_error=None, connection_error_code=None)
                 database = self.database_of(config)
-                outcome = await self._deploy(database, user_id, credential_version)
+                outcome = await self._deploy(database, user_id, credential_version, step)
                 stage = "Moving your content"
-                await self._move_in(database, config, outcome)
+                await self._move_in(database, config, outcome, step)
         except Exception as exc:
-            message, code = public_error(exc, stage=stage)
-            log.warning("provisioning failed for a user: %s", code)
+            message, code = public_error(exc, stage=stage, step=step,
+                                         url=database.url if database is not None else None)
+            # The one log line of the failure: the user id and the message (server words
+            # included) as escaped values in its body, never shaping the line.
+            log.warning("provisioning failed for user %r (%s): %r", user_id, code, message)
             deployed = stage != "The deployment"
+            failed_at = {} if deployed or step.number is None else \
+                {"deployment_step": step.number}
             await self._update(
                 user_id, connection=ConnectionStatus.error,
                 deployment=None if deployed else DeploymentStatus.failed,
                 expect_credential_version=credential_version,
                 connection_error=message, connection_error_code=code,
                 deployment_progress=f"{'Moving your content' if deployed else 'Deployment'} "
-                                    f"failed: {message}")
+                                    f"failed: {message}", **failed_at)
 
     async def _deploy(self, database: UserDatabase, user_id: str,
-                      credential_version: int) -> DeployOutcome:
+                      credential_version: int, step: Step) -> DeployOutcome:
         last_written = 0.0
 
-        async def progress(step: int, total: int, label: str) -> None:
+        async def progress(number: int, total: int, label: str) -> None:
+            step.at(f"at step {number} of {total} ({label})", number)
             # A few writes a second are plenty for a progress bar; one per DDL statement
             # would make every deploy wait on main ~120 times.
             nonlocal last_written
             now = time.monotonic()
-            if step != total and now - last_written < PROGRESS_INTERVAL_S:
+            if number != total and now - last_written < PROGRESS_INTERVAL_S:
                 return
             last_written = now
             await update_state(self.main, user_id, expect_credential_version=credential_version,
-                               deployment_progress=label, deployment_step=step,
+                               deployment_progress=label, deployment_step=number,
                                deployment_total_steps=total)
 
-        async with asyncio.timeout(self.limits.deploy_s), \
-                database.connection(Deadline(self.limits.deploy_s)) as conn:
-            outcome = await deploy_content_schema(conn, progress=progress,
-                                                  target_version=self.limits.schema_target)
+        async def deploy_once() -> DeployOutcome:
+            # One transaction: a failed attempt left nothing, so the next starts afresh.
+            step.at("while connecting to your database")
+            async with database.connection(Deadline(self.limits.deploy_s)) as conn:
+                step.at("while preparing the deployment (pgvector, the deployed version)")
+                return await deploy_content_schema(conn, progress=progress,
+                                                   target_version=self.limits.schema_target)
+
+        async with asyncio.timeout(self.limits.deploy_s):
+            outcome = await self._retrying(deploy_once, user_id, self.limits.deploy_s, step)
         await self._update(user_id, deployment=DeploymentStatus.deployed,
                            expect_credential_version=credential_version,
                            schema_version=outcome.version, instance_id=outcome.instance_id,
@@ -383,7 +399,7 @@ class InstanceLifecycle:
         return outcome
 
     async def _move_in(self, database: UserDatabase, config: DatabaseConfig,
-                       outcome: DeployOutcome) -> None:
+                       outcome: DeployOutcome, step: Step) -> None:
         """Move the user's content onto ``database`` with their requests held, then mark
         them connected — only once nothing of theirs is left anywhere else."""
         user_id, expect = config.user_id, config.credential_version
@@ -392,33 +408,58 @@ class InstanceLifecycle:
                            deployment_progress="Moving your content from your previous "
                            "database" if config.switching else "Moving your existing content")
         moved = 0
-        async with asyncio.timeout(self.limits.move_s):
-            if config.switching and config.previous_instance_id != outcome.instance_id:
-                old = self.database(config.decrypt_previous_url(self.vault))
-                keep_copy = config.previous_database_mode != OldDatabase.delete.value
-                async with old.connection(self._move_deadline()) as source, \
-                        database.connection(self._move_deadline()) as target:
-                    report = await move_user_content(source, target, user_id,
-                                                     lock_source_tables=True,
-                                                     delete_source=not keep_copy)
-                moved += report.total_rows
+
+        async def from_previous() -> int:
+            old = self.database(config.decrypt_previous_url(self.vault))
+            keep_copy = config.previous_database_mode != OldDatabase.delete.value
+            step.at("while connecting to your previous database and your new one")
+            async with old.connection(self._move_deadline()) as source, \
+                    database.connection(self._move_deadline()) as target:
+                step.at("while moving your content from your previous database to your "
+                        "new one")
+                report = await move_user_content(source, target, user_id,
+                                                 lock_source_tables=True,
+                                                 delete_source=not keep_copy)
+            return report.total_rows
+
+        async def from_main() -> None:
+            step.at("while connecting to your database")
             async with self._main_connection() as main, \
                     holding_user_writes_on_main(main, user_id), \
                     database.connection(self._move_deadline()) as target:
+                step.at("while moving your content from byodb's database to yours")
                 report = await move_user_content(main, target, user_id,
                                                  lock_source_tables=False)
-                moved += report.total_rows
                 await self._update(
                     user_id, connection=ConnectionStatus.connected,
                     expect_credential_version=expect, consecutive_failures=0,
                     content_placement=Placement.user.value, last_connection_test=self._clock(),
-                    deployment_progress=f"Connected; moved {moved} rows to your database",
+                    deployment_progress=f"Connected; moved {moved + report.total_rows} rows "
+                                        "to your database",
                     **_NO_SWITCH)
 
+        async with asyncio.timeout(self.limits.move_s):
+            if config.switching and config.previous_instance_id != outcome.instance_id:
+                moved += await self._retrying(from_previous, user_id, self.limits.move_s,
+                                              step)
+            await self._retrying(from_main, user_id, self.limits.move_s, step)
+
     def _move_deadline(self) -> Deadline:
-        """A move's connections: statements as long as the move may take, the socket cut
+        """A move's connections: statements as long as the move may take, lock waits as
+        long as ``lock_timeout_s`` (then the step is retried, and fails), the socket cut
         shortly after its deadline, whatever is still waiting on it."""
-        return Deadline(self.limits.move_s)
+        return Deadline(self.limits.move_s, lock_timeout_s=self.limits.lock_timeout_s)
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]], user_id: str,
+                        deadline_s: float, step: Step) -> T:
+        """``attempt`` (a whole deploy or one move), run again after a transient failure
+        on the ladder within ``deadline_s`` (:func:`byodb.instances.step_failures.retrying`)."""
+        async def retry_note(exc: BaseException, attempt_number: int) -> None:
+            log.info("retrying a step for user %r after a transient failure %s (%s, "
+                     "retry %d)", user_id, step.where, type(exc).__name__, attempt_number)
+
+        return await retrying(attempt, deadline_s=deadline_s,
+                              ladder_s=self.limits.retry_ladder_s, on_retry=retry_note)
 
     @asynccontextmanager
     async def _main_connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
@@ -623,28 +664,46 @@ class InstanceLifecycle:
         config = await self.state(user_id)
         if config is None or config.credential_version != credential_version:
             return
+        step = Step("while reading your saved credentials")
+        database: UserDatabase | None = None
+
+        async def migrate_back(theirs: UserConnection) -> None:
+            step.at("while connecting to byodb's database")
+            async with self._main_connection() as main, \
+                    holding_user_writes_on_main(main, user_id):
+                step.at("while moving your data back to byodb's database")
+                await move_user_content(theirs, main, user_id, lock_source_tables=True)
+                await self._disconnected(user_id, credential_version, mode)
+
+        async def delete_theirs(theirs: UserConnection) -> None:
+            step.at("while deleting your data from your database")
+            await delete_user_rows(theirs, user_id)
+            await drop_schema_if_empty(theirs)
+
+        async def once() -> None:
+            assert database is not None
+            step.at("while connecting to your database")
+            async with database.connection(self._move_deadline()) as theirs:
+                await (migrate_back if mode is DisconnectMode.migrate else delete_theirs)(theirs)
+
         try:
             async with asyncio.timeout(self.limits.move_s):
                 database = self.database_of(config)
-                async with database.connection(self._move_deadline()) as theirs:
-                    if mode is DisconnectMode.migrate:
-                        async with self._main_connection() as main, \
-                                holding_user_writes_on_main(main, user_id):
-                            await move_user_content(theirs, main, user_id,
-                                                    lock_source_tables=True)
-                            await self._disconnected(user_id, credential_version, mode)
-                            return
-                    await delete_user_rows(theirs, user_id)
-                    await drop_schema_if_empty(theirs)
+                await self._retrying(once, user_id, self.limits.move_s, step)
+                if mode is DisconnectMode.migrate:
+                    return
         except Exception as exc:
-            message, code = public_error(exc, stage=f"Disconnecting ({mode})")
-            log.warning("disconnect (%s) failed for a user: %s", mode, code)
-            # A move refused for what their database holds changed nothing and their
-            # database works: they stay connected, told why. Anything else: error + retry.
-            refused = isinstance(exc, MoveRefused)
-            if not refused:
+            message, code = public_error(exc, stage=f"Disconnecting ({mode})", step=step,
+                                         url=database.url if database is not None else None)
+            log.warning("disconnect (%s) failed for user %r (%s): %r", mode, user_id, code,
+                        message)
+            # A move refused for what their database holds, or one that waited in vain on
+            # a lock held there (their own open transaction), changed nothing and their
+            # database answers: they stay connected, told why. Anything else: error + retry.
+            stays = isinstance(exc, MoveRefused) or code == "lock_timeout"
+            if not stays:
                 message = f"{message} Retry the connection, then try again."
-            await self._update(user_id, connection=ConnectionStatus.connected if refused
+            await self._update(user_id, connection=ConnectionStatus.connected if stays
                                else ConnectionStatus.error,
                                expect_credential_version=credential_version,
                                connection_error=message, connection_error_code=code,

@@ -36,7 +36,7 @@ deadlock, a lock not granted in time, the server shutting the session down (a re
 LOCK_SQLSTATES = frozenset({"55P03", "40P01"})
 
 DEFAULT_LADDER_S = (0.5, 1.5, 4.0)
-"""Pauses between the attempts of a step (each × a random 0.5–1.5, so many jobs do not
+"""Pauses between the attempts of a step (each times a random 0.5 to 1.5, so jobs do not
 retry in step); after the last one the step fails."""
 
 
@@ -45,9 +45,12 @@ class Step:
     """Where an operation is now, as the words that follow "failed" in its message."""
 
     where: str
+    number: int | None = None
+    """The deploy's statement number (for ``deployment_step``), when it is at one."""
 
-    def at(self, where: str) -> None:
+    def at(self, where: str, number: int | None = None) -> None:
         self.where = where
+        self.number = number
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -91,11 +94,12 @@ def public_error(exc: BaseException, *, stage: str, step: Step | None = None,
                  url: DatabaseUrl | None = None) -> tuple[str, str]:
     """A message and code safe to store and show (no URL, password or content): ``stage``
     ("The deployment") failed ``step`` (where it was), and why — for a server's answer its
-    SQLSTATE and its words (redacted with ``url``'s password, bounded)."""
-    failed = f"{stage} failed {step.where}" if step is not None else f"{stage} failed"
+    SQLSTATE and its words (redacted with ``url``'s password, bounded). Without a step (a
+    check, a fleet migration) the brief form of before: the SQLSTATE only."""
+    if step is None:
+        return _brief(exc, stage)
+    failed = f"{stage} failed {step.where}"
     if isinstance(exc, ByodbError):
-        if step is None:
-            return exc.message, exc.code
         return f"{failed}: {exc.message}", exc.code
     if isinstance(exc, TimeoutError):
         return f"{failed}: it did not finish in time; nothing was lost.", "timeout"
@@ -115,3 +119,22 @@ def public_error(exc: BaseException, *, stage: str, step: Step | None = None,
         return (f"{failed}: the database stopped answering ({server_words(exc, url)}); "
                 "nothing was lost.", "unreachable")
     return (f"{failed}: unexpected {type(exc).__name__}; nothing was lost.", "step_failed")
+
+
+def _brief(exc: BaseException, stage: str) -> tuple[str, str]:
+    """Without a step (a check, a fleet migration's record): the SQLSTATE, not the server's
+    words — a fleet run's records are read by operators across many users' databases."""
+    if isinstance(exc, ByodbError):
+        return exc.message, exc.code
+    if isinstance(exc, TimeoutError):
+        return f"{stage} did not finish in time; nothing was lost.", "timeout"
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return ("The database user lacks a privilege this step needs.",
+                "insufficient_privileges")
+    if isinstance(exc, psycopg.OperationalError | OSError):
+        return "The database stopped answering.", "unreachable"
+    sqlstate = sqlstate_of(exc)
+    if sqlstate:
+        return (f"{stage} failed: the database rejected a step (SQLSTATE {sqlstate}); "
+                "nothing was lost.", "step_failed")
+    return f"{stage} failed unexpectedly; nothing was lost.", "step_failed"

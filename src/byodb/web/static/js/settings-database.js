@@ -62,6 +62,8 @@ const CODES = {
   unsupported_version: ["This PostgreSQL version isn't supported", "byodb needs PostgreSQL 14 or newer."],
   rate_limited: ["Too many tests in a row", "Wait a minute, then try again."],
   deploy_failed: ["The database rejected a deployment step", "Check the user's privileges, then retry."],
+  step_failed: ["Your database refused a step", "The message above names the step and what your database answered. Fix that, then press Retry."],
+  lock_timeout: ["A table byodb needs stayed locked", "Another session on your database (an open transaction?) holds it. End that transaction, then press Retry."],
   credentials_unreadable: ["Your saved credentials can't be read", "Save your database URL again with Update credentials."],
   network: ["byodb couldn't be reached", "Check your internet connection and try again."],
   byod_disabled: ["Not available right now", null],
