@@ -13,18 +13,27 @@ import typer
 
 from byodb.cli.common import checked_settings, fail, main_database, operator_session, shown
 from byodb.errors import ByodbError
-from byodb.services.portability.export import check_readable, export_archive
+from byodb.services.portability.export import (
+    ExportIncomplete,
+    ExportOutcome,
+    check_readable,
+    export_archive,
+)
 from byodb.settings import Settings
 
 
 async def _write(settings: Settings, main_url: str, user_id: str, out: Path) -> None:
+    outcome = ExportOutcome()
     async with operator_session(settings, main_url) as session:
         router = session.runtime.router
         await check_readable(router, user_id)
         with out.open("wb") as handle:
-            async for chunk in export_archive(router, user_id,
-                                              timeout_s=settings.move_timeout_s):
+            async for chunk in export_archive(router, user_id, outcome=outcome,
+                                              timeout_s=settings.export_timeout_s):
                 handle.write(chunk)
+    if not outcome.complete:
+        raise ExportIncomplete(f"the export is incomplete: {outcome.reason}",
+                               hint="nothing was written to the output file; try again")
 
 
 def _summary(out: Path) -> dict[str, Any]:
