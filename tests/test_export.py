@@ -284,3 +284,17 @@ async def test_already_compressed_files_are_stored_and_text_deflated(api: Api) -
     members = {info.filename.rsplit("/", 1)[-1]: archive.read(info)
                for info in archive.infolist() if info.filename.startswith("files/")}
     assert members == {"photo.png": PNG, "notes.txt": FILE_BYTES}
+
+
+async def test_operator_export_past_its_deadline_says_so_and_leaves_no_file(
+        api: Api, main_url: str, user_db_url: str, tmp_path: Path) -> None:
+    await connect_own_database(api, "rex", user_db_url)
+    add_messages(user_db_url, "rex", MESSAGES)
+    out = tmp_path / "rex.zip"
+    env = {"BYODB_DATABASE_URL": main_url, "BYODB_DATA_DIR": str(api.settings.data_dir),
+           "BYODB_ENV": "development", "BYODB_ALLOW_PRIVATE_HOSTS": "true",
+           "BYODB_EXPORT_TIMEOUT": "0.2"}
+    result = await asyncio.to_thread(byodb, "export", "rex", "--out", str(out), env=env)
+    assert result.returncode == 1, result.stderr
+    assert "error: the export is incomplete:" in result.stderr
+    assert not out.exists() and not out.with_name("rex.zip.partial").exists()
