@@ -7,15 +7,18 @@ there (``--per-conversation`` per conversation, each answering the one before, a
 characters each, no embeddings) with one INSERT … SELECT, then times:
 
 * ``export`` — :func:`byodb.services.portability.export.export_archive` through the router,
-  every byte of the zip written to a file, as ``GET /api/export`` streams it;
+  every byte of the zip written to a file, as ``GET /api/export`` streams it: the whole
+  archive (every message three times: lossless JSON lines, ``conversations.json``,
+  Markdown), then the archive of ``?include=tables`` (the lossless tables and files only);
 * ``pg_dump`` — ``pg_dump --data-only`` of the content tables of the same database (the
   wheel's own ``pg_dump``, the server's version), to a file.
 
 Usage: ``.venv/bin/python bench/export.py [--count 100000]``. Prints one JSON line with
-``rows``, ``seconds``, ``mb_per_s`` (uncompressed archive content per second), ``zip_mb``,
-``peak_rss_mb`` (this process: runtime plus export), ``pg_dump_seconds`` and
-``ratio_vs_pg_dump`` (pg_dump's seconds / the export's: 1 = as fast as pg_dump). Targets:
-ratio ≥ 0.5, peak RSS under 200 MB.
+``rows``, ``seconds`` and ``tables_seconds``, ``mb_per_s`` (uncompressed archive content per
+second), ``zip_mb``, ``peak_rss_mb`` (this process: runtime plus both exports),
+``pg_dump_seconds``, ``ratio_vs_pg_dump`` (pg_dump's seconds / the whole export's: 1 = as
+fast as pg_dump) and ``ratio_tables_vs_pg_dump`` (the same for the tables-only export).
+Targets (issue 17): whole ≥ 0.25, tables only ≥ 0.5, peak RSS under 200 MB.
 """
 
 from __future__ import annotations
@@ -38,11 +41,12 @@ from byodb.content import content_table_names
 from byodb.instances.lifecycle import DisconnectMode
 from byodb.maindb.embedded import POSTGRES_BIN_PATH
 from byodb.runtime import build_runtime
-from byodb.services.portability.export import export_archive
+from byodb.services.portability.export import Contents, export_archive
 from byodb.settings import Settings
 
 USER = "bench-user"
-TARGET_RATIO = 0.5
+TARGET_RATIO = 0.25
+TARGET_TABLES_RATIO = 0.5
 TARGET_RSS_MB = 200
 
 
@@ -79,21 +83,28 @@ def generate(user_url: str, count: int, per_conversation: int) -> None:
             " now() - interval '1 day' + i * interval '1 millisecond', now() "
             "from generate_series(0, %(n)s - 1) i",
             {"u": USER, "per": per_conversation, "n": count})
-        conn.execute("analyze")
+        # As autovacuum leaves a real table: statistics and hint bits set, so neither the
+        # export nor pg_dump (which runs last) pays for the first read after a bulk insert.
+        conn.execute("vacuum (analyze)")
 
 
-async def timed_export(settings: Settings, main_url: str, user_url: str, out: Path,
-                       count: int, per_conversation: int) -> tuple[float, int]:
+async def timed_exports(settings: Settings, main_url: str, user_url: str, out: Path,
+                        tables_out: Path, count: int, per_conversation: int
+                        ) -> tuple[float, float]:
     rt = build_runtime(settings, main_url, jobs=InlineJobs())
     try:
         saved = await rt.lifecycle.save(USER, user_url)
         await rt.lifecycle.provision(USER, saved.credential_version)
         generate(user_url, count, per_conversation)
-        start = time.perf_counter()
-        with out.open("wb") as handle:
-            async for chunk in export_archive(rt.router, USER, timeout_s=3600):
-                handle.write(chunk)
-        return time.perf_counter() - start, out.stat().st_size
+        seconds = []
+        for contents, path in ((Contents.all, out), (Contents.tables, tables_out)):
+            start = time.perf_counter()
+            with path.open("wb") as handle:
+                async for chunk in export_archive(rt.router, USER, timeout_s=3600,
+                                                  contents=contents):
+                    handle.write(chunk)
+            seconds.append(time.perf_counter() - start)
+        return seconds[0], seconds[1]
     finally:
         await rt.close()
 
@@ -114,9 +125,11 @@ def main() -> None:
     args = parser.parse_args()
     with servers() as (main_url, user_url, scratch):
         settings = Settings(BYODB_DATA_DIR=scratch / "data", BYODB_ALLOW_PRIVATE_HOSTS=True)
-        archive = scratch / "export.zip"
-        seconds, zip_bytes = asyncio.run(timed_export(settings, main_url, user_url, archive,
-                                                      args.count, args.per_conversation))
+        archive, tables_archive = scratch / "export.zip", scratch / "tables.zip"
+        seconds, tables_seconds = asyncio.run(timed_exports(
+            settings, main_url, user_url, archive, tables_archive, args.count,
+            args.per_conversation))
+        zip_bytes = archive.stat().st_size
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         with zipfile.ZipFile(archive) as opened:
             manifest: dict[str, Any] = json.loads(opened.read("manifest.json"))
@@ -125,15 +138,20 @@ def main() -> None:
         dump = scratch / "dump.sql"
         pg_dump_seconds = timed_pg_dump(user_url, dump)
         ratio = pg_dump_seconds / seconds
+        tables_ratio = pg_dump_seconds / tables_seconds
         print(json.dumps({
             "benchmark": "export", "rows": rows, "seconds": round(seconds, 3),
+            "tables_seconds": round(tables_seconds, 3),
+            "tables_zip_mb": round(tables_archive.stat().st_size / 1e6, 2),
             "mb_per_s": round(content_bytes / 1e6 / seconds, 2),
             "zip_mb": round(zip_bytes / 1e6, 2), "content_mb": round(content_bytes / 1e6, 2),
             "peak_rss_mb": round(peak_rss_mb, 1),
             "pg_dump_seconds": round(pg_dump_seconds, 3),
             "pg_dump_mb": round(dump.stat().st_size / 1e6, 2),
             "ratio_vs_pg_dump": round(ratio, 3),
-            "targets_met": ratio >= TARGET_RATIO and peak_rss_mb < TARGET_RSS_MB}),
+            "ratio_tables_vs_pg_dump": round(tables_ratio, 3),
+            "targets_met": ratio >= TARGET_RATIO and tables_ratio >= TARGET_TABLES_RATIO
+            and peak_rss_mb < TARGET_RSS_MB}),
             flush=True)
 
 

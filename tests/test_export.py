@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -14,9 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from byodb.services.portability.export import export_archive
-from byodb.services.rows import InvalidStoredContent
-from tests.conftest import Api, count_rows
+from byodb.services.portability.export import INCOMPLETE_MEMBER, ExportOutcome, export_archive
+from byodb.settings import Settings
+from tests.conftest import Api, count_rows, running_app
 from tests.portability_support import (
     FILE_BYTES,
     connect_own_database,
@@ -158,17 +159,142 @@ async def test_operator_exports_a_user_to_a_file(api: Api, main_url: str,
 
 
 async def test_a_value_beyond_the_apps_limits_in_the_users_database_stops_the_export(
-        api: Api, user_db_url: str) -> None:
+        api: Api, user_db_url: str, caplog: pytest.LogCaptureFixture) -> None:
     await connect_own_database(api, "kim", user_db_url)
     note = await api.post("/api/notes", "kim", json={"title": "short", "content": "x"})
     assert note.status_code == 201
     # Changed outside the app: a title of 600 characters (the API allows 500).
     with psycopg.connect(user_db_url) as conn:
         conn.execute("update byodb.notes set title = repeat('t', 600) where user_id = 'kim'")
-    chunks = []
-    with pytest.raises(InvalidStoredContent) as refused:
-        async for chunk in export_archive(api.app.state.runtime.router, "kim", timeout_s=60):
-            chunks.append(chunk)
-    assert "notes" in refused.value.message and "title" in refused.value.message
+    outcome = ExportOutcome()
+    chunks = [chunk async for chunk in export_archive(
+        api.app.state.runtime.router, "kim", timeout_s=60, outcome=outcome)]
+    assert not outcome.complete
+    archive = assert_incomplete(b"".join(chunks))
+    said = archive.read(INCOMPLETE_MEMBER).decode()
+    assert "notes" in said and "title" in said
     # Nothing of the value was read: the archive never got as far as the notes' member.
     assert b"t" * 501 not in b"".join(chunks)
+    assert "export of user kim incomplete" in caplog.text
+    # The user's database is fine: the export's failure never marks it down.
+    assert (await api.get("/api/byod", "kim")).json()["connection_status"] == "connected"
+
+
+def assert_incomplete(data: bytes) -> zipfile.ZipFile:
+    """A readable zip that says it is incomplete, last, and has no manifest."""
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert archive.testzip() is None
+    names = archive.namelist()
+    assert names[-1] == INCOMPLETE_MEMBER and "manifest.json" not in names
+    assert archive.read(INCOMPLETE_MEMBER).startswith(b"This export is INCOMPLETE: ")
+    return archive
+
+
+def add_messages(url: str, user: str, count: int) -> None:
+    """``count`` messages in conversations of 100, made by the server."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "insert into byodb.conversations (id, user_id, title, message_count, created_at,"
+            " updated_at, last_message_at) select md5('c' || c)::uuid, %(u)s, 'Talk ' || c,"
+            " 100, now(), now(), now() from generate_series(0, %(n)s / 100 - 1) c",
+            {"u": user, "n": count})
+        conn.execute(
+            "insert into byodb.messages (id, conversation_id, user_id, role, content, status,"
+            " parent_message_id, branch_index, created_at, updated_at) select"
+            " md5('m' || i)::uuid, md5('c' || (i / 100))::uuid, %(u)s, 'user',"
+            " 'Message ' || i || ' ' || repeat(md5(i::text), 4), 'complete',"
+            " case when i %% 100 = 0 then null else md5('m' || (i - 1))::uuid end, 0,"
+            " now() + i * interval '1 millisecond', now() from generate_series(0, %(n)s - 1) i",
+            {"u": user, "n": count})
+        conn.execute("analyze")  # as autovacuum would soon
+
+
+MESSAGES = 30_000
+
+
+@pytest.fixture
+def slow_statements(tmp_path: Path) -> Settings:
+    """A user-database statement limit far below what an export of MESSAGES takes."""
+    return Settings(BYODB_DATA_DIR=tmp_path / "data", BYODB_ENV="development",
+                    BYODB_ALLOW_PRIVATE_HOSTS=True, BYODB_USER_STATEMENT_TIMEOUT=0.1)
+
+
+async def test_an_export_longer_than_the_statement_timeout_completes_in_one_snapshot(
+        slow_statements: Settings, main_url: str, user_db_url: str) -> None:
+    async with running_app(slow_statements, main_url, timeout_s=120) as api:
+        await connect_own_database(api, "ned", user_db_url)
+        add_messages(user_db_url, "ned", MESSAGES)
+        archive = await export_zip(api, "ned")
+    assert_manifest_matches(archive)
+    assert len(table_rows(archive, "messages")) == MESSAGES
+    conversations = json.loads(archive.read("conversations.json"))
+    assert len(conversations) == MESSAGES // 100
+    assert sum(1 for n in archive.namelist() if n.startswith("markdown/conversations/")) == \
+        MESSAGES // 100
+
+
+async def test_an_export_past_its_deadline_is_visibly_incomplete_and_logged(
+        settings: Settings, main_url: str, user_db_url: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    async with running_app(settings.model_copy(update={"export_timeout_s": 0.3}), main_url,
+                           timeout_s=120) as api:
+        await connect_own_database(api, "ola", user_db_url)
+        add_messages(user_db_url, "ola", MESSAGES)
+        response = await api.get("/api/export", "ola")
+        assert response.status_code == 200  # the download had started
+        archive = assert_incomplete(response.content)
+        said = archive.read(INCOMPLETE_MEMBER).decode()
+        assert "took longer than allowed" in said or "cancelled a query" in said
+        # Slow is not down: the user stays connected.
+        assert (await api.get("/api/byod", "ola")).json()["connection_status"] == "connected"
+    assert "export of user ola incomplete" in caplog.text
+
+
+async def test_an_export_of_tables_only_holds_the_lossless_tables_and_files(
+        api: Api, main_url: str) -> None:
+    await seed_content(api, "pia")
+    response = await api.get("/api/export?include=tables", "pia")
+    assert response.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    manifest = assert_manifest_matches(archive)
+    assert manifest["contents"] == "tables"
+    names = archive.namelist()
+    assert {n.split("/")[0] for n in names} == {"tables", "files", "manifest.json"}
+    for table, count in content_counts(main_url, "pia").items():
+        assert len(table_rows(archive, table)) == count, table
+    [stored] = table_rows(archive, "files")
+    assert archive.read(stored["content"]) == FILE_BYTES
+    refused = await api.get("/api/export?include=everything", "pia")
+    assert refused.status_code == 422
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 64
+
+
+async def test_already_compressed_files_are_stored_and_text_deflated(api: Api) -> None:
+    for name, data, kind in (("photo.png", PNG, "image/png"),
+                             ("notes.txt", FILE_BYTES, "text/plain")):
+        uploaded = await api.post("/api/files", "quin", files={"file": (name, data, kind)})
+        assert uploaded.status_code == 201, uploaded.text
+    archive = await export_zip(api, "quin")
+    assert_manifest_matches(archive)
+    kinds = {info.filename.rsplit("/", 1)[-1]: info.compress_type
+             for info in archive.infolist() if info.filename.startswith("files/")}
+    assert kinds == {"photo.png": zipfile.ZIP_STORED, "notes.txt": zipfile.ZIP_DEFLATED}
+    members = {info.filename.rsplit("/", 1)[-1]: archive.read(info)
+               for info in archive.infolist() if info.filename.startswith("files/")}
+    assert members == {"photo.png": PNG, "notes.txt": FILE_BYTES}
+
+
+async def test_operator_export_past_its_deadline_says_so_and_leaves_no_file(
+        api: Api, main_url: str, user_db_url: str, tmp_path: Path) -> None:
+    await connect_own_database(api, "rex", user_db_url)
+    add_messages(user_db_url, "rex", MESSAGES)
+    out = tmp_path / "rex.zip"
+    env = {"BYODB_DATABASE_URL": main_url, "BYODB_DATA_DIR": str(api.settings.data_dir),
+           "BYODB_ENV": "development", "BYODB_ALLOW_PRIVATE_HOSTS": "true",
+           "BYODB_EXPORT_TIMEOUT": "0.2"}
+    result = await asyncio.to_thread(byodb, "export", "rex", "--out", str(out), env=env)
+    assert result.returncode == 1, result.stderr
+    assert "error: the export is incomplete:" in result.stderr
+    assert not out.exists() and not out.with_name("rex.zip.partial").exists()

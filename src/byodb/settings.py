@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     deploy_timeout_s: float = Field(300.0, alias="BYODB_DEPLOY_TIMEOUT")
     # A data move (onboarding, switching, migrate back): one deadline for the whole move.
     move_timeout_s: float = Field(1800.0, alias="BYODB_MOVE_TIMEOUT")
+    # An export (GET /api/export, byodb export): one deadline for the whole archive, its one
+    # snapshot transaction and every statement in it (not the request's statement limit).
+    export_timeout_s: float = Field(3600.0, gt=0, alias="BYODB_EXPORT_TIMEOUT")
     # A routed content request's transaction on a user database, end to end (client side).
     user_request_timeout_s: float = Field(30.0, alias="BYODB_USER_REQUEST_TIMEOUT")
     # Server-side limits of a routed request's transactions (set at the start of each). The

@@ -27,7 +27,12 @@ from byodb.cli.common import (
 from byodb.errors import ByodbError
 from byodb.instances import health_report
 from byodb.maindb.tables import user_database_config, users
-from byodb.services.portability.export import check_readable, export_archive
+from byodb.services.portability.export import (
+    ExportIncomplete,
+    ExportOutcome,
+    check_readable,
+    export_archive,
+)
 from byodb.settings import Settings
 
 
@@ -46,6 +51,7 @@ async def _known_user(main: AsyncEngine, user_id: str) -> bool:
 
 
 async def _write(settings: Settings, main_url: str, user_id: str, out: Path) -> None:
+    outcome = ExportOutcome()
     async with operator_session(settings, main_url) as session:
         router, main = session.runtime.router, session.runtime.main
         if not await _known_user(main, user_id):
@@ -66,9 +72,12 @@ async def _write(settings: Settings, main_url: str, user_id: str, out: Path) -> 
                 f"was written. `byodb instances show {user_id}` has the details; export "
                 f"again once `byodb instances check {user_id}` says ok", 1) from None
         with out.open("wb") as handle:
-            async for chunk in export_archive(router, user_id,
-                                              timeout_s=settings.move_timeout_s):
+            async for chunk in export_archive(router, user_id, outcome=outcome,
+                                              timeout_s=settings.export_timeout_s):
                 handle.write(chunk)
+    if not outcome.complete:
+        raise ExportIncomplete(f"the export is incomplete: {outcome.reason}",
+                               hint="nothing was written to the output file; try again")
 
 
 def _summary(out: Path) -> dict[str, Any]:

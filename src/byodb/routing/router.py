@@ -268,6 +268,10 @@ class Router:
                 raise await self._unreachable(user_id, route, _STOPPED, exc) from exc
             raise
         except (PoolTimeout, OSError, psycopg.OperationalError) as exc:
+            if is_slow(exc):  # raw driver work (COPY) in the transaction: 57014 and friends
+                raise ByodTimeout(
+                    "Your database did not finish this request in time. You are still "
+                    "connected.", hint="Try again in a moment.") from exc
             raise await self._unreachable(user_id, route, _STOPPED, exc) from exc
         except ConnectionCheckError as exc:
             # A new connection failed (the guard or the server said no). Down is "stopped

@@ -4,12 +4,21 @@ Order of an export (docs/export-format.md describes the result):
 
 1. One read-only, repeatable-read transaction on the database that holds the user's content
    (``Router.connect(snapshot=True)``): every file of the archive shows the same moment.
-   Its deadline is the caller's (``timeout_s``).
+   Its deadline is the export's own (``timeout_s``: ``BYODB_EXPORT_TIMEOUT``), not a
+   request's: the transaction raises the server's statement and idle limits to it with
+   transaction-local ``set_config`` (a later one overrides the connection's defaults).
 2. ``tables/<table>.jsonl`` for every content table, parents first; the bytes of uploaded
    files then follow as ``files/<id>/<name>`` (one file per query, so at most one file's
    bytes are in memory).
-3. ``conversations.json`` in ChatGPT's layout, then ``markdown/…``.
+3. ``conversations.json`` in ChatGPT's layout, then ``markdown/…`` — left out when only the
+   tables are asked for (:class:`Contents`).
 4. ``manifest.json`` last: it lists every other member with its rows and SHA-256.
+
+An export that fails once bytes have left (its deadline, the database, a stored value
+beyond the API's limits) cannot become an HTTP error any more. It ends instead with
+:data:`INCOMPLETE_MEMBER`, a text saying that the export is incomplete and why (byodb's own
+words: never a server's message), and without ``manifest.json``: no tool mistakes it for a
+whole export. The log names the user (escaped) and the cause.
 
 Each member is one streamed ``COPY (SELECT …) TO STDOUT`` (``portability.copystream``): the
 database makes the text (a row's JSON, a node's values, a message's Markdown), every value
@@ -21,13 +30,17 @@ megabyte of the archive is ready, so memory stays flat however large the export 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, cast
 from uuid import UUID
 
+import psycopg
 from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -36,8 +49,10 @@ from byodb.content import CONTENT_SCHEMA, CONTENT_SCHEMA_VERSION
 from byodb.content.deploy import deployed_schema
 from byodb.content.limits import MAX_FILE_BYTES, MAX_FILENAME_CHARS
 from byodb.content.tables import conversations
+from byodb.errors import ByodbError
 from byodb.instances.moves import set_comparable_session
 from byodb.routing import Router
+from byodb.safetext import escaped
 from byodb.services.portability import markdown
 from byodb.services.portability.columns import (
     ColumnSpec,
@@ -57,6 +72,8 @@ from byodb.services.portability.pages import (
 from byodb.services.portability.zipstream import Member, MemberStats, ZipStream
 from byodb.services.rows import InvalidStoredContent
 
+log = logging.getLogger(__name__)
+
 FORMAT_NAME = "byodb-export"
 FORMAT_VERSION = 1
 FLUSH_BYTES = 256 * 1024
@@ -64,6 +81,33 @@ MAX_CHILDREN_CHARS = 1024 * 1024
 """Longest list of a message's direct replies (ids) in conversations.json: about 25,000."""
 MAX_ROOTS = 25_000
 """Most first messages (no parent) of one conversation in conversations.json."""
+INCOMPLETE_MEMBER = "EXPORT-INCOMPLETE.txt"
+"""The last member of an export that failed after its download started (no manifest then)."""
+
+
+class Contents(StrEnum):
+    """What an export holds: ``all`` (the lossless tables and files, ``conversations.json``
+    and Markdown) or ``tables`` (the lossless tables and files only: everything an import
+    needs, a third of the work)."""
+
+    all = "all"
+    tables = "tables"
+
+
+class ExportIncomplete(ByodbError):
+    """An export stopped before its end (for a caller that can still say so: the operator's
+    command; a download says it inside the archive)."""
+
+    code = "export_incomplete"
+    status = 503
+
+
+@dataclass
+class ExportOutcome:
+    """How an export ended, for a caller that must know (the operator's command)."""
+
+    complete: bool = False
+    reason: str | None = None
 
 
 def member_path(file_id: UUID | str, filename: str) -> str:
@@ -86,17 +130,31 @@ async def check_readable(router: Router, user_id: str) -> None:
 class _Archive:
     """The zip being streamed and the manifest's listing of it."""
 
-    def __init__(self) -> None:
-        self.zip = ZipStream()
+    def __init__(self, now: datetime | None = None) -> None:
+        self.zip = ZipStream(now=now)
         self.listing: dict[str, MemberStats] = {}
 
-    def ready(self) -> bytes | None:
-        return self.zip.take() if self.zip.pending >= FLUSH_BYTES else None
+    async def ready(self) -> bytes:
+        """What the archive has ready to send, once enough is queued (else nothing): the
+        queued members go to the compression threads while the caller reads on."""
+        return await self.zip.drain() if self.zip.pending >= FLUSH_BYTES else b""
+
+    async def incomplete(self, reason: str) -> bytes:
+        """Close the archive with :data:`INCOMPLETE_MEMBER` instead of the manifest; its
+        last bytes. The member being written when it failed is closed as it is (cut)."""
+        cut = self.zip.close_open_member()
+        done = ", ".join(self.listing) or "none"
+        text = (f"This export is INCOMPLETE: {reason}\n\n"
+                "It stopped before the end, so it has no manifest.json: do not use it as a "
+                "whole copy of your data. Download it again; if it fails again, ask the "
+                "operator.\n\n"
+                f"Members written completely: {done}\n"
+                + (f"Member cut where the export stopped: {cut}\n" if cut else ""))
+        self.zip.add(INCOMPLETE_MEMBER, text.encode())
+        return await self.zip.close()
 
     def add(self, name: str, data: bytes, rows: int) -> None:
-        member = self.zip.open(name)
-        member.write(data)
-        self.done(name, member.close(), rows)
+        self.done(name, self.zip.add(name, data), rows)
 
     def done(self, name: str, stats: MemberStats, rows: int) -> None:
         stats.rows = rows
@@ -104,49 +162,110 @@ class _Archive:
 
 
 async def export_archive(router: Router, user_id: str, *, timeout_s: float,
+                         contents: Contents = Contents.all,
+                         outcome: ExportOutcome | None = None,
                          now: datetime | None = None) -> AsyncIterator[bytes]:
-    """The export zip of ``user_id``, as consecutive chunks of bytes."""
-    archive = _Archive()
+    """The export zip of ``user_id``, as consecutive chunks of bytes. A failure ends the
+    archive with :data:`INCOMPLETE_MEMBER` (see the module's docstring); ``outcome``, when
+    given, tells the caller which it was."""
+    archive = _Archive(now)
+    result = outcome if outcome is not None else ExportOutcome()
+    failure: Exception | None = None
+    schema = None
     try:
         async with router.connect(user_id, conversations, timeout_s=timeout_s,
                                   snapshot=True) as routed:
-            conn = await driver_connection(routed)
-            await set_comparable_session(conn)
-            # One server process per export: parallel workers would each build the same
-            # hash tables (the children of every message) and take the user's other cores.
-            await conn.execute("set local max_parallel_workers_per_gather = 0")
-            # COPY's bytes go into the archive as they come: they must be UTF-8.
-            await conn.execute("set local client_encoding = 'UTF8'")
-            schema = await deployed_schema(conn)
-            present = await present_columns(conn)
-            for table in content_tables():
-                if table.name not in present:
-                    continue
-                specs = stored_specs(table, present[table.name])
-                async for chunk in _table(conn, archive, table.name, specs, user_id):
+            try:
+                conn = await driver_connection(routed)
+                await _begin(conn, timeout_s)
+                schema = await deployed_schema(conn)
+                async for chunk in _members(conn, archive, user_id, contents):
                     yield chunk
-            async for chunk in _file_bytes(conn, archive, user_id):
-                yield chunk
-            by_name = {t.name: {s.name: s for s in stored_specs(t, present.get(t.name, ()))}
-                       for t in content_tables()}
-            async for chunk in _conversations_json(conn, archive, by_name, user_id):
-                yield chunk
-            async for chunk in _markdown(conn, archive, by_name, user_id):
-                yield chunk
-        manifest = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "schema_version": schema.version if schema else CONTENT_SCHEMA_VERSION,
-            "created_at": (now or datetime.now(UTC)).isoformat(),
-            "user_id": user_id,
-            "files": {name: {"rows": s.rows, "bytes": s.bytes, "sha256": s.sha256}
-                      for name, s in archive.listing.items()},
-        }
-        archive.add("manifest.json", json.dumps(manifest, indent=2).encode(), 1)
-        yield archive.zip.close()
-    except BaseException:
+            except Exception as exc:
+                # Caught inside the transaction: the export's own failure (a statement
+                # cancelled at its limit, a value beyond the API's limits) is not a database
+                # that stopped answering, and must not mark it so.
+                failure = exc
+    except Exception as exc:  # the deadline, or the database lost meanwhile
+        failure = failure or exc
+    except BaseException:  # the client left, or the server stops: nobody reads the rest
         archive.zip.abandon()
         raise
+    if failure is not None:
+        result.reason = _reason(failure, timeout_s)
+        log.warning("export of user %s incomplete: %s (%s)", escaped(user_id, 300),
+                    result.reason, type(failure).__name__)
+        yield await archive.incomplete(result.reason)
+        return
+    # Every member's hand-off done: the listing's sizes and hashes are final.
+    if last := await archive.zip.drain(wait=True):
+        yield last
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "schema_version": schema.version if schema else CONTENT_SCHEMA_VERSION,
+        "created_at": (now or datetime.now(UTC)).isoformat(),
+        "user_id": user_id,
+        "contents": contents.value,
+        "files": {name: {"rows": s.rows, "bytes": s.bytes, "sha256": s.sha256}
+                  for name, s in archive.listing.items()},
+    }
+    archive.add("manifest.json", json.dumps(manifest, indent=2).encode(), 1)
+    result.complete = True
+    yield await archive.zip.close()
+
+
+async def _begin(conn: Conn, timeout_s: float) -> None:
+    """The export transaction's settings, all transaction-local (``set_config(…, true)``,
+    which overrides what the connection set before)."""
+    ms = str(max(1, round(timeout_s * 1000)))
+    await conn.execute("select pg_catalog.set_config('statement_timeout', %s, true),"
+                       " pg_catalog.set_config('idle_in_transaction_session_timeout', %s,"
+                       " true)", (ms, ms))
+    await set_comparable_session(conn)
+    # One server process per export: parallel workers would each build the same
+    # hash tables (the children of every message) and take the user's other cores.
+    await conn.execute("set local max_parallel_workers_per_gather = 0")
+    # COPY's bytes go into the archive as they come: they must be UTF-8.
+    await conn.execute("set local client_encoding = 'UTF8'")
+
+
+async def _members(conn: Conn, archive: _Archive, user_id: str,
+                   contents: Contents) -> AsyncIterator[bytes]:
+    present = await present_columns(conn)
+    for table in content_tables():
+        if table.name not in present:
+            continue
+        specs = stored_specs(table, present[table.name])
+        async for chunk in _table(conn, archive, table.name, specs, user_id):
+            yield chunk
+    async for chunk in _file_bytes(conn, archive, user_id):
+        yield chunk
+    if contents is Contents.tables:
+        return
+    by_name = {t.name: {s.name: s for s in stored_specs(t, present.get(t.name, ()))}
+               for t in content_tables()}
+    async for chunk in _conversations_json(conn, archive, by_name, user_id):
+        yield chunk
+    async for chunk in _markdown(conn, archive, by_name, user_id):
+        yield chunk
+
+
+def _reason(exc: BaseException, timeout_s: float) -> str:
+    """Why an export stopped, in byodb's words (a database's own message may hold anything
+    its owner wrote, so it is never repeated)."""
+    if isinstance(exc, ByodbError):
+        return exc.message
+    if isinstance(exc, TimeoutError):
+        return f"it ran past its deadline ({timeout_s:g} s)."
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate == "57014":
+        return "the database cancelled a query (statement timeout or an operator)."
+    if sqlstate:
+        return f"the database refused a query (SQLSTATE {escaped(sqlstate, 5)})."
+    if isinstance(exc, OSError | psycopg.OperationalError):
+        return "the connection to the database was lost."
+    return f"an unexpected error ({type(exc).__name__})."
 
 
 async def _table(conn: Conn, archive: _Archive, table: str, specs: list[ColumnSpec],
@@ -170,7 +289,7 @@ async def _table(conn: Conn, archive: _Archive, table: str, specs: list[ColumnSp
                                 for line in data.split(b"\n")[:-1])
             member.write(data)
             count += len(batch)
-            if (chunk := archive.ready()) is not None:
+            if chunk := await archive.ready():
                 yield chunk
     archive.done(name, member.close(), count)
 
@@ -251,7 +370,8 @@ async def _file_bytes(conn: Conn, archive: _Archive, user_id: str) -> AsyncItera
             raise InvalidStoredContent("files", "filename")
         after = file_id
         archive.add(member_path(file_id, filename), bytes(content), 1)
-        yield archive.zip.take()
+        if chunk := await archive.zip.drain():
+            yield chunk
 
 
 # --- conversations.json (ChatGPT's layout) ---------------------------------------------------
@@ -457,7 +577,7 @@ async def _conversations_json(conn: Conn, archive: _Archive,
                 count += 1
             _check_ids(ids)
             member.write(unescape(b"".join(out)))
-            if (chunk := archive.ready()) is not None:
+            if chunk := await archive.ready():
                 yield chunk
     if conversation:
         member.write(end())
@@ -518,7 +638,7 @@ async def _markdown(conn: Conn, archive: _Archive, specs: dict[str, dict[str, Co
                 member.write(markdown.conversation_header(conversation).encode())
             if member is not None:
                 member.write(unescape(b"".join(out)))
-            if (chunk := archive.ready()) is not None:
+            if chunk := await archive.ready():
                 yield chunk
     if member is not None:
         archive.done(name, member.close(), count)
@@ -535,7 +655,7 @@ async def _markdown(conn: Conn, archive: _Archive, specs: dict[str, dict[str, Co
                 archive.add(markdown.member_name("notes", UUID(str(data.get("id"))),
                                                  data.get("title"), "note"),
                             markdown.note_document(data).encode(), 1)
-                if (chunk := archive.ready()) is not None:
+                if chunk := await archive.ready():
                     yield chunk
 
 

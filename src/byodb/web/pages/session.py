@@ -103,7 +103,7 @@ async def sign_in(request: Request, user_id: Annotated[str, Form()] = "",
         return render(request, "signin.html",
                       {"next": destination, "user_id": user_id[:MAX_USER_ID_CHARS],
                        "error": f"Enter a user ID of 1 to {MAX_USER_ID_CHARS} characters, "
-                                "without control characters."},
+                                "without control, format or line-separator characters."},
                       status_code=422)
     token = issue_dev_token(request.app.state.runtime.settings, user_id, admin=admin,
                             premium=premium, ttl_s=SESSION_MAX_AGE_S)
