@@ -62,7 +62,7 @@ from byodb.instances.moves import (
 from byodb.instances.probe import ConnectionVerdict, preflight
 from byodb.instances.schema_migration import InstanceResult, MigrationLimits, SchemaMigrator
 from byodb.instances.states import ConnectionStatus, DeploymentStatus, Placement
-from byodb.instances.step_failures import DEFAULT_LADDER_S, public_error
+from byodb.instances.step_failures import DEFAULT_LADDER_S, Step, public_error, retrying
 from byodb.maindb.tables import user_database_config as udc
 from byodb.vault import Secret, Vault
 
