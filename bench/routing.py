@@ -128,7 +128,6 @@ async def measure(fn: Callable[[], Awaitable[None]]) -> float:
 
 
 async def run(iterations: int, workload: str, tmp: Path, main_url: str, user_url: str) -> dict:
-    user_url = provider_database(user_url, f"routing_{workload}")
     if workload == "pooled":
         with pooled(user_url) as pooled_url:
             if pooled_url is None:
@@ -396,12 +395,16 @@ def main() -> None:
     args = parser.parse_args()
     with servers() as (main_url, user_url, tmp):
         SUPERUSER_URL.append(user_url)
+        # One database, made as providers make it, for every workload (the pooled one
+        # reaches it through PgBouncer: the same database with other credentials).
+        owner_url = provider_database(user_url, "routing")
         for workload in WORKLOADS[args.workload]:
             if workload == "cold":
                 figures = asyncio.run(run_cold(args.cold_users, args.warm_rounds, tmp,
                                                main_url, user_url))
             else:
-                figures = asyncio.run(run(args.iterations, workload, tmp, main_url, user_url))
+                figures = asyncio.run(run(args.iterations, workload, tmp, main_url,
+                                          owner_url))
             print(json.dumps(figures), flush=True)
 
 

@@ -27,7 +27,8 @@ def nothing_written(main_url: str, user: str) -> bool:
     """No content of ``user``, and every import job of theirs ended ``failed`` (a refused
     upload is a failed job: its error stays readable) with its files gone."""
     return set(content_counts(main_url, user).values()) == {0} and count_rows(
-        main_url, "select count(*) from jobs where user_id = %s and status <> 'failed'",
+        main_url, "select count(*) from jobs where user_id = %s and kind = 'import' "
+        "and status <> 'failed'",
         user) == 0
 
 
