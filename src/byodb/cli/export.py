@@ -104,6 +104,9 @@ def export_user(
         except _OperatorError as exc:
             partial.unlink(missing_ok=True)
             fail(exc.message, exc.code)
+        except ExportIncomplete as exc:
+            partial.unlink(missing_ok=True)
+            fail(f"{exc.message}; nothing was written to {out}", 1)
         except ByodbError as exc:
             partial.unlink(missing_ok=True)
             fail(f"export of {user_id!r} failed: {exc.code}: {exc.message}; nothing was "

@@ -242,44 +242,53 @@ class Router:
         """A transaction on the user's database under the request deadline; every way it
         can fail becomes a 503 (and, when the database is gone, the ``error`` state)."""
         deadline_s = self._request_timeout_s if timeout_s is None else timeout_s
+        deadline = asyncio.timeout(deadline_s)
         try:
-            async with asyncio.timeout(deadline_s), engine.connect() as conn:
+            async with deadline, engine.connect() as conn:
                 if snapshot:
                     conn = await conn.execution_options(byodb_snapshot=True)
                 async with conn.begin():
                     yield conn
-            self.passive.succeeded(user_id, route.credential_version)
-        except TimeoutError as exc:
-            if not snapshot:
-                # The server's own statement limit is shorter than this deadline
-                # (byodb.instances.connection.deadlines): a database that answers ends a
-                # slow statement itself. Silence past it is a database that stopped
-                # answering.
-                raise await self._unreachable(user_id, route, _STOPPED, exc) from exc
-            raise ByodTimeout("Reading your data took longer than allowed, so it was "
-                              "stopped.", hint="Try again later.") from exc
-        except DBAPIError as exc:
-            if is_slow(exc.orig or exc):
-                raise ByodTimeout(
-                    "Your database did not finish this request in time (a table may be "
-                    "locked, or the query was slow). You are still connected.",
-                    hint="Try again in a moment.") from exc
-            if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
-                raise await self._unreachable(user_id, route, _STOPPED, exc) from exc
-            raise
-        except (PoolTimeout, OSError, psycopg.OperationalError) as exc:
-            if is_slow(exc):  # raw driver work (COPY) in the transaction: 57014 and friends
-                raise ByodTimeout(
-                    "Your database did not finish this request in time. You are still "
-                    "connected.", hint="Try again in a moment.") from exc
-            raise await self._unreachable(user_id, route, _STOPPED, exc) from exc
-        except ConnectionCheckError as exc:
+        except Exception as exc:
+            failure = await self._routed_failure(user_id, route, exc, snapshot=snapshot,
+                                                 deadline_passed=deadline.expired())
+            if failure is exc:
+                raise
+            raise failure from exc
+        self.passive.succeeded(user_id, route.credential_version)
+
+    async def _routed_failure(self, user_id: str, route: Route, exc: Exception, *,
+                              snapshot: bool, deadline_passed: bool) -> Exception:
+        """What a failed transaction on the user's database becomes (``exc`` itself when
+        it is not about the database: the caller's own error)."""
+        if deadline_passed:
+            # What surfaced may be the cleanup's error (a ROLLBACK on a connection cancelled
+            # mid-COPY) rather than the TimeoutError: the deadline decides.
+            if snapshot:
+                return ByodTimeout("Reading your data took longer than allowed, so it was "
+                                   "stopped.", hint="Try again later.")
+            # The server's own statement limit is shorter than this deadline
+            # (byodb.instances.connection.deadlines): a database that answers ends a slow
+            # statement itself. Silence past it is a database that stopped answering.
+            return await self._unreachable(user_id, route, _STOPPED, exc)
+        if isinstance(exc, ConnectionCheckError):
             # A new connection failed (the guard or the server said no). Down is "stopped
             # answering", however the pool found out; a refusal keeps its own words.
             if exc.code in _DOWN_CODES:
-                raise await self._unreachable(user_id, route, _STOPPED, exc) from exc
+                return await self._unreachable(user_id, route, _STOPPED, exc)
             await self._mark(user_id, route, exc.message, exc.code)
-            raise ByodUnavailable(exc.message, hint=exc.hint) from exc
+            return ByodUnavailable(exc.message, hint=exc.hint)
+        driver_error = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+        if is_slow(driver_error):  # a statement or lock limit fired: the database answered
+            return ByodTimeout(
+                "Your database did not finish this request in time (a table may be locked, "
+                "or the query was slow). You are still connected.",
+                hint="Try again in a moment.")
+        lost = (isinstance(exc, DBAPIError) and (
+            exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)))
+        if lost or isinstance(exc, PoolTimeout | OSError | psycopg.OperationalError):
+            return await self._unreachable(user_id, route, _STOPPED, exc)
+        return exc
 
     async def _hold_for_moves(self, conn: AsyncConnection, user_id: str) -> None:
         # Two statements on purpose: a statement's snapshot is taken when it starts, so the
