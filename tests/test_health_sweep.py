@@ -26,8 +26,9 @@ from byodb.runtime import build_runtime
 from byodb.settings import Settings
 from byodb.vault import Secret
 from tests.blackhole import BlackHole
-from tests.conftest import Api, count_rows, create_database
+from tests.conftest import Api, count_rows
 from tests.instances_support import deploy_schema
+from tests.providers import ProviderDatabase, provider_database
 from tests.smtp_support import Inbox, smtp_inbox
 from tests.test_pages import page
 
@@ -59,14 +60,20 @@ def own_server(tmp_path: Path) -> Iterator[PostgresCluster]:
     cluster.stop("immediate")
 
 
-async def connect_users(api: Api, server: PostgresCluster, users: tuple[str, ...]) -> None:
-    for user in users:
-        create_database(server, f"db_{user}")
-        saved = await api.put("/api/byod", user, json={"url": server.url(f"db_{user}")})
+async def connect_users(api: Api, server: PostgresCluster,
+                        users: tuple[str, ...]) -> dict[str, ProviderDatabase]:
+    """Connect each user to a database of their own, made as providers make it; then
+    settle their re-embedding (nothing to do), so no background job visits their
+    databases while a test counts the connections a sweep makes."""
+    databases = {user: provider_database(server, prefix="sweep") for user in users}
+    for user, database in databases.items():
+        saved = await api.put("/api/byod", user, json={"url": database.url})
         assert saved.status_code == 202, saved.text
     for user in users:
         assert (await api.wait_for_state(user, "connected", "error"))["connection_status"] \
             == "connected"
+        await api.app.state.runtime.reembedder.run(user)
+    return databases
 
 
 async def sweep(api: Api) -> SweepSummary:
@@ -162,12 +169,11 @@ async def test_stopped_server_blocks_its_users_after_the_failures_and_they_recov
 async def test_lost_or_foreign_schema_is_its_own_error_with_one_email_each(
         api: Api, main_url: str, user_server: PostgresCluster, inbox: Inbox) -> None:
     users = ("dee", "eli")
-    await connect_users(api, user_server, users)
-    with psycopg.connect(user_server.url("db_dee"), autocommit=True) as conn:
-        conn.execute("drop schema byodb cascade")
-    with psycopg.connect(user_server.url("db_eli"), autocommit=True) as conn:
-        conn.execute("drop schema byodb cascade")
-    await deploy_schema(user_server.url("db_eli"))  # another instance's schema now
+    databases = await connect_users(api, user_server, users)
+    for user in users:  # the owner drops their schema (the owner may)
+        with psycopg.connect(databases[user].url, autocommit=True) as conn:
+            conn.execute("drop schema byodb cascade")
+    await deploy_schema(databases["eli"].url)  # another instance's schema now
     await sweep(api)
     await sweep(api)
     now = await statuses(api, users)
