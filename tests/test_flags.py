@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,8 @@ from byodb.web.auth import (
     issue_dev_token,
 )
 from byodb.web.pages.rendering import adds_to
-from tests.conftest import Api, count_rows, create_database, running_app
+from tests.conftest import Api, count_rows, running_app
+from tests.providers import provider_database
 
 
 def app_with(settings: Settings, main_url: str, **flags: Any) -> AbstractAsyncContextManager[Api]:
@@ -55,10 +55,9 @@ async def connect(api: Api, user_id: str, url: str) -> None:
 
 @pytest.fixture
 def second_db_url(user_server: PostgresCluster) -> str:
-    """Another empty database of the user's (the target of a switch)."""
-    name = f"second_{uuid.uuid4().hex[:12]}"
-    create_database(user_server, name)
-    return user_server.url(name)
+    """Another empty database of the user's (the target of a switch), made as providers
+    make them."""
+    return provider_database(user_server, prefix="second").url
 
 
 async def test_kill_switch_refuses_new_connections_and_changes_nothing(
