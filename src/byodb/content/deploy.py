@@ -95,12 +95,17 @@ async def deployed_schema(conn: psycopg.AsyncConnection) -> DeployedSchema | Non
         raise unreadable from None
 
 
+PGVECTOR_SCHEMA_SQL = (
+    "select n.nspname::text from pg_catalog.pg_extension e join pg_catalog.pg_namespace n "
+    "on n.oid operator(pg_catalog.=) e.extnamespace "
+    "where e.extname operator(pg_catalog.=) 'vector'::pg_catalog.name")
+"""The schema pgvector is installed in (no row: not installed). Every name and operator is
+qualified: it may run under the owner's search path."""
+
+
 async def pgvector_schema(conn: psycopg.AsyncConnection) -> str | None:
     """The schema pgvector is installed in on ``conn``'s database, or None."""
-    cur = await conn.execute(
-        "select n.nspname::text from pg_catalog.pg_extension e join pg_catalog.pg_namespace n "
-        "on n.oid operator(pg_catalog.=) e.extnamespace "
-        "where e.extname operator(pg_catalog.=) 'vector'::pg_catalog.name")
+    cur = await conn.execute(PGVECTOR_SCHEMA_SQL)
     row = await cur.fetchone()
     return str(row[0]) if row is not None else None
 

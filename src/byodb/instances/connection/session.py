@@ -28,6 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
+from byodb.content.deploy import PGVECTOR_SCHEMA_SQL
 from byodb.content.tables import CONTENT_SCHEMA
 
 _VECTOR_SCHEMA = (
@@ -123,10 +124,7 @@ class UserConnection(psycopg.AsyncConnection[Any]):
     async def find_vector_schema(self) -> None:
         """Remember pgvector's schema (a catalog read, outside any transaction: every name
         in it is qualified, so the owner's search path cannot shape it)."""
-        cur = await super().execute(
-            "select n.nspname::text from pg_catalog.pg_extension e join pg_catalog.pg_namespace"
-            " n on n.oid operator(pg_catalog.=) e.extnamespace "
-            "where e.extname operator(pg_catalog.=) 'vector'::pg_catalog.name")
+        cur = await super().execute(PGVECTOR_SCHEMA_SQL)
         row = await cur.fetchone()
         self.vector_schema = str(row[0]) if row is not None else None
 
