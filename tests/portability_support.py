@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from tests.conftest import Api
+from tests.conftest import Api, count_rows
 
 FILE_BYTES = b"# Boiler notes\n\nBleed the radiators every autumn.\n" * 40
 
@@ -103,3 +103,22 @@ async def connect_own_database(api: Api, user: str, url: str) -> None:
     assert saved.status_code == 202, saved.text
     state = await api.wait_for_state(user, "connected", "error")
     assert state["connection_status"] == "connected", state
+
+
+def nothing_written(main_url: str, user: str) -> bool:
+    """No content of ``user``, and every import job of theirs ended ``failed`` (a refused
+    upload is a failed job: its error stays readable) with its files gone."""
+    return set(content_counts(main_url, user).values()) == {0} and count_rows(
+        main_url, "select count(*) from jobs where user_id = %s and kind = 'import' "
+        "and status <> 'failed'",
+        user) == 0
+
+
+async def refused(api: Api, user: str, data: bytes, status: int, code: str,
+                  name: str = "export.zip") -> str:
+    response = await upload(api, user, data, name)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code, error
+    message: str = error["message"]
+    return message

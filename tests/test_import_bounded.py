@@ -17,31 +17,20 @@ import pytest
 
 from byodb.settings import Settings
 from tests.conftest import Api, count_rows, running_app
-from tests.portability_support import content_counts, finished, upload, zip_of
+from tests.portability_support import (
+    finished,
+    nothing_written,
+    refused,
+    upload,
+    zip_of,
+)
 
 MANIFEST = json.dumps({"format": "byodb-export", "format_version": 1, "files": {}}).encode()
-
-
-def nothing_written(main_url: str, user: str) -> bool:
-    return set(content_counts(main_url, user).values()) == {0} and count_rows(
-        main_url, "select count(*) from jobs where user_id = %s and kind = 'import' "
-        "and status <> 'failed'",
-        user) == 0
 
 
 def spool_empty(settings: Settings) -> bool:
     root = settings.data_dir.resolve() / "tmp" / "imports"
     return not root.exists() or not any(root.iterdir())
-
-
-async def refused(api: Api, user: str, data: bytes, status: int, code: str,
-                  name: str = "export.zip") -> str:
-    response = await upload(api, user, data, name)
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    message: str = error["message"]
-    return message
 
 
 def huge_line() -> bytes:

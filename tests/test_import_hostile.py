@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 
 from byodb.settings import Settings
-from tests.conftest import Api, count_rows
-from tests.portability_support import content_counts, export_zip, seed_content, upload, zip_of
+from tests.conftest import Api
+from tests.portability_support import (
+    export_zip,
+    nothing_written,
+    refused,
+    seed_content,
+    zip_of,
+)
 
 LIMIT = 64 * 1024
 """BYODB_MAX_IMPORT_BYTES of these tests: members may unpack to 8 times this."""
@@ -21,25 +27,6 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(BYODB_DATA_DIR=tmp_path / "data", BYODB_ENV="development",
                     BYODB_ALLOW_PRIVATE_HOSTS=True, BYODB_TEST_RATE_LIMIT=1000,
                     BYODB_MAX_IMPORT_BYTES=LIMIT)
-
-
-def nothing_written(main_url: str, user: str) -> bool:
-    """No content of ``user``, and every import job of theirs ended ``failed`` (a refused
-    upload is a failed job: its error stays readable) with its files gone."""
-    return set(content_counts(main_url, user).values()) == {0} and count_rows(
-        main_url, "select count(*) from jobs where user_id = %s and kind = 'import' "
-        "and status <> 'failed'",
-        user) == 0
-
-
-async def refused(api: Api, user: str, data: bytes, status: int, code: str,
-                  name: str = "export.zip") -> str:
-    response = await upload(api, user, data, name)
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    message: str = error["message"]
-    return message
 
 
 async def test_member_names_outside_the_archive_are_refused(api: Api, main_url: str) -> None:
