@@ -146,13 +146,6 @@ class UserDatabase:
             self._engine = engine
         return self._engine
 
-    def pooled_connections(self) -> int:
-        """Connections this handle keeps open to the user's server (checked in or out)."""
-        if self._engine is None:
-            return 0
-        pool = self._engine.sync_engine.pool
-        return int(pool.checkedin() + pool.checkedout()) if isinstance(pool, QueuePool) else 0
-
     async def deployed_schema(self) -> DeployedSchema | None:
         """What ``byodb.byodb_meta`` says (validated); None when nothing is deployed."""
         async with self.connection() as conn, conn.transaction():
