@@ -23,12 +23,15 @@ import pytest
 from sqlalchemy import text
 
 from byodb.alerts import AlertSettings
+from byodb.assistant.embeddings import HashingEmbeddingModel, hashing_embedding
 from byodb.errors import ByodUnavailable
+from byodb.ids import new_id
 from byodb.instances.health_sweep import HealthSweeper, SweepSummary, SweepTrigger
 from byodb.instances.lifecycle import InstanceLifecycle
 from byodb.instances.passive_health import PassiveHealth
 from byodb.maindb.embedded import PostgresCluster
 from byodb.routing import Router
+from byodb.services.reembed import due_users
 from byodb.settings import Settings
 from tests.conftest import Api, count_rows
 from tests.lifecycle_support import Connection, connect
@@ -37,6 +40,7 @@ from tests.providers import ProviderDatabase, provider_database
 IDLE_TIMEOUT_S = 1
 SWEEP_S = 300  # BYODB_HEALTH_INTERVAL's default: the fake clock moves this much per sweep
 IDLE_INTERVAL_S = 3600
+OLD_MODEL = HashingEmbeddingModel.name
 
 
 @pytest.fixture
@@ -66,24 +70,27 @@ def byodb_connections(server: PostgresCluster, databases: list[str]) -> int:
                       "application_name = 'byodb' and datname = any(%s)", databases)
 
 
-def sessions_opened(database: ProviderDatabase) -> int:
+async def sessions_opened(database: ProviderDatabase) -> int:
     """How many connections were ever opened to the database (``pg_stat_database``). A
     closed connection's backend reports it as it exits: wait until none is left and the
-    count holds still."""
+    count holds still. The wait yields to the event loop: the app's idle timers run on it,
+    and a wait that blocked it would keep open the very connections it waits for."""
     deadline = time.monotonic() + 15
     last: int | None = None
     while True:
-        with psycopg.connect(database.server.url()) as conn:
-            live = conn.execute("select count(*) from pg_stat_activity where datname = %s",
-                                (database.name,)).fetchone()
-            row = conn.execute("select sessions from pg_stat_database where datname = %s",
-                               (database.name,)).fetchone()
+        async with await psycopg.AsyncConnection.connect(database.server.url()) as conn:
+            live = await (await conn.execute(
+                "select count(*) from pg_stat_activity where datname = %s",
+                (database.name,))).fetchone()
+            row = await (await conn.execute(
+                "select sessions from pg_stat_database where datname = %s",
+                (database.name,))).fetchone()
         assert live is not None and row is not None
         if live[0] == 0 and row[0] == last:
             return int(row[0])
         last = int(row[0]) if live[0] == 0 else None
         assert time.monotonic() < deadline, "the database's sessions never ended"
-        time.sleep(0.25)
+        await asyncio.sleep(0.25)
 
 
 class FakeClock:
@@ -137,9 +144,31 @@ async def fleet(api: Api) -> AsyncIterator[Fleet]:
 
 
 async def connect_user(api: Api, user: str, server: Any) -> ProviderDatabase:
+    """Connect ``user`` to a new database, then settle their re-embedding as the app's
+    worker would on its next tick (nothing to do), so no background job visits the
+    database while a test counts its sessions."""
     database = provider_database(server)
     await connect(api, user, Connection(database.url, database.url))
+    await api.app.state.runtime.reembedder.run(user)
     return database
+
+
+def write_old_memories(database: ProviderDatabase, user: str, contents: list[str]) -> None:
+    """Memories on the user's own database as an older embedding model left them (written
+    by the database's owner, not through byodb)."""
+    with psycopg.connect(database.url) as conn:
+        for content in contents:
+            vector = "[" + ",".join(map(str, hashing_embedding(content))) + "]"
+            conn.execute("insert into byodb.memories (id, user_id, content, embedding, "
+                         "embedding_model) values (%s, %s, %s, %s::vector, %s)",
+                         (new_id(), user, content, vector, OLD_MODEL))
+
+
+def memory_models(database: ProviderDatabase, user: str) -> set[str]:
+    with psycopg.connect(database.url) as conn:
+        rows = conn.execute("select distinct embedding_model from byodb.memories "
+                            "where user_id = %s", (user,)).fetchall()
+    return {row[0] for row in rows}
 
 
 async def state(api: Api, user: str) -> dict[str, Any]:
@@ -175,12 +204,57 @@ async def test_connections_to_users_servers_close_once_users_are_idle(
     assert listed.status_code == 200 and len(listed.json()["items"]) == 1
 
 
+async def test_re_embedding_waits_for_a_sleeping_database_to_wake_then_lets_it_sleep(
+        api: Api, main_url: str, user_server: PostgresCluster) -> None:
+    runtime = api.app.state.runtime
+    model = runtime.embedder.name
+
+    async def tick() -> None:
+        """What the re-embedding tick and its jobs do, at once."""
+        for user in await due_users(runtime.main, model, 1000):
+            await runtime.reembedder.run(user)
+
+    database = await connect_user(api, "ola", user_server)
+    write_old_memories(database, "ola", ["I keep bees in the garden",
+                                         "My sister lives in Porto"])
+    # The model changed since her last run, and nothing used her database for two hours: a
+    # scale-to-zero provider has put it to sleep.
+    with psycopg.connect(main_url) as conn:
+        conn.execute("update user_database_config set last_health_check_at = now() - "
+                     "interval '2 hours', last_connection_test = now() - interval '2 hours', "
+                     "last_schema_deploy = now() - interval '2 hours' where user_id = 'ola'")
+        conn.execute("update jobs set detail = jsonb_set(detail::jsonb, '{model}', "
+                     "to_jsonb(%s::text))::text where kind = 'reembed' and user_id = 'ola'",
+                     (OLD_MODEL,))
+    before = await sessions_opened(database)
+    await tick()
+    assert await sessions_opened(database) == before, "the re-embedding woke her database"
+    assert memory_models(database, "ola") == {OLD_MODEL}
+
+    # She comes back: her request wakes the database, and the next tick re-embeds her rows.
+    listed = await api.get("/api/conversations", "ola")
+    assert listed.status_code == 200, listed.text
+    await runtime.router.passive.flush()
+    await tick()
+    assert memory_models(database, "ola") == {model}
+
+    # Then it is left to sleep: byodb's connections to it close after the idle timeout,
+    # and no later tick visits it (nothing is due for her).
+    deadline = time.monotonic() + IDLE_TIMEOUT_S + 20
+    while byodb_connections(user_server, [database.name]) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert byodb_connections(user_server, [database.name]) == 0
+    settled = await sessions_opened(database)
+    await tick()
+    assert await sessions_opened(database) == settled
+
+
 async def test_a_user_whose_requests_succeed_is_not_probed_and_an_idle_one_hourly(
         api: Api, fleet: Fleet, user_server: PostgresCluster) -> None:
     await connect_user(api, "ann", user_server)
     idle = await connect_user(api, "ian", user_server)
     await fleet.use("ann")
-    before = sessions_opened(idle)
+    before = await sessions_opened(idle)
 
     probed_at: list[datetime] = []
     checked = []
@@ -196,7 +270,7 @@ async def test_a_user_whose_requests_succeed_is_not_probed_and_an_idle_one_hourl
     # Only ian was ever probed (ann's requests are her checks): at the first sweep, then
     # once per idle interval; each probe is one connection to his server.
     assert sum(checked) == len(probed_at) == 3
-    assert sessions_opened(idle) - before == 3
+    assert await sessions_opened(idle) - before == 3
     gaps = [later - earlier for earlier, later in pairwise(probed_at)]
     assert all(timedelta(seconds=IDLE_INTERVAL_S) <= gap
                <= timedelta(seconds=IDLE_INTERVAL_S + SWEEP_S) for gap in gaps), gaps
@@ -207,7 +281,7 @@ async def test_a_user_whose_requests_succeed_is_not_probed_and_an_idle_one_hourl
 async def test_an_idle_user_is_probed_at_most_once_per_idle_interval(
         api: Api, fleet: Fleet, user_server: PostgresCluster) -> None:
     idle = await connect_user(api, "ida", user_server)
-    before = sessions_opened(idle)
+    before = await sessions_opened(idle)
     hours = 6
     probes = 0
     last_probe: datetime | None = None
@@ -220,7 +294,7 @@ async def test_an_idle_user_is_probed_at_most_once_per_idle_interval(
             last_probe = fleet.clock.now
             probes += 1
     assert probes == hours  # t0, then every hour: 0 h … 5 h within six hours of sweeps
-    assert sessions_opened(idle) - before == probes
+    assert await sessions_opened(idle) - before == probes
 
     # An operator's sweep still checks everyone when asked.
     asked = await fleet.sweeper.sweep(SweepTrigger.operator)

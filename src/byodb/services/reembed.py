@@ -30,6 +30,12 @@ names the model and the user's *place*: where their content is (main, or their d
 instance id and schema version). A ``done`` row for the current model and place means there
 is nothing to do; a new model, a move or a migration makes a new place, so the user is due
 again. Everything is resumable: the rows still to do are exactly those of another model.
+
+Users' idle databases are left to sleep: the ``done`` row is how the tick knows, on main
+alone, that a user has nothing to do (no connection to their database to find out), and a
+due user whose database byodb has not used lately waits until it is awake anyway
+(:data:`AWAKE_S`). A run's connections are the routed pool's, closed by its idle timeout
+(``BYODB_USER_IDLE_TIMEOUT``) like any request's.
 """
 
 from __future__ import annotations
@@ -114,6 +120,8 @@ class Reembedder:
     async def _run(self, user_id: str, model: str, place: str) -> ReembedProgress:
         started = time.monotonic()
         remaining = await self.stale_rows(user_id)
+        if remaining == 0:  # the common case of a new place: one look, no batch, no recount
+            return ReembedProgress("done", model, 0, 0)
         done = 0
         await record(self.main, user_id, ReembedProgress("running", model, 0, remaining),
                      place)
@@ -207,12 +215,25 @@ async def record(main: AsyncEngine, user_id: str, progress: ReembedProgress, pla
                 detail=detail))
 
 
+AWAKE_S = 180.0
+"""A user's database that byodb used this recently (a routed request, a health check, a
+connection test or a schema deploy, as main records them) is taken to be awake; the
+re-embedding tick leaves the others alone (see :data:`DUE_USERS_SQL`). Passive health
+writes a request's success to main up to about a minute late, and the tick runs every
+minute: three minutes covers both, and stays under the five idle minutes after which the
+common scale-to-zero providers suspend a database."""
+
+LAST_AWAKE_SQL = ("greatest(c.last_health_check_at, c.last_connection_test, "
+                  "c.last_schema_deploy)")
+"""When byodb last used the user's database, as main knows it (NULLs are ignored)."""
+
 DUE_USERS_SQL = f"""
 select u.id from users u
 left join user_database_config c on c.user_id = u.id
 left join jobs j on j.user_id = u.id and j.kind = '{JOB_KIND}'
 where (c.user_id is null or coalesce(c.content_placement, 'main') = 'main'
-       or c.connection_status = 'connected')
+       or (c.connection_status = 'connected'
+           and {LAST_AWAKE_SQL} >= now() - make_interval(secs => :awake_s)))
   and not coalesce(j.status in ('done', 'waiting')
                     and (j.detail::jsonb ->> 'model') = :model
                     and (j.detail::jsonb ->> 'place') = {PLACE_SQL}, false)
@@ -221,14 +242,20 @@ limit :limit
 """
 """Users whose rows may hold vectors of another model: no ``done`` (or ``waiting``, for a
 version-1 database) record for the current model at their current place. Users whose
-database is not usable now are left for later. The least recently handled come first, so
-a few failing users cannot starve the rest."""
+database is not usable now are left for later, and so are those whose database byodb has
+not used for :data:`AWAKE_S`: the re-embedding never wakes a database that may be asleep
+(a scale-to-zero provider bills it awake). Its turn comes when it is awake anyway — the
+user's next request, or the health sweep's check, which visits an idle user once per idle
+interval (``BYODB_HEALTH_IDLE_INTERVAL``, an hour by default). A new place is always
+awake: a connection, a move or a migration just used the database. The least recently
+handled come first, so a few failing users cannot starve the rest."""
 
 
 async def due_users(main: AsyncEngine, model: str, limit: int) -> list[str]:
     async with main.connect() as conn:
         rows = (await conn.execute(text(DUE_USERS_SQL),
-                                   {"model": model, "limit": limit})).all()
+                                   {"model": model, "limit": limit,
+                                    "awake_s": AWAKE_S})).all()
     return [str(r[0]) for r in rows]
 
 
