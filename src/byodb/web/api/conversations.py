@@ -87,10 +87,11 @@ async def list_messages(conversation_id: UUID, rt: RuntimeDep,
 @router.post("/{conversation_id}/messages", status_code=201)
 async def post_message(conversation_id: UUID, body: NewMessage, rt: RuntimeDep,
                        me: PrincipalDep) -> dict[str, Any]:
-    """Store the user's message and the assistant's reply; returns both."""
+    """Store the user's message and the assistant's reply; returns both as soon as the
+    reply is stored (its embedding and memory extraction follow)."""
     return await message_service.post_message(rt.router, rt.chat_model, me.user_id,
                                               conversation_id, body.content,
-                                              embedder=rt.embedder,
+                                              embedder=rt.embedder, after=rt.after_work,
                                               parent_message_id=body.parent_message_id)
 
 
@@ -101,7 +102,7 @@ async def stream_message(conversation_id: UUID, body: NewMessage, rt: RuntimeDep
     ``assistant_message`` (or ``error``)."""
     events = message_service.send_message(rt.router, rt.chat_model, me.user_id,
                                            conversation_id, body.content,
-                                           embedder=rt.embedder,
+                                           embedder=rt.embedder, after=rt.after_work,
                                            parent_message_id=body.parent_message_id)
     first = await anext(events)  # errors before the first event become normal JSON errors
 
