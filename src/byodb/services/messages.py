@@ -17,17 +17,17 @@ from byodb.assistant import ChatModel, ChatTurn
 from byodb.assistant.embeddings import EmbeddingModel
 from byodb.content.limits import MAX_MESSAGE_CHARS, MAX_MESSAGES_LISTED
 from byodb.content.tables import conversations, messages
-from byodb.errors import InvalidInput
+from byodb.errors import InvalidInput, NotFound
 from byodb.ids import new_id
 from byodb.routing import Router
 from byodb.services import branching, usage
 from byodb.services.after_exchange import after_exchange
 from byodb.services.after_work import AfterWork
-from byodb.services.conversations import fetch_owned_conversation
 from byodb.services.rows import Reader, public_columns
 
 _READER = Reader.of(public_columns(messages))
 _COLUMNS = _READER.columns
+_CONVERSATION = Reader.of([conversations.c.id, conversations.c.system_prompt])
 _CONTEXT_MESSAGES = 40
 
 
@@ -59,6 +59,16 @@ def chat_title(content: str) -> str:
     cut = line[:TITLE_CHARS + 1].rsplit(" ", 1)[0] if " " in line[:TITLE_CHARS + 1] \
         else line[:TITLE_CHARS]
     return cut.rstrip(",;:-\u2013\u2014") + "…"
+
+
+async def fetch_owned_conversation(conn: AsyncConnection, user_id: str,
+                                   conversation_id: UUID) -> dict[str, Any]:
+    """What the message path needs of the user's conversation, or ``not_found``."""
+    row = (await conn.execute(select(*_CONVERSATION.columns).where(
+        conversations.c.id == conversation_id, conversations.c.user_id == user_id))).first()
+    if row is None:
+        raise NotFound("conversation not found")
+    return _CONVERSATION.read(row)
 
 
 async def list_messages(router: Router, user_id: str, conversation_id: UUID, *,
