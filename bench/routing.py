@@ -67,7 +67,8 @@ from byodb.instances.lifecycle import DisconnectMode
 from byodb.instances.states import ContentAccess
 from byodb.maindb.urls import async_url
 from byodb.runtime import Runtime, build_runtime
-from byodb.services import conversations as conversation_service
+from byodb.services import resources
+from byodb.services.areas import CONVERSATIONS
 from byodb.services.rows import Reader, public_columns
 from byodb.settings import Settings
 
@@ -185,8 +186,8 @@ async def _measure(iterations: int, workload: str, tmp: Path, main_url: str,
     if state is None or state.access is not ContentAccess.user:
         raise RuntimeError(f"provisioning failed: {state.connection_error if state else ''}")
     for index in range(50):
-        await conversation_service.create_conversation(rt.router, USER, title=f"c{index}")
-    first = (await conversation_service.list_conversations(rt.router, USER, limit=1))[0]
+        await resources.create_row(rt.router, USER, CONVERSATIONS, {"title": f"c{index}"})
+    first = (await resources.list_rows(rt.router, USER, CONVERSATIONS, limit=1))[0]
     from uuid import UUID
 
     cid = UUID(first["id"])
@@ -207,7 +208,7 @@ async def _measure(iterations: int, workload: str, tmp: Path, main_url: str,
     async def routed_op() -> None:
         # Reads go through the service layer; the mix runs the same statements through
         # the router as the direct side runs on its own engine.
-        await conversation_service.list_conversations(rt.router, USER, limit=50)
+        await resources.list_rows(rt.router, USER, CONVERSATIONS, limit=50)
         if workload == "mix":
             for table, statement in mix:
                 async with rt.router.connect(USER, table) as conn:
@@ -262,7 +263,7 @@ async def _connect_user(rt: Runtime, user: str, url: str, conversations_each: in
         raise RuntimeError(f"provisioning {user} failed: "
                            f"{state.connection_error if state else 'no state'}")
     for index in range(conversations_each):
-        await conversation_service.create_conversation(rt.router, user, title=f"c{index}")
+        await resources.create_row(rt.router, user, CONVERSATIONS, {"title": f"c{index}"})
 
 
 async def _warm_main_pool(rt: Runtime, connections: int = 10) -> None:
@@ -325,8 +326,8 @@ async def run_cold(users_count: int, warm_rounds: int, tmp: Path, main_url: str,
     setup_s = time.perf_counter() - setup_start
 
     async def first_list(rt: Runtime, user: str) -> float:
-        return await measure(lambda: conversation_service.list_conversations(
-            rt.router, user, limit=50))
+        return await measure(lambda: resources.list_rows(
+            rt.router, user, CONVERSATIONS, limit=50))
 
     async def burst(rt: Runtime) -> tuple[list[float], float]:
         start = time.perf_counter()

@@ -73,6 +73,8 @@ async def chat(api: Api, user: str, *contents: str) -> str:
                               json={"content": content})
         assert sent.status_code == 201, sent.text
         assert sent.json()["assistant_message"]["role"] == "assistant"
+    # The reply does not wait for the exchange's embedding and memories: they follow it.
+    await api.app.state.runtime.after_work.settled()
     return conversation_id
 
 

@@ -28,6 +28,8 @@ async def seed_content(api: Api, user: str) -> dict[str, Any]:
     edited = (await api.post(path, user, json={
         "content": "And how often for a towel radiator?", "parent_message_id": answer})).json()
     assert edited["user_message"]["parent_message_id"] == answer
+    # The exchanges' embeddings and memories follow the replies.
+    await api.app.state.runtime.after_work.settled()
     note = await api.post("/api/notes", user, json={"title": "Plumber", "content": "Call Ada"})
     assert note.status_code == 201, note.text
     memory = await api.post("/api/memories", user, json={"content": "Has a combi boiler"})

@@ -38,6 +38,7 @@ async def test_every_stored_vector_names_the_model_that_made_it(api: Api, eve: P
     sent = await api.post(f"/api/conversations/{conversation['id']}/messages", eve.user,
                           json={"content": "I live in Lisbon and I love sardines"})
     assert sent.status_code == 201, sent.text
+    await api.app.state.runtime.after_work.settled()  # the exchange's embedding follows the reply
     uploaded = await api.post("/api/files", eve.user, files={
         "file": ("cello.md", b"# Cello\n\nRosin the bow before playing.", "text/markdown")})
     assert uploaded.status_code == 201, uploaded.text

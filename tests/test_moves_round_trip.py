@@ -45,6 +45,7 @@ async def fill_every_area(api: Api) -> None:
     exchange = await create(f"/api/conversations/{conversation['id']}/messages",
                             {"content": "My name is Ada and I live in Lisbon."})
     message = exchange["assistant_message"]["id"]  # type: ignore[index]
+    await api.app.state.runtime.after_work.settled()  # its embedding and memories follow the reply
     await create(f"/api/conversations/{conversation['id']}/participants",
                  {"member_id": "friend", "role": "viewer"})
     await create(f"/api/messages/{message}/tool-calls", {"tool_name": "lookup",

@@ -34,6 +34,8 @@ async def _chat(api: Api, user: str, *contents: str) -> str:
         sent = await api.post(f"/api/conversations/{conversation['id']}/messages", user,
                               json={"content": content})
         assert sent.status_code == 201, sent.text
+    # The reply does not wait for the exchange's embedding and memories: they follow it.
+    await api.app.state.runtime.after_work.settled()
     return str(conversation["id"])
 
 

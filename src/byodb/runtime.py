@@ -26,6 +26,7 @@ from byodb.instances.lifecycle import InstanceLifecycle, LifecycleJobs, Lifecycl
 from byodb.instances.passive_health import PassiveHealth
 from byodb.maindb.urls import async_url
 from byodb.routing import Router
+from byodb.services.after_work import AfterWork
 from byodb.services.reembed import Reembedder
 from byodb.settings import Settings
 from byodb.vault import Vault
@@ -45,8 +46,10 @@ class Runtime:
     embedder: EmbeddingModel
     health: HealthContext
     reembedder: Reembedder
+    after_work: AfterWork
 
     async def close(self) -> None:
+        await self.after_work.close()  # first: the after-work still writes through the router
         await self.router.close()
         await self.main.dispose()
 
@@ -117,4 +120,5 @@ def build_runtime(settings: Settings, main_url: str, *,
                                            passive=passive),
                              interval_s=settings.health_interval_s),
         reembedder=Reembedder(router, embedder),
+        after_work=AfterWork(deadline_s=settings.after_exchange_timeout_s),
     )

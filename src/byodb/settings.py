@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     export_timeout_s: float = Field(3600.0, gt=0, alias="BYODB_EXPORT_TIMEOUT")
     # A routed content request's transaction on a user database, end to end (client side).
     user_request_timeout_s: float = Field(30.0, alias="BYODB_USER_REQUEST_TIMEOUT")
+    # The work after a chat reply (embedding the exchange, extracting memories), end to end;
+    # also how long a closing process lets such work finish before cancelling it.
+    after_exchange_timeout_s: float = Field(60.0, gt=0, alias="BYODB_AFTER_EXCHANGE_TIMEOUT")
     # Server-side limits of a routed request's transactions (set at the start of each). The
     # statement limit defaults to the request deadline less 3 s, so a database that answers
     # ends a slow statement itself (byod_timeout) before the deadline calls it down.

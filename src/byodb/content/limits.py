@@ -13,6 +13,9 @@ MAX_LIST_OFFSET = 100_000
 MAX_SHORT_TEXT_CHARS = 200
 """Names of things: models, tools, voices, colours, icons, languages, MIME types, members."""
 
+MAX_CATEGORY_CHARS = 100
+"""A memory's category, as a client writes it."""
+
 MAX_TEXT_CHARS = 10_000
 """Any other text field (descriptions, snippets of sources, notes on bookmarks, errors)."""
 

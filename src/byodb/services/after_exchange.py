@@ -2,15 +2,15 @@
 the two messages get their embeddings, and memories found in the exchange are stored with
 ``source = 'extracted'`` and the ids they came from — never twice.
 
-:func:`after_exchange` is called once, at the end of ``send_message``. It is enrichment,
-not the exchange itself: the messages are already saved, so a failure here is logged (by
-kind, never with content) and swallowed instead of failing the user's request.
+``send_message`` hands :func:`after_exchange` to the process's
+:class:`~byodb.services.after_work.AfterWork` once the reply is stored: it is enrichment,
+not the exchange itself, so the reply never waits for it, and a failure is logged there (by
+kind, never with content) instead of failing the user's request.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 from typing import Any
 from uuid import UUID
 
@@ -26,13 +26,10 @@ from byodb.assistant.extraction import (
     memory_extractor_for,
     normalise_memory,
 )
-from byodb.content.tables import memories, messages
-from byodb.errors import ByodUnavailable
+from byodb.content.tables import conversations, memories, messages
 from byodb.ids import new_id
 from byodb.routing import Router
 from byodb.services.embedding_stamp import EmbeddingStamp, embedding_stamp
-
-log = logging.getLogger(__name__)
 
 
 def _memory_lock_key(user_id: str) -> int:
@@ -45,21 +42,7 @@ def _memory_lock_key(user_id: str) -> int:
 async def after_exchange(router: Router, model: ChatModel, embedder: EmbeddingModel,
                          user_id: str, conversation_id: UUID, user_message: dict[str, Any],
                          assistant_message: dict[str, Any]) -> None:
-    """Embed both messages and store the memories the exchange reveals (best effort)."""
-    try:
-        await _index_exchange(router, embedder, model, user_id, conversation_id,
-                              user_message, assistant_message)
-    except ByodUnavailable:
-        # The user's database went away after the reply was saved; the gate already
-        # recorded it and the next request reports it. Nothing to add here.
-        log.info("exchange not indexed: the user's database is unavailable")
-    except Exception as exc:
-        log.warning("exchange not indexed: %s", type(exc).__name__)
-
-
-async def _index_exchange(router: Router, embedder: EmbeddingModel, model: ChatModel,
-                          user_id: str, conversation_id: UUID, user_message: dict[str, Any],
-                          assistant_message: dict[str, Any]) -> None:
+    """Embed both messages and store the memories the exchange reveals."""
     stored = [m for m in (user_message, assistant_message) if m.get("content")]
     candidates = candidates_of(await memory_extractor_for(model).extract(
         user_message.get("content") or "", assistant_message.get("content") or ""))
@@ -101,6 +84,13 @@ async def _store_new_memories(conn: AsyncConnection, user_id: str, conversation_
     known = {normalise_memory(content) for content in (await conn.execute(
         select(stored_content).where(memories.c.user_id == user_id, same_words)
     )).scalars()}
+    # The exchange may have been deleted since the reply (this runs after it): the memory
+    # is kept without its source then, as when the source is deleted later (SET NULL).
+    source_conversation = select(conversations.c.id).where(
+        conversations.c.id == conversation_id, conversations.c.user_id == user_id
+    ).scalar_subquery()
+    source_message = select(messages.c.id).where(
+        messages.c.id == message_id, messages.c.user_id == user_id).scalar_subquery()
     stored = 0
     for candidate, key, vector in zip(candidates, keys, vectors, strict=True):
         if key in known:
@@ -110,7 +100,8 @@ async def _store_new_memories(conn: AsyncConnection, user_id: str, conversation_
         await conn.execute(memories.insert().values(
             id=new_id(), user_id=user_id, content=candidate.content,
             category=candidate.category, importance=candidate.importance,
-            source="extracted", source_conversation_id=conversation_id,
-            source_message_id=message_id, embedding=embedding, **stamp.next_to(embedding)))
+            source="extracted", source_conversation_id=source_conversation,
+            source_message_id=source_message, embedding=embedding,
+            **stamp.next_to(embedding)))
         stored += 1
     return stored

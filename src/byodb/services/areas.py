@@ -1,15 +1,21 @@
 """The content areas, declared: one :class:`Resource` per table a client works with and one
 :class:`Link` per junction. Behaviour lives in ``resources`` and ``links``; what is special
 about an area is said here in its spec (a task's ``completed_at`` stamp, a tag's unique
-name, a slide's appended position) — except usage, the TTS cache and conversations, which
-have modules of their own.
+name, a slide's appended position, a memory's embedding).
+
+What no spec says has a module of its own: posting a message (``messages``: a model writes
+the reply), a file's upload and bytes (``files``: multipart bytes are chunked and indexed,
+served raw), usage and the TTS cache.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from byodb.assistant.extraction import MAX_MEMORY_CHARS
+from byodb.content.limits import MAX_CATEGORY_CHARS
 from byodb.content.tables import (
+    FILE_STATUSES,
     PARTICIPANT_ROLES,
     PRESENTATION_STATUSES,
     SLIDE_TYPES,
@@ -25,6 +31,7 @@ from byodb.content.tables import (
     conversations,
     design_templates,
     files,
+    memories,
     messages,
     note_tags,
     notes,
@@ -74,6 +81,19 @@ def _attachment_size(values: dict[str, Any]) -> None:
 
 # --- conversations and messages ----------------------------------------------------------
 
+CONVERSATIONS = Resource(
+    "conversation", conversations,
+    doc="Chats: pinned first, then by their last message (newest first). Deleting one "
+        "deletes its messages; ``archived`` defaults to false.",
+    create=("title", "model", "system_prompt"),
+    update=("title", "is_archived", "is_pinned", "model", "system_prompt"),
+    trimmed=("title",), filters={"archived": "is_archived", "pinned": "is_pinned"},
+    filter_defaults={"archived": False},
+    order=(Order("is_pinned", descending=True),
+           Order("last_message_at", descending=True, otherwise="created_at")),
+    activity=True,
+)
+
 PARTICIPANTS = Resource(
     "participant", conversation_participants, owner=CONVERSATION, key="member_id",
     doc="People recorded on a conversation, by their user id, with a role.",
@@ -105,6 +125,27 @@ ATTACHMENTS = Resource(
         "attachment is fetched.",
     create=("filename", "mime_type", "size", "url", "content"), optional=("size",),
     prepare=_attachment_size, order=_OLDEST_FIRST,
+)
+
+# --- what the assistant keeps -------------------------------------------------------------
+
+MEMORIES = Resource(
+    "memory", memories, plural="memories",
+    doc="What the assistant keeps about the user, newest first. A memory written here has "
+        "``source`` manual; its content is embedded for retrieval (again when it changes). "
+        "An inactive memory is kept but not used.",
+    create=("content", "category", "importance"),
+    update=("content", "category", "importance", "is_active"),
+    trimmed=("content", "category"),
+    limits={"content": MAX_MEMORY_CHARS, "category": MAX_CATEGORY_CHARS},
+    ranges={"importance": (0.0, 1.0)}, fixed={"source": "manual"}, embedded="content",
+    filters={"active": "is_active", "category": "category"},
+)
+
+FILES = Resource(
+    "file", files,
+    doc="Uploaded files' metadata, newest first; the bytes are at ``/content``.",
+    enums={"status": FILE_STATUSES}, filters={"status": "status"}, bytes_when_got=False,
 )
 
 # --- organisation ---------------------------------------------------------------------------

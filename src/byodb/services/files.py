@@ -1,6 +1,10 @@
-"""Files: upload (bytes kept in ``files.content`` on the database that holds the user's
-content), list, metadata, download, delete. Text files are cut into overlapping chunks
-with embeddings in ``file_chunks`` for semantic search; PDFs and images are stored only.
+"""Files: the upload (bytes kept in ``files.content`` on the database that holds the user's
+content) and the download of the bytes. Text files are cut into overlapping chunks with
+embeddings in ``file_chunks`` for semantic search; PDFs and images are stored only.
+
+Listing, metadata and deleting are the declared content area ``areas.FILES``; these two do
+not fit a declared write or read: the upload is raw bytes turned into many rows (the file
+and its chunks), and the download serves the bytes themselves, not a JSON row.
 
 The upload is one transaction: the file row (status ``ready``) and all its chunks appear
 together or not at all. Chunking and embedding happen before it, so no connection of the
@@ -17,13 +21,13 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from byodb.assistant.embeddings import EmbeddingError, EmbeddingModel, embed_texts, is_zero
 
 # MAX_FILE_BYTES is re-exported: the upload endpoint takes it from here.
 from byodb.content.limits import MAX_FILE_BYTES as MAX_FILE_BYTES
-from byodb.content.limits import MAX_FILENAME_CHARS, MAX_LIST_LIMIT
+from byodb.content.limits import MAX_FILENAME_CHARS
 from byodb.content.tables import file_chunks, files
 from byodb.errors import ByodbError, InvalidInput, NotFound
 from byodb.ids import new_id
@@ -199,28 +203,6 @@ async def upload_file(router: Router, embedder: EmbeddingModel, user_id: str, *,
     return _READER.read(row)
 
 
-async def list_files(router: Router, user_id: str, *, status: str | None = None,
-                     limit: int = 50) -> list[dict[str, Any]]:
-    """Newest first, without the bytes."""
-    limit = max(1, min(limit, MAX_LIST_LIMIT))
-    query = select(*_COLUMNS).where(files.c.user_id == user_id)
-    if status is not None:
-        query = query.where(files.c.status == status)
-    query = query.order_by(files.c.created_at.desc(), files.c.id.desc()).limit(limit)
-    async with router.connect(user_id, files) as conn:
-        rows = (await conn.execute(query)).all()
-    return [_READER.read(r) for r in rows]
-
-
-async def get_file(router: Router, user_id: str, file_id: UUID) -> dict[str, Any]:
-    async with router.connect(user_id, files) as conn:
-        row = (await conn.execute(select(*_COLUMNS).where(
-            files.c.id == file_id, files.c.user_id == user_id))).first()
-    if row is None:
-        raise NotFound("file not found")
-    return _READER.read(row)
-
-
 async def read_file_content(router: Router, user_id: str,
                             file_id: UUID) -> tuple[dict[str, Any], bytes]:
     """The file's metadata and its bytes."""
@@ -234,13 +216,3 @@ async def read_file_content(router: Router, user_id: str,
     if content is None:
         raise NotFound("this file has no stored content")
     return meta, bytes(content)
-
-
-async def delete_file(router: Router, user_id: str, file_id: UUID) -> None:
-    """Delete a file; its chunks go with it (ON DELETE CASCADE)."""
-    async with router.connect(user_id, files) as conn:
-        deleted = (await conn.execute(
-            delete(files).where(files.c.id == file_id, files.c.user_id == user_id)
-            .returning(files.c.id))).first()
-    if deleted is None:
-        raise NotFound("file not found")

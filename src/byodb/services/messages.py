@@ -17,16 +17,17 @@ from byodb.assistant import ChatModel, ChatTurn
 from byodb.assistant.embeddings import EmbeddingModel
 from byodb.content.limits import MAX_MESSAGE_CHARS, MAX_MESSAGES_LISTED
 from byodb.content.tables import conversations, messages
-from byodb.errors import InvalidInput
+from byodb.errors import InvalidInput, NotFound
 from byodb.ids import new_id
 from byodb.routing import Router
 from byodb.services import branching, usage
 from byodb.services.after_exchange import after_exchange
-from byodb.services.conversations import fetch_owned_conversation
+from byodb.services.after_work import AfterWork
 from byodb.services.rows import Reader, public_columns
 
 _READER = Reader.of(public_columns(messages))
 _COLUMNS = _READER.columns
+_CONVERSATION = Reader.of([conversations.c.id, conversations.c.system_prompt])
 _CONTEXT_MESSAGES = 40
 
 
@@ -58,6 +59,16 @@ def chat_title(content: str) -> str:
     cut = line[:TITLE_CHARS + 1].rsplit(" ", 1)[0] if " " in line[:TITLE_CHARS + 1] \
         else line[:TITLE_CHARS]
     return cut.rstrip(",;:-\u2013\u2014") + "…"
+
+
+async def fetch_owned_conversation(conn: AsyncConnection, user_id: str,
+                                   conversation_id: UUID) -> dict[str, Any]:
+    """What the message path needs of the user's conversation, or ``not_found``."""
+    row = (await conn.execute(select(*_CONVERSATION.columns).where(
+        conversations.c.id == conversation_id, conversations.c.user_id == user_id))).first()
+    if row is None:
+        raise NotFound("conversation not found")
+    return _CONVERSATION.read(row)
 
 
 async def list_messages(router: Router, user_id: str, conversation_id: UUID, *,
@@ -96,8 +107,11 @@ async def _capped(pieces: AsyncIterator[str], limit: int) -> AsyncIterator[str]:
 
 async def send_message(router: Router, model: ChatModel, user_id: str,
                        conversation_id: UUID, content: str, *, embedder: EmbeddingModel,
+                       after: AfterWork,
                        parent_message_id: UUID | None = None) -> AsyncIterator[ReplyEvent]:
-    """Store the user's message, stream the reply, store the reply.
+    """Store the user's message, stream the reply, store the reply; then hand the
+    exchange's embedding and memory extraction to ``after``, which runs them once the
+    caller has the reply (the reply never waits for them).
 
     No database connection is held while the model generates: the reply is written in a
     second transaction, so a slow model never pins a connection of the user's small pool.
@@ -162,20 +176,23 @@ async def send_message(router: Router, model: ChatModel, user_id: str,
                                else_=conversations.c.title)))
         await usage.record_reply(conn, user_id, assistant_row)
     assistant_message = _READER.read(assistant_row)
+    # Started before the last event is handed out, so a client that goes away on it
+    # cannot skip it; the task first runs when this generator next waits, and nothing
+    # the caller receives waits on it.
+    after.start("indexing an exchange", user_id, after_exchange(
+        router, model, embedder, user_id, conversation_id, user_message, assistant_message))
     yield ReplyEvent("assistant_message", assistant_message)
-    # After the reply reached the caller: embed both messages, store extracted memories
-    # (best effort; never fails the exchange).
-    await after_exchange(router, model, embedder, user_id, conversation_id,
-                         user_message, assistant_message)
 
 
 async def post_message(router: Router, model: ChatModel, user_id: str,
                        conversation_id: UUID, content: str, *, embedder: EmbeddingModel,
+                       after: AfterWork,
                        parent_message_id: UUID | None = None) -> dict[str, Any]:
     """Non-streaming form of :func:`send_message`: both stored messages."""
     result: dict[str, Any] = {}
     async for event in send_message(router, model, user_id, conversation_id, content,
-                                    embedder=embedder, parent_message_id=parent_message_id):
+                                    embedder=embedder, after=after,
+                                    parent_message_id=parent_message_id):
         if event.kind != "delta":
             result[event.kind] = event.data
     return result

@@ -13,7 +13,9 @@ Decision order of every write, implemented in exactly this order, failing closed
    parent dictates (a bookmark's conversation is its message's) are copied from it.
 3. **Uniqueness** (names unique per user, ignoring case) → ``conflict``.
 4. **The write**, with what the server keeps: ``updated_at``, state stamps (a task's
-   ``completed_at``), appended positions, a flag only one row may hold.
+   ``completed_at``), appended positions, a flag only one row may hold, values only the
+   server sets (a memory's ``source``), the embedding of an embedded text (computed before
+   the transaction: no connection waits on the model).
 5. **Activity events**, in the same transaction, so an event exists exactly when the
    change does.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -38,6 +41,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Integer,
     LargeBinary,
     Numeric,
@@ -53,18 +57,21 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from byodb.assistant.embeddings import EmbeddingModel, embed_texts, is_zero
 from byodb.content.limits import (
     MAX_INLINE_BYTES,
     MAX_INTEGER,
     MAX_JSON_BYTES,
     MAX_LIST_LIMIT,
     MAX_LIST_OFFSET,
+    STORED_FIELD_LIMITS,
     text_limit,
 )
 from byodb.errors import Conflict, InvalidInput, NotFound
 from byodb.ids import new_id
 from byodb.routing import Router
 from byodb.services.activity import record_event
+from byodb.services.embedding_stamp import embedding_stamp
 from byodb.services.rows import Reader, json_text_bytes, public_columns
 
 # --- the declarative spec ----------------------------------------------------------------
@@ -101,6 +108,7 @@ class Order:
     column: str
     descending: bool = False
     nulls_last: bool = False
+    otherwise: str | None = None  # the column whose value counts where ``column`` is null
 
 
 @dataclass(frozen=True)
@@ -128,10 +136,21 @@ class Resource:
     activity: bool = False  # record <label>.created and <label>.deleted
     prepare: Callable[[dict[str, Any]], None] | None = None  # last look at create values
     conflict: str = "this already exists"
+    trimmed: tuple[str, ...] = ()  # text stored trimmed; empty becomes null where allowed
+    limits: Mapping[str, int] = field(default_factory=dict)  # text: characters a write takes
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # numbers
+    fixed: Mapping[str, Any] = field(default_factory=dict)  # set by the server on create
+    embedded: str | None = None  # a text stored with its embedding (``embedding``)
+    bytes_when_got: bool = True  # a fetched row shows its bytes (as base64)
+    plural: str = ""  # the label's plural, when it is not the label and "s"
 
     @property
     def human(self) -> str:
         return self.label.replace("_", " ")
+
+    @property
+    def humans(self) -> str:
+        return (self.plural or f"{self.label}s").replace("_", " ")
 
     def column(self, name: str) -> Column[Any]:
         return self.table.c[name]
@@ -151,8 +170,8 @@ class FieldRule:
     default: Any = None
     choices: tuple[str, ...] | None = None
     max_length: int | None = None  # characters of text, bytes of JSON / binary
-    minimum: int | None = None
-    maximum: int | None = None
+    minimum: float | None = None
+    maximum: float | None = None
 
     def check(self, value: Any) -> Any:
         """The value as stored, or :class:`InvalidInput` saying what is wrong."""
@@ -232,8 +251,13 @@ def _check_bytes(rule: FieldRule, value: Any) -> bytes:
 
 
 def _check_number(rule: FieldRule, value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value):
         raise InvalidInput(f"{rule.name}: must be a number")
+    if (rule.minimum is not None and value < rule.minimum) or (
+            rule.maximum is not None and value > rule.maximum):
+        raise InvalidInput(f"{rule.name}: must be between {rule.minimum:g} and "
+                           f"{rule.maximum:g}")
     return value
 
 
@@ -249,7 +273,7 @@ def _kind(column: Column[Any]) -> str:
     # Text (and anything not listed) is checked as text.
     for sql_type, kind in ((Boolean, "bool"), (Integer, "int"), (DateTime, "datetime"),
                            (Uuid, "uuid"), (JSONB, "json"), (LargeBinary, "bytes"),
-                           (Numeric, "number")):
+                           (Numeric, "number"), (Float, "number")):
         if isinstance(type_, sql_type):
             return kind
     return "text"
@@ -262,7 +286,11 @@ def field_rule(res: Resource, name: str) -> FieldRule:
                    or name in (res.position, *res.optional))
     max_length = {"text": text_limit(name), "json": MAX_JSON_BYTES,
                   "bytes": MAX_INLINE_BYTES}.get(kind)
-    bounds = (0, MAX_INTEGER) if kind == "int" else (None, None)
+    if max_length is not None:
+        max_length = res.limits.get(name, STORED_FIELD_LIMITS.get((res.table.name, name),
+                                                                  max_length))
+    bounds: tuple[float | None, float | None] = (
+        (0, MAX_INTEGER) if kind == "int" else res.ranges.get(name, (None, None)))
     return FieldRule(
         name=name, kind=kind, nullable=bool(column.nullable),
         required=not column.nullable and not has_default,
@@ -277,11 +305,8 @@ def _clean(res: Resource, values: Mapping[str, Any], *, creating: bool) -> dict[
     if unknown:
         verb = "set" if creating else "changed"
         raise InvalidInput(f"{', '.join(unknown)}: cannot be {verb} on a {res.human}")
-    cleaned = {name: field_rule(res, name).check(value) for name, value in values.items()}
-    for name in res.unique:
-        if isinstance(cleaned.get(name), str):
-            # Stored trimmed so "Work" and "Work " are one name.
-            cleaned[name] = cleaned[name].strip()
+    cleaned = {name: field_rule(res, name).check(_trimmed(res, name, value))
+               for name, value in values.items()}
     if creating:
         for name, default in res.defaults.items():
             cleaned.setdefault(name, default)
@@ -289,6 +314,33 @@ def _clean(res: Resource, values: Mapping[str, Any], *, creating: bool) -> dict[
         if missing:
             raise InvalidInput(f"{missing[0]}: field required")
     return cleaned
+
+
+def _trimmed(res: Resource, name: str, value: Any) -> Any:
+    """Unique names are stored trimmed, so "Work" and "Work " are one name; so are the
+    ``trimmed`` fields, where nothing left means null (if null is a value)."""
+    if not isinstance(value, str) or name not in (*res.unique, *res.trimmed):
+        return value
+    value = value.strip()
+    if not value and name in res.trimmed and res.column(name).nullable:
+        return None
+    return value
+
+
+async def _embedding_values(router: Router, user_id: str, res: Resource,
+                            values: Mapping[str, Any],
+                            embedder: EmbeddingModel | None) -> dict[str, Any]:
+    """The embedding of ``res.embedded`` among ``values`` and the model's name, or nothing
+    when the text is not written. NULL for a text without features: a zero vector has no
+    cosine distance and the HNSW index skips it anyway."""
+    if res.embedded is None or res.embedded not in values:
+        return {}
+    if embedder is None:
+        raise TypeError(f"writing a {res.human} needs the embedding model")
+    vector = (await embed_texts(embedder, [values[res.embedded]]))[0]
+    embedding = None if is_zero(vector) else vector
+    stamp = await embedding_stamp(router, user_id, res.table, embedder)
+    return {"embedding": embedding, **stamp.next_to(embedding)}
 
 
 # --- transactions and ownership ------------------------------------------------------------
@@ -383,7 +435,7 @@ async def _clear_exclusive(conn: AsyncConnection, user_id: str, res: Resource,
 def _reader(res: Resource, *, with_bytes: bool = False) -> Reader:
     """What a response shows, bounded; bytes only when one row is fetched (as base64)."""
     columns = public_columns(res.table)
-    if with_bytes:
+    if with_bytes and res.bytes_when_got:
         columns += [c for c in res.table.columns if isinstance(c.type, LargeBinary)]
     return Reader.of(columns)
 
@@ -406,11 +458,13 @@ def page_bounds(limit: int, offset: int) -> tuple[int, int]:
 
 
 async def create_row(router: Router, user_id: str, res: Resource, values: Mapping[str, Any],
-                     *, owner_id: Any = None) -> dict[str, Any]:
+                     *, owner_id: Any = None,
+                     embedder: EmbeddingModel | None = None) -> dict[str, Any]:
     row_values = _clean(res, values, creating=True)
     if res.prepare is not None:
         res.prepare(row_values)
-    row_values.update(id=new_id(), user_id=user_id)
+    row_values.update(await _embedding_values(router, user_id, res, row_values, embedder))
+    row_values.update(res.fixed, id=new_id(), user_id=user_id)
     events: list[str] = []
     # An attachment's bytes are an uploaded file's (BYOD_FILE_STORAGE, see Router.connect).
     file_bytes = res.table.name == "attachments" and row_values.get("content") is not None
@@ -453,7 +507,7 @@ async def list_rows(router: Router, user_id: str, res: Resource, *, owner_id: An
     given = dict(filters or {})
     unknown = sorted(set(given) - set(res.filters))
     if unknown:
-        raise InvalidInput(f"{', '.join(unknown)}: not a filter of {res.human}s")
+        raise InvalidInput(f"{', '.join(unknown)}: not a filter of {res.humans}")
     wanted = {**res.filter_defaults, **given}
     limit, offset = page_bounds(limit, offset)
     reader = _reader(res)
@@ -472,8 +526,9 @@ async def list_rows(router: Router, user_id: str, res: Resource, *, owner_id: An
             query = query.where(res.column(column_name) == value)
         order = []
         for item in (*res.order, Order("id", descending=True)):
-            clause = res.column(item.column).desc() if item.descending \
-                else res.column(item.column).asc()
+            key: Any = res.column(item.column) if item.otherwise is None \
+                else func.coalesce(res.column(item.column), res.column(item.otherwise))
+            clause = key.desc() if item.descending else key.asc()
             order.append(clause.nulls_last() if item.nulls_last else clause)
         rows = (await conn.execute(query.order_by(*order).limit(limit).offset(offset))).all()
     return [to_json(reader, r) for r in rows]
@@ -497,8 +552,10 @@ async def get_row(router: Router, user_id: str, res: Resource, key: Any, *,
 
 
 async def update_row(router: Router, user_id: str, res: Resource, key: Any,
-                     changes: Mapping[str, Any], *, owner_id: Any = None) -> dict[str, Any]:
+                     changes: Mapping[str, Any], *, owner_id: Any = None,
+                     embedder: EmbeddingModel | None = None) -> dict[str, Any]:
     new = _clean(res, changes, creating=False)
+    new.update(await _embedding_values(router, user_id, res, new, embedder))
     events: list[str] = []
     reader = _reader(res)
     async with content_transaction(router, user_id, res.table, conflict=res.conflict) as conn:

@@ -31,7 +31,6 @@ from byodb.web.api import conversations as conversations_api
 from byodb.web.api import export as portability_api
 from byodb.web.api import files as files_api
 from byodb.web.api import imports as imports_api
-from byodb.web.api import memories as memories_api
 from byodb.web.api import search as search_api
 from byodb.web.auth import Authenticator
 from byodb.web.edge_limits import BodyLimits, EdgeLimits
@@ -134,7 +133,6 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
     app.include_router(admin_health_api.router)
     app.include_router(admin_migrations_api.router)
     app.include_router(conversations_api.router)
-    app.include_router(memories_api.router)
     app.include_router(files_api.router)
     app.include_router(search_api.router)
     app.include_router(areas_api.router)

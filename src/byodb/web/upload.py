@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import ClientDisconnect, Request
@@ -20,6 +20,16 @@ from byodb.errors import ByodbError, InvalidInput
 from byodb.executors import IoThreads
 
 _FLUSH = 1024 * 1024
+
+
+def upload_schema(description: str) -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of a route taking one file in the multipart field
+    ``file`` and nothing else (``description`` says what the file may be)."""
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"], "additionalProperties": False,
+        "properties": {"file": {"type": "string", "format": "binary",
+                                "description": description}},
+    }}}}}
 
 
 class UploadTooLarge(ByodbError):

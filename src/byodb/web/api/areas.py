@@ -13,6 +13,10 @@ from byodb.web.api.resources import OPERATIONS, link_router, resource_router
 router = APIRouter()
 
 for spec, path, tag, operations in (
+    (areas.CONVERSATIONS, "/api/conversations", "conversations", None),
+    (areas.MEMORIES, "/api/memories", "memories", None),
+    # The upload and the bytes: web/api/files.py.
+    (areas.FILES, "/api/files", "files", {"list", "get", "delete"}),
     (areas.PARTICIPANTS, "/api/conversations/{conversation_id}/participants",
      "conversations", None),
     (areas.MESSAGES, "/api/messages", "messages", {"get"}),

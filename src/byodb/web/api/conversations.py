@@ -1,4 +1,5 @@
-"""Conversations and their messages (DESIGN.md §5)."""
+"""A conversation's messages (DESIGN.md §5): listing them and posting one, which a model
+answers. The conversations themselves are a declared content area (``services.areas``)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from byodb.content.limits import MAX_MESSAGE_CHARS, MAX_TITLE_CHARS
+from byodb.content.limits import MAX_MESSAGE_CHARS
 from byodb.errors import ByodbError
-from byodb.services import conversations as conversation_service
 from byodb.services import messages as message_service
 from byodb.web.api.models import RequestModel
 from byodb.web.deps import PrincipalDep, RuntimeDep
@@ -21,60 +21,11 @@ from byodb.web.deps import PrincipalDep, RuntimeDep
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
 
-class NewConversation(RequestModel):
-    title: str | None = Field(None, max_length=MAX_TITLE_CHARS)
-    model: str | None = Field(None, max_length=200)
-    system_prompt: str | None = Field(None, max_length=MAX_MESSAGE_CHARS)
-
-
-class ConversationChanges(RequestModel):
-    title: str | None = Field(None, max_length=MAX_TITLE_CHARS)
-    is_archived: bool | None = None
-    is_pinned: bool | None = None
-    model: str | None = Field(None, max_length=200)
-    system_prompt: str | None = Field(None, max_length=MAX_MESSAGE_CHARS)
-
-
 class NewMessage(RequestModel):
     content: str = Field(..., min_length=1, max_length=MAX_MESSAGE_CHARS)
     parent_message_id: UUID | None = Field(
         None, description="Branch from this message of the conversation (edit or "
                           "regenerate); default: continue from the latest message")
-
-
-@router.post("", status_code=201)
-async def create(body: NewConversation, rt: RuntimeDep, me: PrincipalDep) -> dict[str, Any]:
-    return await conversation_service.create_conversation(
-        rt.router, me.user_id, title=body.title, model=body.model,
-        system_prompt=body.system_prompt)
-
-
-@router.get("")
-async def list_(rt: RuntimeDep, me: PrincipalDep, archived: bool | None = False,
-                pinned: bool | None = None,
-                limit: int = Query(50, ge=1, le=200)) -> dict[str, Any]:
-    """Pinned first, then most recent activity. ``archived`` defaults to false."""
-    items = await conversation_service.list_conversations(
-        rt.router, me.user_id, archived=archived, pinned=pinned, limit=limit)
-    return {"items": items}
-
-
-@router.get("/{conversation_id}")
-async def get(conversation_id: UUID, rt: RuntimeDep, me: PrincipalDep) -> dict[str, Any]:
-    return await conversation_service.get_conversation(rt.router, me.user_id, conversation_id)
-
-
-@router.patch("/{conversation_id}")
-async def update(conversation_id: UUID, body: ConversationChanges, rt: RuntimeDep,
-                 me: PrincipalDep) -> dict[str, Any]:
-    return await conversation_service.update_conversation(
-        rt.router, me.user_id, conversation_id, body.model_dump(exclude_unset=True))
-
-
-@router.delete("/{conversation_id}", status_code=204)
-async def delete(conversation_id: UUID, rt: RuntimeDep, me: PrincipalDep) -> Response:
-    await conversation_service.delete_conversation(rt.router, me.user_id, conversation_id)
-    return Response(status_code=204)
 
 
 @router.get("/{conversation_id}/messages")
@@ -87,10 +38,11 @@ async def list_messages(conversation_id: UUID, rt: RuntimeDep,
 @router.post("/{conversation_id}/messages", status_code=201)
 async def post_message(conversation_id: UUID, body: NewMessage, rt: RuntimeDep,
                        me: PrincipalDep) -> dict[str, Any]:
-    """Store the user's message and the assistant's reply; returns both."""
+    """Store the user's message and the assistant's reply; returns both as soon as the
+    reply is stored (its embedding and memory extraction follow)."""
     return await message_service.post_message(rt.router, rt.chat_model, me.user_id,
                                               conversation_id, body.content,
-                                              embedder=rt.embedder,
+                                              embedder=rt.embedder, after=rt.after_work,
                                               parent_message_id=body.parent_message_id)
 
 
@@ -101,7 +53,7 @@ async def stream_message(conversation_id: UUID, body: NewMessage, rt: RuntimeDep
     ``assistant_message`` (or ``error``)."""
     events = message_service.send_message(rt.router, rt.chat_model, me.user_id,
                                            conversation_id, body.content,
-                                           embedder=rt.embedder,
+                                           embedder=rt.embedder, after=rt.after_work,
                                            parent_message_id=body.parent_message_id)
     first = await anext(events)  # errors before the first event become normal JSON errors
 

@@ -1,4 +1,5 @@
-"""Files (``/api/files``): multipart upload, list, metadata, download, delete.
+"""Files (``/api/files``): the multipart upload and the download of the bytes (listing,
+metadata and deleting are the declared content area ``areas.FILES``).
 
 Uploads are limited to ``MAX_FILE_BYTES`` (10 MiB) while the body arrives: a bigger body
 is refused with 413 before it is parsed or spooled to disk, whether or not it announced
@@ -7,11 +8,11 @@ its length.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
 from starlette.types import Message
 
@@ -19,6 +20,7 @@ from byodb.errors import InvalidInput
 from byodb.services import files as file_service
 from byodb.services.files import ALLOWED_TYPES, MAX_FILE_BYTES, too_large
 from byodb.web.deps import PrincipalDep, RuntimeDep
+from byodb.web.upload import upload_schema
 
 router = APIRouter(prefix="/api/files", tags=["files"])
 
@@ -28,17 +30,8 @@ _ENVELOPE_BYTES = 64 * 1024
 _FORM_FIELDS = frozenset({"file"})
 _MAX_NAME_SHOWN = 100
 
-_UPLOAD_SCHEMA: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["file"], "additionalProperties": False,
-            "properties": {"file": {"type": "string", "format": "binary",
-                                    "description": "Allowed types: " + ", ".join(ALLOWED_TYPES)
-                                                   + f"; at most {MAX_FILE_BYTES} bytes."}},
-        }}},
-    },
-}
+_UPLOAD_SCHEMA = upload_schema(
+    f"Allowed types: {', '.join(ALLOWED_TYPES)}; at most {MAX_FILE_BYTES} bytes.")
 
 
 def _limited(request: Request, limit: int) -> Request:
@@ -81,20 +74,6 @@ async def upload(request: Request, rt: RuntimeDep, me: PrincipalDep) -> dict[str
             declared_type=upload.content_type, data=data)
 
 
-@router.get("")
-async def list_(rt: RuntimeDep, me: PrincipalDep,
-                status: Literal["uploading", "processing", "ready", "error"] | None = None,
-                limit: int = Query(50, ge=1, le=200)) -> dict[str, Any]:
-    """Newest first, metadata only."""
-    items = await file_service.list_files(rt.router, me.user_id, status=status, limit=limit)
-    return {"items": items}
-
-
-@router.get("/{file_id}")
-async def get(file_id: UUID, rt: RuntimeDep, me: PrincipalDep) -> dict[str, Any]:
-    return await file_service.get_file(rt.router, me.user_id, file_id)
-
-
 @router.get("/{file_id}/content", response_class=Response,
             responses={200: {"content": {t: {} for t in ALLOWED_TYPES}}})
 async def content(file_id: UUID, rt: RuntimeDep, me: PrincipalDep) -> Response:
@@ -114,9 +93,3 @@ async def content(file_id: UUID, rt: RuntimeDep, me: PrincipalDep) -> Response:
     if media_type.startswith("text/") or media_type == "application/json":
         media_type += "; charset=utf-8"
     return Response(content=data, media_type=media_type, headers=headers)
-
-
-@router.delete("/{file_id}", status_code=204)
-async def delete(file_id: UUID, rt: RuntimeDep, me: PrincipalDep) -> Response:
-    await file_service.delete_file(rt.router, me.user_id, file_id)
-    return Response(status_code=204)

@@ -28,25 +28,15 @@ from byodb.services.portability.check import (
     read_progress,
 )
 from byodb.web.deps import PrincipalDep, RuntimeDep
-from byodb.web.upload import receive_file
+from byodb.web.upload import receive_file, upload_schema
 
 router = APIRouter(prefix="/api/import", tags=["portability"])
 
 _KILL_GRACE_S = 30.0
 
-_UPLOAD_SCHEMA: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["file"], "additionalProperties": False,
-            "properties": {"file": {
-                "type": "string", "format": "binary",
-                "description": "A byodb export (.zip), a ChatGPT export (.zip or its "
-                               "conversations.json) or a Claude export's conversations.json; "
-                               "at most BYODB_MAX_IMPORT_BYTES."}},
-        }}},
-    },
-}
+_UPLOAD_SCHEMA = upload_schema(
+    "A byodb export (.zip), a ChatGPT export (.zip or its conversations.json) or a Claude "
+    "export's conversations.json; at most BYODB_MAX_IMPORT_BYTES.")
 
 
 @dataclass

@@ -52,8 +52,9 @@ def _python_type(rule: FieldRule) -> tuple[Any, dict[str, Any]]:
         return int, {"ge": rule.minimum, "le": rule.maximum}
     if rule.kind == "json":
         return JsonValue, {"description": f"JSON, at most {rule.max_length} bytes"}
-    types: dict[str, Any] = {"bool": bool, "datetime": AwareDatetime, "uuid": UUID,
-                             "number": float}
+    if rule.kind == "number":
+        return float, {"ge": rule.minimum, "le": rule.maximum, "allow_inf_nan": False}
+    types: dict[str, Any] = {"bool": bool, "datetime": AwareDatetime, "uuid": UUID}
     return types[rule.kind], {}
 
 
@@ -138,7 +139,8 @@ def resource_router(res: Resource, path: str, *, tag: str,
     async def create(rt: Any, me: Any, body: BaseModel, owner_id: UUID | None = None
                      ) -> dict[str, Any]:
         return await resource_service.create_row(
-            rt.router, me.user_id, res, body.model_dump(exclude_unset=True), owner_id=owner_id)
+            rt.router, me.user_id, res, body.model_dump(exclude_unset=True), owner_id=owner_id,
+            embedder=rt.embedder)
 
     async def list_(rt: Any, me: Any, query: BaseModel, owner_id: UUID | None = None
                     ) -> dict[str, Any]:
@@ -157,7 +159,7 @@ def resource_router(res: Resource, path: str, *, tag: str,
                      owner_id: UUID | None = None) -> dict[str, Any]:
         return await resource_service.update_row(
             rt.router, me.user_id, res, key, body.model_dump(exclude_unset=True),
-            owner_id=owner_id)
+            owner_id=owner_id, embedder=rt.embedder)
 
     async def delete(rt: Any, me: Any, key: Any, owner_id: UUID | None = None) -> Response:
         await resource_service.delete_row(rt.router, me.user_id, res, key, owner_id=owner_id)
@@ -172,7 +174,8 @@ def resource_router(res: Resource, path: str, *, tag: str,
         router.add_api_route(
             "", _with_parameters(list_, **common,
                                  query=Annotated[filter_model_for(res), Query()]),
-            methods=["GET"], name=f"list_{res.label}s", summary=f"List {human}s",
+            methods=["GET"], name=f"list_{res.plural or res.label + 's'}",
+            summary=f"List {res.humans}",
             description=res.doc)
     if "get" in operations:
         router.add_api_route(item, _with_parameters(get, **common_key), methods=["GET"],
