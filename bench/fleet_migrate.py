@@ -50,11 +50,12 @@ from _servers import create_databases
 from sqlalchemy import insert
 
 from byodb.content.deploy import deploy_content_schema, deployed_schema
-from byodb.instances import config_store, fleet_runs
-from byodb.instances.fleet_jobs import MIGRATE_QUEUE, FleetScheduler
-from byodb.instances.fleet_runs import RunOptions
-from byodb.instances.guard import parse_database_url
-from byodb.instances.states import ConnectionStatus, DeploymentStatus
+from byodb.instances.connection.guard import parse_database_url
+from byodb.instances.fleet import runs as fleet_runs
+from byodb.instances.fleet.jobs import MIGRATE_QUEUE, FleetScheduler
+from byodb.instances.fleet.runs import RunOptions
+from byodb.instances.lifecycle import config_store
+from byodb.instances.lifecycle.states import ConnectionStatus, DeploymentStatus
 from byodb.jobs.queue import bound_job_app, ensure_job_schema
 from byodb.maindb.embedded import PostgresCluster
 from byodb.maindb.migrate import upgrade_main

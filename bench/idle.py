@@ -46,10 +46,10 @@ from sqlalchemy import text
 
 from byodb.alerts import AlertSettings
 from byodb.content.deploy import deploy_content_schema
-from byodb.instances.config_store import URL_FIELD
-from byodb.instances.health_sweep import HealthSweeper, SweepTrigger
-from byodb.instances.lifecycle import InstanceLifecycle
-from byodb.instances.passive_health import PassiveHealth
+from byodb.instances.health.passive import PassiveHealth
+from byodb.instances.health.sweep import HealthSweeper, SweepTrigger
+from byodb.instances.lifecycle.config_store import URL_FIELD
+from byodb.instances.lifecycle.owner import InstanceLifecycle
 from byodb.maindb.embedded import PostgresCluster
 from byodb.routing import Router
 from byodb.runtime import Runtime, build_runtime

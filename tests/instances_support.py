@@ -7,9 +7,9 @@ import psycopg
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from byodb.content.deploy import DeployOutcome, deploy_content_schema
-from byodb.instances.guard import GuardPolicy, Resolver, system_resolver
-from byodb.instances.lifecycle import InstanceLifecycle, LifecycleLimits
-from byodb.instances.probe import ConnectionVerdict
+from byodb.instances.connection.guard import GuardPolicy, Resolver, system_resolver
+from byodb.instances.connection.probe import ConnectionVerdict
+from byodb.instances.lifecycle.owner import InstanceLifecycle, LifecycleLimits
 from byodb.vault import KeyRing, Vault, generate_key_hex
 
 

@@ -24,9 +24,9 @@ from sqlalchemy import text
 
 from byodb.alerts import AlertSettings
 from byodb.errors import ByodUnavailable
-from byodb.instances.health_sweep import HealthSweeper, SweepSummary, SweepTrigger
-from byodb.instances.lifecycle import InstanceLifecycle
-from byodb.instances.passive_health import PassiveHealth
+from byodb.instances.health.passive import PassiveHealth
+from byodb.instances.health.sweep import HealthSweeper, SweepSummary, SweepTrigger
+from byodb.instances.lifecycle.owner import InstanceLifecycle
 from byodb.maindb.embedded import PostgresCluster
 from byodb.routing import Router
 from byodb.settings import Settings

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from byodb.content.limits import MAX_FILE_BYTES
 from byodb.ids import new_id
-from byodb.instances.moves import (
+from byodb.instances.lifecycle.moves import (
     MoveRefused,
     move_user_content,
 )

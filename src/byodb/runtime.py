@@ -11,19 +11,19 @@ from byodb.alerts import AlertSettings
 from byodb.assistant import ChatModel, chat_model_from_settings
 from byodb.assistant.embeddings import EmbeddingModel, embedding_model_from_settings
 from byodb.content import resolve_schema_target
-from byodb.instances.admission import ConnectFlags
 from byodb.instances.connection.deadlines import Deadline
-from byodb.instances.connection.session import SessionLimits
-from byodb.instances.guard import (
+from byodb.instances.connection.guard import (
     GuardPolicy,
     Resolver,
     forget_host_libpq_environment,
     system_resolver,
 )
-from byodb.instances.health_jobs import HealthContext
-from byodb.instances.health_sweep import HealthSweeper
-from byodb.instances.lifecycle import InstanceLifecycle, LifecycleJobs, LifecycleLimits
-from byodb.instances.passive_health import PassiveHealth
+from byodb.instances.connection.session import SessionLimits
+from byodb.instances.health.jobs import HealthContext
+from byodb.instances.health.passive import PassiveHealth
+from byodb.instances.health.sweep import HealthSweeper
+from byodb.instances.lifecycle.admission import ConnectFlags
+from byodb.instances.lifecycle.owner import InstanceLifecycle, LifecycleJobs, LifecycleLimits
 from byodb.maindb.urls import async_url
 from byodb.routing import Router
 from byodb.services.reembed import Reembedder

@@ -34,9 +34,9 @@ from byodb.cli.common import (
 from byodb.cli.tables import Column, out, print_table
 from byodb.content.version import supported_schema_versions
 from byodb.errors import ByodbError
-from byodb.instances import fleet_runs
-from byodb.instances.fleet_jobs import MIGRATE_QUEUE, FleetScheduler
-from byodb.instances.fleet_runs import RETRYING_CODES, UNREACHABLE_CODES, RunOptions
+from byodb.instances.fleet import runs as fleet_runs
+from byodb.instances.fleet.jobs import MIGRATE_QUEUE, FleetScheduler
+from byodb.instances.fleet.runs import RETRYING_CODES, UNREACHABLE_CODES, RunOptions
 from byodb.jobs.queue import queue_worker, run_until_stopped
 from byodb.settings import Settings
 

@@ -11,7 +11,7 @@ import logging
 
 import procrastinate
 
-from byodb.instances.fleet_jobs import start_auto_rollout
+from byodb.instances.fleet.jobs import start_auto_rollout
 from byodb.runtime import Runtime
 
 log = logging.getLogger(__name__)

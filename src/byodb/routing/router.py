@@ -42,14 +42,19 @@ from byodb.errors import (
     DecryptionError,
     FileStorageDisabled,
 )
-from byodb.instances.config_store import DatabaseConfig, access_of, get_config, load_config
 from byodb.instances.connection.failures import is_slow
-from byodb.instances.guard import ConnectionCheckError
-from byodb.instances.handle import UserDatabase
-from byodb.instances.holds import user_lock_key
-from byodb.instances.lifecycle import InstanceLifecycle
-from byodb.instances.passive_health import PassiveHealth
-from byodb.instances.states import ContentAccess, Placement
+from byodb.instances.connection.guard import ConnectionCheckError
+from byodb.instances.connection.handle import UserDatabase
+from byodb.instances.health.passive import PassiveHealth
+from byodb.instances.lifecycle.config_store import (
+    DatabaseConfig,
+    access_of,
+    get_config,
+    load_config,
+)
+from byodb.instances.lifecycle.holds import user_lock_key
+from byodb.instances.lifecycle.owner import InstanceLifecycle
+from byodb.instances.lifecycle.states import ContentAccess, Placement
 from byodb.routing.engines import EngineCache
 from byodb.routing.placement import placement_of
 from byodb.routing.request_placement import note_placement

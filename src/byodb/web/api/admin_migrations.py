@@ -2,7 +2,7 @@
 
 Admin-only like the rest of ``/api/admin`` (``AdminDep``; a non-admin gets 403). Records
 carry user ids, hosts, versions, steps and error codes and sentences that never hold a
-secret or content (``byodb.instances.schema_migration``).
+secret or content (``byodb.instances.fleet.schema_migration``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from byodb.content.version import supported_schema_versions
-from byodb.instances import fleet_runs
-from byodb.instances.fleet_jobs import FleetScheduler
-from byodb.instances.fleet_runs import RunOptions
+from byodb.instances.fleet import runs as fleet_runs
+from byodb.instances.fleet.jobs import FleetScheduler
+from byodb.instances.fleet.runs import RunOptions
 from byodb.web.api.models import RequestModel
 from byodb.web.deps import AdminDep, RuntimeDep
 

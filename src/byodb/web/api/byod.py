@@ -11,12 +11,12 @@ from starlette.responses import JSONResponse, Response
 from byodb.content import latest_schema_version
 from byodb.content.package import build_package
 from byodb.errors import ByodbError
-from byodb.instances.admission import holds_own_database
-from byodb.instances.config_store import DatabaseConfig
 from byodb.instances.connection.tls import MAX_PEM_BYTES
-from byodb.instances.fleet_runs import schema_update_under_way
-from byodb.instances.lifecycle import KEPT_PROGRESS, DisconnectMode, OldDatabase
-from byodb.instances.states import ConnectionStatus, ContentAccess
+from byodb.instances.fleet.runs import schema_update_under_way
+from byodb.instances.lifecycle.admission import holds_own_database
+from byodb.instances.lifecycle.config_store import DatabaseConfig
+from byodb.instances.lifecycle.owner import KEPT_PROGRESS, DisconnectMode, OldDatabase
+from byodb.instances.lifecycle.states import ConnectionStatus, ContentAccess
 from byodb.web.api.models import RequestModel
 from byodb.web.deps import PrincipalDep, RuntimeDep
 

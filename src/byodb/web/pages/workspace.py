@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from byodb.instances.fleet_runs import schema_update_under_way
+from byodb.instances.fleet.runs import schema_update_under_way
 from byodb.services.notices import recent_database_notices
 from byodb.web.api.byod import byod_state, new_connections
 from byodb.web.auth import Principal

@@ -16,7 +16,7 @@ import uuid
 import procrastinate
 from procrastinate.exceptions import AlreadyEnqueued
 
-from byodb.instances.lifecycle import DisconnectMode, InstanceLifecycle
+from byodb.instances.lifecycle.owner import DisconnectMode, InstanceLifecycle
 
 CONNECT_QUEUE = "byod_connect"
 MOVE_QUEUE = "byod_move"
@@ -56,7 +56,7 @@ def blueprint() -> procrastinate.Blueprint:
 
 
 class ProcrastinateJobs:
-    """:class:`~byodb.instances.lifecycle.LifecycleJobs` on a procrastinate app that has
+    """:class:`~byodb.instances.lifecycle.owner.LifecycleJobs` on a procrastinate app that has
     :func:`blueprint` registered under :data:`NAMESPACE`. One job at a time per user
     (a shared lock), and the same job is never queued twice."""
 

@@ -40,12 +40,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from byodb.content.deploy import DEPLOY_LOCK_KEY, SchemaConflict, deployed_schema
 from byodb.content.steps import steps_between
 from byodb.errors import ByodbError
-from byodb.instances import migration_records as records
-from byodb.instances.config_store import DatabaseConfig, load_config
 from byodb.instances.connection.deadlines import Deadline
-from byodb.instances.guard import ConnectionCheckError
-from byodb.instances.handle import UserDatabase
-from byodb.instances.states import ConnectionStatus, DeploymentStatus, Placement
+from byodb.instances.connection.guard import ConnectionCheckError
+from byodb.instances.connection.handle import UserDatabase
+from byodb.instances.fleet import records
+from byodb.instances.lifecycle.config_store import DatabaseConfig, load_config
+from byodb.instances.lifecycle.states import ConnectionStatus, DeploymentStatus, Placement
 
 log = logging.getLogger(__name__)
 

@@ -28,11 +28,11 @@ from procrastinate.exceptions import AlreadyEnqueued
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from byodb.instances import fleet_runs
-from byodb.instances.fleet_runs import RunOptions
-from byodb.instances.jobs import NAMESPACE, lifecycle_of
-from byodb.instances.lifecycle import InstanceLifecycle
-from byodb.instances.schema_migration import Outcome
+from byodb.instances.fleet import runs as fleet_runs
+from byodb.instances.fleet.runs import RunOptions
+from byodb.instances.fleet.schema_migration import Outcome
+from byodb.instances.lifecycle.jobs import NAMESPACE, lifecycle_of
+from byodb.instances.lifecycle.owner import InstanceLifecycle
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ async def fleet_tick(context: procrastinate.JobContext, timestamp: int) -> None:
 
 def blueprint() -> procrastinate.Blueprint:
     """The fleet's tasks on a new blueprint (for :data:`NAMESPACE`; new per job app, as
-    :func:`byodb.instances.jobs.blueprint` says why)."""
+    :func:`byodb.instances.lifecycle.jobs.blueprint` says why)."""
     tasks = procrastinate.Blueprint()
     tasks.task(name="migrate_instance", queue=MIGRATE_QUEUE, retry=0,
                pass_context=True)(migrate_instance)

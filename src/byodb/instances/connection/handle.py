@@ -31,9 +31,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 from byodb.content.deploy import DeployedSchema, deployed_schema
 from byodb.instances.connection.deadlines import Deadline
 from byodb.instances.connection.failures import classify
-from byodb.instances.connection.session import SessionLimits, UserConnection
-from byodb.instances.connection.tls import CaCertificate
-from byodb.instances.guard import (
+from byodb.instances.connection.guard import (
     CheckedTarget,
     ConnectionCheckError,
     DatabaseUrl,
@@ -41,6 +39,8 @@ from byodb.instances.guard import (
     client_auth_refusal,
     forget_host_libpq_environment,
 )
+from byodb.instances.connection.session import SessionLimits, UserConnection
+from byodb.instances.connection.tls import CaCertificate
 
 
 class UserDatabase:

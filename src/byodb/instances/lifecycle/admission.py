@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from byodb.errors import ByodbError, ByodDisabled, PremiumRequired
-from byodb.instances.config_store import DatabaseConfig
-from byodb.instances.states import Placement
+from byodb.instances.lifecycle.config_store import DatabaseConfig
+from byodb.instances.lifecycle.states import Placement
 
 DISABLED_MESSAGE = "Connecting your own database is turned off on this server for now."
 DISABLED_HINT = ("Your content stays on byodb's database. If your content is already on your "

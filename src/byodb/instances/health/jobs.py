@@ -19,7 +19,7 @@ import time
 import procrastinate
 from procrastinate.exceptions import AlreadyEnqueued
 
-from byodb.instances.health_sweep import HealthSweeper, SweepTrigger
+from byodb.instances.health.sweep import HealthSweeper, SweepTrigger
 
 HEALTH_QUEUE = "byod_health"
 NAMESPACE = "health"
@@ -74,7 +74,7 @@ async def operator_sweep(context: procrastinate.JobContext) -> None:
 
 def blueprint() -> procrastinate.Blueprint:
     """The health tasks on a new blueprint (for :data:`NAMESPACE`; new per job app, as
-    :func:`byodb.instances.jobs.blueprint` says why)."""
+    :func:`byodb.instances.lifecycle.jobs.blueprint` says why)."""
     tasks = procrastinate.Blueprint()
     tasks.periodic(cron="* * * * *", periodic_id="health-tick")(
         tasks.task(name="scheduled_sweep", queue=HEALTH_QUEUE, retry=0, pass_context=True,

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import bindparam, or_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from byodb.instances.states import ConnectionStatus
+from byodb.instances.lifecycle.states import ConnectionStatus
 from byodb.maindb.tables import user_database_config as udc
 
 log = logging.getLogger(__name__)

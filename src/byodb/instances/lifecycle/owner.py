@@ -6,7 +6,7 @@ It receives its dependencies explicitly (main engine, vault, guard policy, limit
 the job queue) and reaches user databases only through :class:`UserDatabase`.
 
 Long work (provision, the data moves of a disconnect) runs as durable jobs
-(``byodb.instances.jobs``); each has a deadline that really stops it, and ends in a
+(``byodb.instances.lifecycle.jobs``); each has a deadline that really stops it, and ends in a
 recorded state — never ``moving`` or ``deploying`` forever.
 """
 
@@ -30,39 +30,39 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from byodb.content import latest_schema_version
 from byodb.content.deploy import DeployOutcome, deploy_content_schema
 from byodb.errors import ByodbError, Conflict, NotFound
-from byodb.instances.admission import ConnectFlags, holds_own_database
-from byodb.instances.config_store import (
-    DatabaseConfig,
-    Switch,
-    load_config,
-    save_credentials,
-    update_state,
-)
 from byodb.instances.connection.credentials import Credentials
 from byodb.instances.connection.deadlines import Deadline
 from byodb.instances.connection.failures import classify
+from byodb.instances.connection.guard import ConnectionCheckError, GuardPolicy, parse_database_url
+from byodb.instances.connection.handle import UserDatabase
+from byodb.instances.connection.probe import ConnectionVerdict, preflight
 from byodb.instances.connection.session import UserConnection
-from byodb.instances.guard import ConnectionCheckError, GuardPolicy, parse_database_url
-from byodb.instances.handle import UserDatabase
-from byodb.instances.health import (
+from byodb.instances.fleet.records import upsert_record
+from byodb.instances.fleet.schema_migration import InstanceResult, MigrationLimits, SchemaMigrator
+from byodb.instances.health.check import (
     CheckedInstance,
     HealthResult,
     HealthTransition,
     check_database,
     transition_for,
 )
-from byodb.instances.holds import holding_user_writes_on_main
-from byodb.instances.migration_records import upsert_record
-from byodb.instances.moves import (
+from byodb.instances.lifecycle.admission import ConnectFlags, holds_own_database
+from byodb.instances.lifecycle.config_store import (
+    DatabaseConfig,
+    Switch,
+    load_config,
+    save_credentials,
+    update_state,
+)
+from byodb.instances.lifecycle.holds import holding_user_writes_on_main
+from byodb.instances.lifecycle.moves import (
     MoveRefused,
     delete_user_rows,
     drop_schema_if_empty,
     move_user_content,
 )
-from byodb.instances.probe import ConnectionVerdict, preflight
-from byodb.instances.schema_migration import InstanceResult, MigrationLimits, SchemaMigrator
-from byodb.instances.states import ConnectionStatus, DeploymentStatus, Placement
-from byodb.instances.step_failures import DEFAULT_LADDER_S, Step, public_error, retrying
+from byodb.instances.lifecycle.states import ConnectionStatus, DeploymentStatus, Placement
+from byodb.instances.lifecycle.step_failures import DEFAULT_LADDER_S, Step, public_error, retrying
 from byodb.maindb.tables import user_database_config as udc
 from byodb.vault import Secret, Vault
 
@@ -240,7 +240,7 @@ class InstanceLifecycle:
 
     def admission_refusal(self, config: DatabaseConfig | None, *,
                           premium: bool) -> ByodbError | None:
-        """The admission rule (``byodb.instances.admission``) for a step that creates or
+        """The admission rule (``byodb.instances.lifecycle.admission``) for a step that creates or
         re-creates a connection to the database ``config`` names — a deployment, a move in,
         a retry: why the flags refuse it, or None. Only the database that holds the user's
         content now is never refused; finishing a switch to another one is a new
@@ -453,7 +453,7 @@ class InstanceLifecycle:
     async def _retrying(self, attempt: Callable[[], Awaitable[T]], user_id: str,
                         deadline_s: float, step: Step) -> T:
         """``attempt`` (a whole deploy or one move), run again after a transient failure
-        on the ladder within ``deadline_s`` (:func:`byodb.instances.step_failures.retrying`)."""
+        on the ladder within ``deadline_s`` (:func:`.step_failures.retrying`)."""
         async def retry_note(exc: BaseException, attempt_number: int) -> None:
             log.info("retrying a step for user %r after a transient failure %s (%s, "
                      "retry %d)", user_id, step.where, type(exc).__name__, attempt_number)
@@ -523,7 +523,7 @@ class InstanceLifecycle:
             connection_error_code=None, consecutive_failures=0,
             last_connection_test=self._clock())
 
-    # -- health (the sweep's step; byodb.instances.health_sweep runs it for the fleet) ---
+    # -- health (the sweep's step; byodb.instances.health.sweep runs it for the fleet) ---
     async def check_health(self, config: DatabaseConfig) -> HealthResult:
         """Check the saved database within the health deadline; changes nothing."""
         try:
@@ -602,7 +602,7 @@ class InstanceLifecycle:
     # -- schema migration (job body) -------------------------------------------------------
     async def migrate(self, record_id: uuid.UUID, owner: str) -> InstanceResult:
         """Bring one user's database to its record's target version (see
-        ``byodb.instances.schema_migration``); ``owner`` names the lease holder."""
+        ``byodb.instances.fleet.schema_migration``); ``owner`` names the lease holder."""
         return await self.migrator.run(record_id, owner)
 
     async def request_migration(self, config: DatabaseConfig, to_version: int) -> None:

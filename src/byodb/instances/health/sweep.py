@@ -9,7 +9,7 @@ Order of a sweep:
 2. record the sweep (``health_sweeps``), load the instances it covers — for a scheduled
    sweep only those due (:func:`due_for_probe`): a database whose user's requests
    succeeded recently, or that was checked less than the idle interval ago, is left
-   asleep (passive health, ``byodb.instances.passive_health``; this process's remembered
+   asleep (passive health, ``byodb.instances.health.passive``; this process's remembered
    successes are written first);
 3. check them, at most ``concurrency`` at a time — each check is one connection with its
    own deadline (``InstanceLifecycle.check_health``), so at most ``concurrency`` connections
@@ -45,11 +45,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from byodb.alerts import AlertItem, AlertKind, AlertSettings, compose_alerts
 from byodb.alerts.outbox import Delivery, deliver_pending, record_alerts
 from byodb.ids import new_id
-from byodb.instances.config_store import DatabaseConfig
-from byodb.instances.health import CheckedInstance, HealthResult, HealthTransition
-from byodb.instances.lifecycle import InstanceLifecycle
-from byodb.instances.passive_health import PassiveHealth
-from byodb.instances.states import ConnectionStatus, DeploymentStatus, Placement
+from byodb.instances.health.check import CheckedInstance, HealthResult, HealthTransition
+from byodb.instances.health.passive import PassiveHealth
+from byodb.instances.lifecycle.config_store import DatabaseConfig
+from byodb.instances.lifecycle.owner import InstanceLifecycle
+from byodb.instances.lifecycle.states import ConnectionStatus, DeploymentStatus, Placement
 from byodb.maindb.tables import health_sweeps, notifications
 from byodb.maindb.tables import user_database_config as udc
 
