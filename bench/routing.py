@@ -47,6 +47,7 @@ import json
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,6 +84,9 @@ class InlineJobs:
 
     async def disconnect(self, user_id: str, credential_version: int,
                          mode: DisconnectMode) -> None:
+        return None
+
+    async def migrate(self, record_id: uuid.UUID) -> None:
         return None
 
 

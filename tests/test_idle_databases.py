@@ -24,9 +24,10 @@ from sqlalchemy import text
 
 from byodb.alerts import AlertSettings
 from byodb.errors import ByodUnavailable
+from byodb.instances.health.checks import HealthChecks, HealthLimits
 from byodb.instances.health.passive import PassiveHealth
 from byodb.instances.health.sweep import HealthSweeper, SweepSummary, SweepTrigger
-from byodb.instances.lifecycle.owner import InstanceLifecycle
+from byodb.instances.lifecycle.changes import StateChanges
 from byodb.maindb.embedded import PostgresCluster
 from byodb.routing import Router
 from byodb.settings import Settings
@@ -124,12 +125,13 @@ class Fleet:
 async def fleet(api: Api) -> AsyncIterator[Fleet]:
     runtime = api.app.state.runtime
     clock = FakeClock()
-    lifecycle = InstanceLifecycle(main=runtime.main, vault=runtime.vault,
-                                  policy=runtime.lifecycle.policy,
-                                  limits=runtime.lifecycle.limits, clock=clock)
+    changes = StateChanges(runtime.main, clock=clock)
     passive = PassiveHealth(runtime.main, clock=clock)
-    router = Router(runtime.main, lifecycle, passive=passive)
-    sweeper = HealthSweeper(lifecycle, concurrency=4,
+    router = Router(runtime.main, databases=runtime.databases, changes=changes,
+                    migrator=runtime.migrator, passive=passive)
+    checks = HealthChecks(runtime.main, runtime.databases, changes, HealthLimits(
+        timeout_s=api.settings.health_timeout_s, failures=api.settings.health_failures))
+    sweeper = HealthSweeper(runtime.main, checks, concurrency=4,
                             alerts=AlertSettings.from_settings(api.settings),
                             idle_interval_s=IDLE_INTERVAL_S, passive=passive)
     yield Fleet(clock, router, sweeper)

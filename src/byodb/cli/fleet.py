@@ -105,7 +105,7 @@ async def _migrate_all(settings: Settings, url: str, to: int | None, concurrency
     async with operator_session(settings, url) as session:
         runtime = session.runtime
         options = RunOptions(to_version=to if to is not None
-                             else runtime.lifecycle.limits.schema_target,
+                             else runtime.migrator.target,
                              canary=canary, concurrency=concurrency, per_host=per_host,
                              max_failure_ratio=max_failure_ratio, dry_run=dry_run,
                              started_by="cli")
@@ -239,8 +239,8 @@ async def _status(settings: Settings, url: str) -> dict[str, Any]:
     async with operator_session(settings, url) as session:
         main = session.runtime.main
         behind, current = await fleet_runs.count_behind(
-            main, session.runtime.lifecycle.limits.schema_target)
-        return {"target_version": session.runtime.lifecycle.limits.schema_target,
+            main, session.runtime.migrator.target)
+        return {"target_version": session.runtime.migrator.target,
                 "behind": behind, "current": current,
                 "runs": await fleet_runs.latest_runs(main, limit=10),
                 "instances_by_state": await fleet_runs.instances_by_state(main)}

@@ -220,6 +220,7 @@ def worker() -> None:
                 await ensure_job_schema(runtime.main, job_app)
                 await begin_auto_rollout(job_app, runtime)
                 await run_workers(job_app, runtime.lifecycle, name="worker",
+                                  migrator=runtime.migrator,
                                   health=runtime.health,
                                   reembedder=runtime.reembedder)
             finally:

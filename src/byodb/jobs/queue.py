@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from byodb.instances.fleet import jobs as fleet_jobs
+from byodb.instances.fleet.schema_migration import SchemaMigrator
 from byodb.instances.health import jobs as health_jobs
 from byodb.instances.lifecycle import jobs as instance_jobs
 from byodb.instances.lifecycle.owner import InstanceLifecycle
@@ -113,13 +114,14 @@ async def requeue_stalled_jobs(manager: procrastinate.manager.JobManager,
 
 
 async def run_workers(app: procrastinate.App, lifecycle: InstanceLifecycle, *,
-                      name: str, health: health_jobs.HealthContext | None = None,
+                      migrator: SchemaMigrator, name: str,
+                      health: health_jobs.HealthContext | None = None,
                       reembedder: Reembedder | None = None) -> None:
     """Serve every queue, each with a worker of its own, until cancelled (see
     :func:`run_until_stopped`)."""
     await run_until_stopped([
         queue_worker(app, queue, concurrency=concurrency, name=f"{name}-{queue}",
-                     context={"lifecycle": lifecycle, "health": health,
+                     context={"lifecycle": lifecycle, "fleet": migrator, "health": health,
                               "reembed": reembedder})
         for queue, concurrency in WORKER_CONCURRENCY.items()],
         on_stop=None if health is None else health.stopping.set)

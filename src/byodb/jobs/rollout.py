@@ -22,7 +22,7 @@ async def begin_auto_rollout(app: procrastinate.App, runtime: Runtime) -> None:
     (a rollout that could not begin is begun by the next process, or by an operator)."""
     try:
         await start_auto_rollout(app, runtime.main,
-                                 target=runtime.lifecycle.limits.schema_target,
+                                 target=runtime.migrator.target,
                                  enabled=runtime.settings.auto_migrate)
     except Exception:
         log.exception("could not begin the automatic schema rollout")

@@ -32,6 +32,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 import psycopg
 import psycopg.sql
@@ -42,10 +43,12 @@ from byodb.content.steps import steps_between
 from byodb.errors import ByodbError
 from byodb.instances.connection.deadlines import Deadline
 from byodb.instances.connection.guard import ConnectionCheckError
-from byodb.instances.connection.handle import UserDatabase
 from byodb.instances.fleet import records
+from byodb.instances.lifecycle.changes import StateChanges
 from byodb.instances.lifecycle.config_store import DatabaseConfig, load_config
+from byodb.instances.lifecycle.databases import UserDatabases
 from byodb.instances.lifecycle.states import ConnectionStatus, DeploymentStatus, Placement
+from byodb.instances.lifecycle.step_failures import public_error
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +108,10 @@ class _Permanent(ByodbError):
     status = 500
 
 
-Describe = Callable[[BaseException, str], tuple[str, str]]
-Migrated = Callable[[DatabaseConfig, int], Awaitable[None]]
+class MigrationJobs(Protocol):
+    """The durable job queue, as the version gate needs it (``fleet.jobs`` runs the job)."""
+
+    async def migrate(self, record_id: uuid.UUID) -> None: ...
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -132,19 +137,39 @@ def eligible(config: DatabaseConfig | None) -> bool:
 
 
 class SchemaMigrator:
-    """Runs version steps on users' databases; built by :class:`InstanceLifecycle`, which
-    hands it how to reach a database, how to word an error, and what to do on success."""
+    """Runs version steps on users' databases, bringing them to ``target`` (the version
+    ``BYODB_SCHEMA_TARGET`` names); one per process. ``limits``, ``steps`` and ``target``
+    are attributes so an operator tool or a test can set them."""
 
-    def __init__(self, *, main: AsyncEngine, database_of: Callable[[DatabaseConfig],
-                                                                    UserDatabase],
-                 describe: Describe, migrated: Migrated, limits: MigrationLimits,
+    def __init__(self, *, main: AsyncEngine, databases: UserDatabases, changes: StateChanges,
+                 target: int, limits: MigrationLimits = MigrationLimits(),
+                 jobs: MigrationJobs | None = None,
                  steps: Mapping[int, tuple[str, ...]] | None = None):
         self.main = main
-        self._database_of = database_of
-        self._describe = describe
-        self._migrated = migrated
+        self._databases = databases
+        self._changes = changes
+        self._jobs = jobs
+        self.target = target
         self.limits = limits
         self.steps = steps
+
+    def retry_delay_s(self, attempts: int) -> float:
+        """How long an instance left pending waits before its next try."""
+        return self.limits.retry_delay_s(attempts)
+
+    async def request(self, config: DatabaseConfig) -> None:
+        """Queue the user's migration to :attr:`target` now (the version gate of their
+        requests): their record (created if missing) and a job for it, once."""
+        if self._jobs is None:
+            raise RuntimeError("this process has no job queue (read-only process)")
+        assert config.schema_version is not None
+        async with self.main.begin() as conn:
+            record = await records.upsert_record(conn, user_id=config.user_id,
+                                                 from_version=config.schema_version,
+                                                 to_version=self.target, dry_run=False,
+                                                 migration_id=None, host=config.host)
+        if record.status == "pending":
+            await self._jobs.migrate(record.id)
 
     async def run(self, record_id: uuid.UUID, owner: str) -> InstanceResult:
         """Run the record's migration if it is ours to run; see the module docstring."""
@@ -207,18 +232,20 @@ class SchemaMigrator:
                                   record.attempts)
         except Exception as exc:
             if is_transient(exc):
-                message, code = self._describe(exc, "The migration")
+                message, code = public_error(exc, stage="The migration")
                 await records.release(self.main, record.id, owner, status="pending",
                                       error=message, error_code=code)
                 return InstanceResult(Outcome.pending, code, message, step, record.attempts)
             stage = f"Version step {step}" if step is not None else "The migration"
-            message, code = self._describe(exc, stage)
+            message, code = public_error(exc, stage=stage)
             log.warning("schema migration failed for a user at step %s: %s", step, code)
             await records.release(self.main, record.id, owner, status="failed",
                                   error=message, error_code=code, step=step)
             return InstanceResult(Outcome.failed, code, message, step, record.attempts)
         if not record.dry_run:
-            await self._migrated(config, reached)
+            await self._changes.update(
+                config.user_id, expect_credential_version=config.credential_version,
+                schema_version=reached, last_schema_deploy=self._changes.now())
         await records.release(self.main, record.id, owner, status="completed", step=step)
         return InstanceResult(Outcome.completed, step=step, attempts=record.attempts)
 
@@ -226,7 +253,7 @@ class SchemaMigrator:
                                 record: records.MigrationRecord,
                                 on_step: Callable[[int], Awaitable[None]]) -> int:
         """Apply the missing steps on the user's database; the version it is at after."""
-        database = self._database_of(config)
+        database = self._databases.of(config)
         limits = self.limits
         # The session's own statement limit bounds the reads; each step sets its own and
         # takes the advisory lock for its transaction.

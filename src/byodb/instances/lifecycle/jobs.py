@@ -56,9 +56,10 @@ def blueprint() -> procrastinate.Blueprint:
 
 
 class ProcrastinateJobs:
-    """:class:`~byodb.instances.lifecycle.owner.LifecycleJobs` on a procrastinate app that has
-    :func:`blueprint` registered under :data:`NAMESPACE`. One job at a time per user
-    (a shared lock), and the same job is never queued twice."""
+    """:class:`~byodb.instances.lifecycle.owner.LifecycleJobs` (and the version gate's
+    ``MigrationJobs``) on a procrastinate app that has :func:`blueprint` registered under
+    :data:`NAMESPACE`. One job at a time per user (a shared lock), and the same job is never
+    queued twice."""
 
     def __init__(self, app: procrastinate.App):
         self._app = app
@@ -82,7 +83,8 @@ class ProcrastinateJobs:
                           mode=mode.value)
 
     async def migrate(self, record_id: uuid.UUID) -> None:
-        """One user's schema migration outside a fleet run (``fleet_jobs`` runs it)."""
+        """One user's schema migration outside a fleet run (the version gate's; the task is
+        ``byodb.instances.fleet.jobs.migrate_instance``)."""
         with contextlib.suppress(AlreadyEnqueued):
             await self._app.configure_task(
                 f"{NAMESPACE}:migrate_instance", queueing_lock=f"migrate:{record_id}",

@@ -2,8 +2,9 @@
 
 Test, save, provision (deploy + move), switch, retry, disconnect — every rule about a
 user's own database lives here; web handlers, jobs and the CLI call it in a few lines.
-It receives its dependencies explicitly (main engine, vault, guard policy, limits, clock,
-the job queue) and reaches user databases only through :class:`UserDatabase`.
+It receives its dependencies explicitly (main engine, vault, the handles of users' databases
+(:class:`UserDatabases`), the state writer (:class:`StateChanges`), limits, the job queue)
+and reaches user databases only through :class:`UserDatabase`.
 
 Long work (provision, the data moves of a disconnect) runs as durable jobs
 (``byodb.instances.lifecycle.jobs``); each has a deadline that really stops it, and ends in a
@@ -15,16 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
 import psycopg
-from sqlalchemy import bindparam
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from byodb.content import latest_schema_version
@@ -33,20 +31,12 @@ from byodb.errors import ByodbError, Conflict, NotFound
 from byodb.instances.connection.credentials import Credentials
 from byodb.instances.connection.deadlines import Deadline
 from byodb.instances.connection.failures import classify
-from byodb.instances.connection.guard import ConnectionCheckError, GuardPolicy, parse_database_url
+from byodb.instances.connection.guard import ConnectionCheckError
 from byodb.instances.connection.handle import UserDatabase
 from byodb.instances.connection.probe import ConnectionVerdict, preflight
 from byodb.instances.connection.session import UserConnection
-from byodb.instances.fleet.records import upsert_record
-from byodb.instances.fleet.schema_migration import InstanceResult, MigrationLimits, SchemaMigrator
-from byodb.instances.health.check import (
-    CheckedInstance,
-    HealthResult,
-    HealthTransition,
-    check_database,
-    transition_for,
-)
 from byodb.instances.lifecycle.admission import ConnectFlags, holds_own_database
+from byodb.instances.lifecycle.changes import StateChanges
 from byodb.instances.lifecycle.config_store import (
     DatabaseConfig,
     Switch,
@@ -54,6 +44,7 @@ from byodb.instances.lifecycle.config_store import (
     save_credentials,
     update_state,
 )
+from byodb.instances.lifecycle.databases import UserDatabases
 from byodb.instances.lifecycle.holds import holding_user_writes_on_main
 from byodb.instances.lifecycle.moves import (
     MoveRefused,
@@ -64,7 +55,7 @@ from byodb.instances.lifecycle.moves import (
 from byodb.instances.lifecycle.states import ConnectionStatus, DeploymentStatus, Placement
 from byodb.instances.lifecycle.step_failures import DEFAULT_LADDER_S, Step, public_error, retrying
 from byodb.maindb.tables import user_database_config as udc
-from byodb.vault import Secret, Vault
+from byodb.vault import Vault
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -92,7 +83,6 @@ class LifecycleJobs(Protocol):
     async def disconnect(self, user_id: str, credential_version: int,
                          mode: DisconnectMode) -> None: ...
 
-    async def migrate(self, record_id: uuid.UUID) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -105,11 +95,6 @@ class LifecycleLimits:
     # The content schema version new deploys create (BYODB_SCHEMA_TARGET, resolved by
     # byodb.content.resolve_schema_target); a database already past it is left as it is.
     schema_target: int = latest_schema_version()
-    pool_size: int = 2
-    pool_timeout_s: float = 10.0
-    idle_timeout_s: float = 60.0  # a user's idle pooled connections close after this
-    health_s: float = 5.0
-    health_failures: int = 2  # consecutive failed checks before connected → error
     # A move's statements wait this long for a lock held in the user's database (their own
     # open transaction) before the step gives up and is retried on the ladder.
     lock_timeout_s: float = 5.0
@@ -117,12 +102,9 @@ class LifecycleLimits:
     retry_ladder_s: tuple[float, ...] = DEFAULT_LADDER_S
 
 
-StateListener = Callable[[str], Awaitable[None]]
 KEPT_PROGRESS = "Disconnected; your data stays on your database"
 """The progress line a "keep" disconnect leaves: the pages tell the user where their earlier
 content is from it."""
-HEALTH_BATCH = 500
-"""Health facts are written this many instances per transaction."""
 PROGRESS_INTERVAL_S = 0.25
 """Deploy progress is written to main at most this often (and always at the end)."""
 
@@ -142,30 +124,16 @@ _ERASED: dict[str, Any] = {
 class InstanceLifecycle:
     """Owns every user's database lifecycle; one per process."""
 
-    def __init__(self, *, main: AsyncEngine, vault: Vault, policy: GuardPolicy,
-                 limits: LifecycleLimits, jobs: LifecycleJobs | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 flags: ConnectFlags = ConnectFlags()):
+    def __init__(self, *, main: AsyncEngine, vault: Vault, databases: UserDatabases,
+                 changes: StateChanges, limits: LifecycleLimits,
+                 jobs: LifecycleJobs | None = None, flags: ConnectFlags = ConnectFlags()):
         self.main = main
         self.flags = flags
         self.vault = vault
-        self.policy = policy
         self.limits = limits
+        self._databases = databases
+        self._changes = changes
         self._jobs = jobs
-        self._clock = clock
-        self._listeners: list[StateListener] = []
-        # Version steps on users' databases (fleet runs, the version gate); its limits and
-        # steps are attributes so an operator tool or a test can set them.
-        self.migrator = SchemaMigrator(
-            main=main, database_of=self.database_of, migrated=self._schema_migrated,
-            describe=lambda exc, stage: public_error(exc, stage=stage),
-            limits=MigrationLimits())
-
-    # -- wiring ----------------------------------------------------------------------------
-    def on_change(self, listener: StateListener) -> None:
-        """Call ``listener(user_id)`` after every state change this process makes (the
-        router drops its route and pool; other processes learn it through NOTIFY)."""
-        self._listeners.append(listener)
 
     @property
     def jobs(self) -> LifecycleJobs:
@@ -173,43 +141,16 @@ class InstanceLifecycle:
             raise RuntimeError("this lifecycle has no job queue (read-only process)")
         return self._jobs
 
-    async def _changed(self, user_id: str) -> None:
-        for listener in self._listeners:
-            await listener(user_id)
-
-    async def _update(self, user_id: str, **kwargs: Any) -> DatabaseConfig | None:
-        config = await update_state(self.main, user_id, **kwargs)
-        await self._changed(user_id)
-        return config
-
     # -- reading ---------------------------------------------------------------------------
-    def now(self) -> datetime:
-        """The lifecycle's clock (health facts are stamped and compared with it)."""
-        return self._clock()
-
     async def state(self, user_id: str) -> DatabaseConfig | None:
         return await load_config(self.main, user_id)
-
-    def database(self, stored: Secret[str] | Credentials) -> UserDatabase:
-        """The handle of a database given by its credentials (the URL parsed, not yet
-        contacted); a stored secret is unpacked (:class:`Credentials`)."""
-        given = stored if isinstance(stored, Credentials) else Credentials.unpacked(stored)
-        return UserDatabase(parse_database_url(given.url.reveal()), self.policy,
-                            pool_size=self.limits.pool_size,
-                            pool_timeout_s=self.limits.pool_timeout_s,
-                            idle_timeout_s=self.limits.idle_timeout_s,
-                            ca_certificate=given.ca_certificate)
-
-    def database_of(self, config: DatabaseConfig) -> UserDatabase:
-        """The handle of the user's saved database. Raises :class:`DecryptionError`."""
-        return self.database(config.decrypt_url(self.vault))
 
     # -- test and save ---------------------------------------------------------------------
     async def test(self, raw_url: str, ca_certificate: str | None = None) -> ConnectionVerdict:
         """Test a URL (and CA certificate) end to end; changes nothing. Never raises for a
         bad URL, certificate or database."""
         try:
-            database = self.database(Credentials.given(raw_url, ca_certificate))
+            database = self._databases.given(Credentials.given(raw_url, ca_certificate))
         except ConnectionCheckError as exc:
             return ConnectionVerdict(False, exc.code, exc.message, exc.hint)
         return await self._test(database)
@@ -280,7 +221,7 @@ class InstanceLifecycle:
             raise Conflict("a deployment is already running; wait until it finishes")
         # A malformed URL raises invalid_url, an unreadable certificate tls_failed.
         credentials = Credentials.given(raw_url, ca_certificate)
-        database = self.database(credentials)
+        database = self._databases.given(credentials)
         verdict = await self._test(database)
         if not verdict.ok:
             raise ConnectionCheckError(verdict.message, hint=verdict.hint, code=verdict.code)
@@ -290,7 +231,7 @@ class InstanceLifecycle:
             raise flags_refusal  # another database: a new connection, not new credentials
         saved = await save_credentials(self.main, self.vault, user_id, database.url,
                                        credentials.packed(), switch=switch)
-        await self._changed(user_id)
+        await self._changes.changed(user_id)
         await self.jobs.provision(user_id, saved.credential_version, premium=premium)
         return saved
 
@@ -328,7 +269,7 @@ class InstanceLifecycle:
         refusal = self.admission_refusal(config, premium=premium)
         if refusal is not None:
             log.info("provisioning refused by the flags: %s", refusal.code)
-            await self._update(user_id, connection=ConnectionStatus.error,
+            await self._changes.update(user_id, connection=ConnectionStatus.error,
                                expect_credential_version=credential_version,
                                connection_error=refusal.message,
                                connection_error_code=refusal.code,
@@ -339,11 +280,11 @@ class InstanceLifecycle:
         database: UserDatabase | None = None
         try:
             async with asyncio.timeout(self.limits.deploy_s + self.limits.move_s):
-                await self._update(user_id, deployment=DeploymentStatus.deploying,
+                await self._changes.update(user_id, deployment=DeploymentStatus.deploying,
                                    expect_credential_version=credential_version,
                                    deployment_progress="Connecting", deployment_step=0,
                                    connection_error=None, connection_error_code=None)
-                database = self.database_of(config)
+                database = self._databases.of(config)
                 outcome = await self._deploy(database, user_id, credential_version, step)
                 stage = "Moving your content"
                 await self._move_in(database, config, outcome, step)
@@ -356,7 +297,7 @@ class InstanceLifecycle:
             deployed = stage != "The deployment"
             failed_at = {} if deployed or step.number is None else \
                 {"deployment_step": step.number}
-            await self._update(
+            await self._changes.update(
                 user_id, connection=ConnectionStatus.error,
                 deployment=None if deployed else DeploymentStatus.failed,
                 expect_credential_version=credential_version,
@@ -391,10 +332,10 @@ class InstanceLifecycle:
 
         async with asyncio.timeout(self.limits.deploy_s):
             outcome = await self._retrying(deploy_once, user_id, self.limits.deploy_s, step)
-        await self._update(user_id, deployment=DeploymentStatus.deployed,
+        await self._changes.update(user_id, deployment=DeploymentStatus.deployed,
                            expect_credential_version=credential_version,
                            schema_version=outcome.version, instance_id=outcome.instance_id,
-                           last_schema_deploy=self._clock(),
+                           last_schema_deploy=self._changes.now(),
                            deployment_progress="Moving your existing content")
         return outcome
 
@@ -403,14 +344,14 @@ class InstanceLifecycle:
         """Move the user's content onto ``database`` with their requests held, then mark
         them connected — only once nothing of theirs is left anywhere else."""
         user_id, expect = config.user_id, config.credential_version
-        await self._update(user_id, connection=ConnectionStatus.moving,
+        await self._changes.update(user_id, connection=ConnectionStatus.moving,
                            expect_credential_version=expect,
                            deployment_progress="Moving your content from your previous "
                            "database" if config.switching else "Moving your existing content")
         moved = 0
 
         async def from_previous() -> int:
-            old = self.database(config.decrypt_previous_url(self.vault))
+            old = self._databases.previous_of(config)
             keep_copy = config.previous_database_mode != OldDatabase.delete.value
             step.at("while connecting to your previous database and your new one")
             async with old.connection(self._move_deadline()) as source, \
@@ -430,10 +371,11 @@ class InstanceLifecycle:
                 step.at("while moving your content from byodb's database to yours")
                 report = await move_user_content(main, target, user_id,
                                                  lock_source_tables=False)
-                await self._update(
+                await self._changes.update(
                     user_id, connection=ConnectionStatus.connected,
                     expect_credential_version=expect, consecutive_failures=0,
-                    content_placement=Placement.user.value, last_connection_test=self._clock(),
+                    content_placement=Placement.user.value,
+                    last_connection_test=self._changes.now(),
                     deployment_progress=f"Connected; moved {moved + report.total_rows} rows "
                                         "to your database",
                     **_NO_SWITCH)
@@ -500,7 +442,7 @@ class InstanceLifecycle:
         """Check the saved database now: reachable with our schema → ``connected``."""
         user_id = config.user_id
         try:
-            database = self.database_of(config)
+            database = self._databases.of(config)
             async with asyncio.timeout(self.limits.test_s):
                 schema = await database.deployed_schema()
             if schema is None or schema.version != config.schema_version or \
@@ -511,115 +453,17 @@ class InstanceLifecycle:
                     code="schema_conflict")
         except (ByodbError, TimeoutError, psycopg.Error, OSError) as exc:  # incl. guard, vault
             message, code = public_error(exc, stage="The check")
-            return await self._update(
+            return await self._changes.update(
                 user_id, connection=ConnectionStatus.error,
                 expect_credential_version=config.credential_version,
                 connection_error=message, connection_error_code=code,
-                last_connection_test=self._clock(),
+                last_connection_test=self._changes.now(),
                 consecutive_failures=config.consecutive_failures + 1)
-        return await self._update(
+        return await self._changes.update(
             user_id, connection=ConnectionStatus.connected,
             expect_credential_version=config.credential_version, connection_error=None,
             connection_error_code=None, consecutive_failures=0,
-            last_connection_test=self._clock())
-
-    # -- health (the sweep's step; byodb.instances.health.sweep runs it for the fleet) ---
-    async def check_health(self, config: DatabaseConfig) -> HealthResult:
-        """Check the saved database within the health deadline; changes nothing."""
-        try:
-            database = self.database_of(config)
-        except ByodbError as exc:  # unreadable credentials, a URL the guard now refuses
-            return HealthResult.failed(exc.code, exc.message)
-        return await check_database(database, instance_id=config.instance_id,
-                                    timeout_s=self.limits.health_s)
-
-    async def record_health(self, config: DatabaseConfig,
-                            result: HealthResult) -> HealthTransition:
-        """Apply a check's result with hysteresis (:func:`transition_for`). A change of
-        status is written here, at once (it drops the user's route and pool here and,
-        by NOTIFY, everywhere: a recovered user works again without a retry); the check's
-        facts and failure count are written for a whole sweep by :meth:`record_checks`."""
-        failures = 0 if result.ok else config.consecutive_failures + 1
-        transition = transition_for(config.connection_status, failures, result,
-                                    self.limits.health_failures)
-        if transition not in (HealthTransition.recovered, HealthTransition.down):
-            return transition
-        updated = await self._update(
-            config.user_id, expect_credential_version=config.credential_version,
-            expect_connection=config.connection_status, consecutive_failures=failures,
-            last_connection_test=self._clock(),
-            connection=ConnectionStatus.connected if result.ok else ConnectionStatus.error,
-            connection_error=result.message,
-            connection_error_code=None if result.ok else result.code)
-        return transition if updated is not None else HealthTransition.skipped
-
-    async def record_checks(self, checks: Sequence[CheckedInstance]) -> None:
-        """Record checks' facts (time, latency, code) and the failure counts in batches,
-        not a transaction per instance. Not state changes: no NOTIFY, and each row only
-        while it still has the credentials checked (and, for the count, the status the
-        check saw — a transition already wrote its own)."""
-        now = self._clock()
-        facts = [{"uid": c.config.user_id, "cv": c.config.credential_version, "at": now,
-                  "ms": c.result.latency_ms, "code": None if c.result.ok else c.result.code}
-                 for c in checks]
-        counts = [{"uid": c.config.user_id, "cv": c.config.credential_version,
-                   "seen": c.config.connection_status.value,
-                   "n": 0 if c.result.ok else c.config.consecutive_failures + 1}
-                  for c in checks if c.transition in (
-                      HealthTransition.healthy, HealthTransition.failing,
-                      HealthTransition.still_down)
-                  and (c.config.consecutive_failures != 0 or not c.result.ok)]
-        same_row = (udc.c.user_id == bindparam("uid"),
-                    udc.c.credential_version == bindparam("cv"))
-        record_facts = udc.update().where(*same_row).values(
-            last_health_check_at=bindparam("at"), health_latency_ms=bindparam("ms"),
-            health_error_code=bindparam("code"))
-        record_counts = udc.update().where(
-            *same_row, udc.c.connection_status == bindparam("seen")).values(
-            consecutive_failures=bindparam("n"))
-        for start in range(0, max(len(facts), len(counts)), HEALTH_BATCH):
-            async with self.main.begin() as conn:
-                if facts[start:start + HEALTH_BATCH]:
-                    await conn.execute(record_facts, facts[start:start + HEALTH_BATCH])
-                if counts[start:start + HEALTH_BATCH]:
-                    await conn.execute(record_counts, counts[start:start + HEALTH_BATCH])
-
-    async def mark_unreachable(self, user_id: str, credential_version: int, message: str,
-                               code: str = "unreachable") -> None:
-        """Record that a routed call could not use the user's database: ``error`` at once,
-        and a failed health check (passive health: the sweep probes it from now on)."""
-        try:
-            now = self._clock()
-            await self._update(user_id, connection=ConnectionStatus.error,
-                               expect_credential_version=credential_version,
-                               connection_error=message, connection_error_code=code,
-                               last_connection_test=now, last_health_check_at=now,
-                               health_error_code=code,
-                               consecutive_failures=udc.c.consecutive_failures + 1)
-        except Exception:  # the original failure matters more than bookkeeping
-            log.exception("could not record a connection failure for a user")
-
-    # -- schema migration (job body) -------------------------------------------------------
-    async def migrate(self, record_id: uuid.UUID, owner: str) -> InstanceResult:
-        """Bring one user's database to its record's target version (see
-        ``byodb.instances.fleet.schema_migration``); ``owner`` names the lease holder."""
-        return await self.migrator.run(record_id, owner)
-
-    async def request_migration(self, config: DatabaseConfig, to_version: int) -> None:
-        """Queue the user's migration now (the version gate of their requests): their
-        record for ``to_version`` (created if missing) and a job for it, once."""
-        assert config.schema_version is not None
-        async with self.main.begin() as conn:
-            record = await upsert_record(conn, user_id=config.user_id,
-                                         from_version=config.schema_version,
-                                         to_version=to_version, dry_run=False,
-                                         migration_id=None, host=config.host)
-        if record.status == "pending":
-            await self.jobs.migrate(record.id)
-
-    async def _schema_migrated(self, config: DatabaseConfig, version: int) -> None:
-        await self._update(config.user_id, expect_credential_version=config.credential_version,
-                           schema_version=version, last_schema_deploy=self._clock())
+            last_connection_test=self._changes.now())
 
     # -- disconnect ------------------------------------------------------------------------
     async def disconnect(self, user_id: str, mode: DisconnectMode) -> tuple[DatabaseConfig |
@@ -630,7 +474,7 @@ class InstanceLifecycle:
         self._check_can_disconnect(config, mode)
         assert config is not None
         if mode is DisconnectMode.keep:
-            kept = await self._update(
+            kept = await self._changes.update(
                 user_id, connection=ConnectionStatus.disconnected,
                 deployment=DeploymentStatus.not_started,
                 deployment_progress=KEPT_PROGRESS,
@@ -638,7 +482,7 @@ class InstanceLifecycle:
             return kept, False
         label = ("Moving your data back" if mode is DisconnectMode.migrate
                  else "Deleting your data")
-        moving = await self._update(user_id, connection=ConnectionStatus.moving,
+        moving = await self._changes.update(user_id, connection=ConnectionStatus.moving,
                                     deployment_progress=label)
         await self.jobs.disconnect(user_id, config.credential_version, mode)
         return moving, True
@@ -688,7 +532,7 @@ class InstanceLifecycle:
 
         try:
             async with asyncio.timeout(self.limits.move_s):
-                database = self.database_of(config)
+                database = self._databases.of(config)
                 await self._retrying(once, user_id, self.limits.move_s, step)
                 if mode is DisconnectMode.migrate:
                     return
@@ -703,7 +547,7 @@ class InstanceLifecycle:
             stays = isinstance(exc, MoveRefused) or code == "lock_timeout"
             if not stays:
                 message = f"{message} Retry the connection, then try again."
-            await self._update(user_id, connection=ConnectionStatus.connected if stays
+            await self._changes.update(user_id, connection=ConnectionStatus.connected if stays
                                else ConnectionStatus.error,
                                expect_credential_version=credential_version,
                                connection_error=message, connection_error_code=code,
@@ -715,7 +559,7 @@ class InstanceLifecycle:
                             mode: DisconnectMode) -> None:
         done = ("Disconnected; your data was moved back" if mode is DisconnectMode.migrate
                 else "Disconnected; your data was deleted from your database")
-        await self._update(user_id, connection=ConnectionStatus.disconnected,
+        await self._changes.update(user_id, connection=ConnectionStatus.disconnected,
                            deployment=DeploymentStatus.not_started,
                            expect_credential_version=credential_version,
                            deployment_progress=done, **_ERASED)

@@ -99,7 +99,7 @@ def byod_state(config: DatabaseConfig | None) -> dict[str, Any]:
 async def project_zip(rt: RuntimeDep, me: PrincipalDep) -> Response:
     """The manual-deployment package for the schema target (what automatic deploys create):
     schema SQL, version steps and instructions."""
-    version = rt.lifecycle.limits.schema_target
+    version = rt.migrator.target
     return Response(build_package(version), media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="byodb-schema-v{version}.zip"'})
 
