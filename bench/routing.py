@@ -64,7 +64,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from byodb.content.deploy import deploy_content_schema
 from byodb.content.tables import conversations, memories, messages, notes, tasks
 from byodb.ids import new_id
-from byodb.instances.lifecycle.owner import DisconnectMode
+from byodb.instances.lifecycle.disconnect import DisconnectMode
 from byodb.instances.lifecycle.states import ContentAccess
 from byodb.maindb.urls import async_url
 from byodb.runtime import Runtime, build_runtime

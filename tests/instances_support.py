@@ -7,11 +7,13 @@ import psycopg
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from byodb.content.deploy import DeployOutcome, deploy_content_schema
-from byodb.instances.connection.guard import GuardPolicy, Resolver, system_resolver
+from byodb.instances.connection.addresses import Resolver, system_resolver
+from byodb.instances.connection.guard import GuardPolicy
 from byodb.instances.connection.probe import ConnectionVerdict
 from byodb.instances.lifecycle.changes import StateChanges
 from byodb.instances.lifecycle.databases import UserDatabases
-from byodb.instances.lifecycle.owner import InstanceLifecycle, LifecycleLimits
+from byodb.instances.lifecycle.owner import InstanceLifecycle
+from byodb.instances.lifecycle.steps import LifecycleLimits
 from byodb.vault import KeyRing, Vault, generate_key_hex
 
 

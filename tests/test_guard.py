@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from byodb.instances.connection.addresses import classify_address
 from byodb.instances.connection.guard import (
     ConnectionCheckError,
     check_url,
-    classify_address,
     parse_database_url,
 )
 from byodb.instances.connection.handle import UserDatabase

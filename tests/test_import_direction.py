@@ -110,3 +110,11 @@ def test_instances_packages_point_down() -> None:
     assert sorted(p.name for p in (SOURCE / "instances").iterdir()
                   if p.suffix == ".py" and p.name != "__init__.py") == []
 
+
+
+def test_instances_modules_are_small() -> None:
+    large = [f"{relative}: {len(path.read_text().splitlines())} lines"
+             for relative, path in ((str(p.relative_to(SOURCE)), p)
+                                    for p in sorted((SOURCE / "instances").rglob("*.py")))
+             if len(path.read_text().splitlines()) > MAX_INSTANCES_MODULE_LINES]
+    assert large == []

@@ -20,14 +20,13 @@ import psycopg
 import pytest
 
 from byodb.instances.connection.guard import (
-    NO_FILE,
     ConnectionCheckError,
     GuardPolicy,
     check_url,
-    forget_host_libpq_environment,
     parse_database_url,
 )
 from byodb.instances.connection.handle import UserDatabase
+from byodb.instances.connection.hostenv import NO_FILE, forget_host_libpq_environment
 from byodb.maindb.embedded import PostgresCluster
 from tests.conftest import Api, count_rows
 from tests.test_guard import resolver_to

@@ -96,7 +96,7 @@ async def test_a_refused_deploy_step_is_named_with_its_sqlstate_and_words_everyw
     user = ODD_USER
     tested = (await api.post("/api/byod/test", user, json={"url": db.url})).json()
     assert tested["ok"] is True, tested  # the test creates no content table: it passes
-    caplog.set_level(logging.INFO, logger="byodb.instances.lifecycle.owner")
+    caplog.set_level(logging.INFO, logger="byodb.instances.lifecycle")
     saved = await api.put("/api/byod", user, json={"url": db.url})
     assert saved.status_code == 202, saved.text
     state = await api.wait_for_state(user, "connected", "error", timeout_s=60)
@@ -174,7 +174,7 @@ async def test_a_move_in_waiting_on_the_owners_lock_fails_with_the_cause_and_sta
     conversation = created.json()["id"]
     lock_content_tables(db, holders)
 
-    caplog.set_level(logging.INFO, logger="byodb.instances.lifecycle.owner")
+    caplog.set_level(logging.INFO, logger="byodb.instances.lifecycle")
     saved = await api.put("/api/byod", user, json={"url": db.url})
     assert saved.status_code == 202, saved.text
     # Bounded far below the move deadline (30 minutes): it gives up at its lock timeout.

@@ -12,13 +12,10 @@ from byodb.alerts import AlertSettings
 from byodb.assistant import ChatModel, chat_model_from_settings
 from byodb.assistant.embeddings import EmbeddingModel, embedding_model_from_settings
 from byodb.content import resolve_schema_target
+from byodb.instances.connection.addresses import Resolver, system_resolver
 from byodb.instances.connection.deadlines import Deadline
-from byodb.instances.connection.guard import (
-    GuardPolicy,
-    Resolver,
-    forget_host_libpq_environment,
-    system_resolver,
-)
+from byodb.instances.connection.guard import GuardPolicy
+from byodb.instances.connection.hostenv import forget_host_libpq_environment
 from byodb.instances.connection.session import SessionLimits
 from byodb.instances.fleet.schema_migration import MigrationJobs, SchemaMigrator
 from byodb.instances.health.checks import HealthChecks, HealthLimits
@@ -28,7 +25,8 @@ from byodb.instances.health.sweep import HealthSweeper
 from byodb.instances.lifecycle.admission import ConnectFlags
 from byodb.instances.lifecycle.changes import StateChanges
 from byodb.instances.lifecycle.databases import PoolLimits, UserDatabases
-from byodb.instances.lifecycle.owner import InstanceLifecycle, LifecycleJobs, LifecycleLimits
+from byodb.instances.lifecycle.owner import InstanceLifecycle, LifecycleJobs
+from byodb.instances.lifecycle.steps import LifecycleLimits
 from byodb.maindb.urls import async_url
 from byodb.routing import Router
 from byodb.services.reembed import Reembedder

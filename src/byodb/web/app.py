@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from byodb import __version__
 from byodb.assistant import ChatModel
-from byodb.instances.connection.guard import Resolver, system_resolver
+from byodb.instances.connection.addresses import Resolver, system_resolver
 from byodb.instances.lifecycle.jobs import ProcrastinateJobs
 from byodb.jobs.queue import bound_job_app, ensure_job_schema, run_workers
 from byodb.jobs.rollout import begin_auto_rollout

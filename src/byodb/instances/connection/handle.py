@@ -37,8 +37,8 @@ from byodb.instances.connection.guard import (
     DatabaseUrl,
     GuardPolicy,
     client_auth_refusal,
-    forget_host_libpq_environment,
 )
+from byodb.instances.connection.hostenv import forget_host_libpq_environment
 from byodb.instances.connection.session import SessionLimits, UserConnection
 from byodb.instances.connection.tls import CaCertificate
 

@@ -9,7 +9,7 @@ again before a step, so nothing is applied twice.
 
 Concurrency: each job carries one of the run's ``concurrency`` procrastinate *lock slots*
 (a job runs only while no other job holds its slot), and one host's jobs are confined to
-``per_host`` of those slots (:func:`fleet_runs.assign_slots`). That gives a global limit and
+``per_host`` of those slots (:func:`.slots.assign_slots`). That gives a global limit and
 a per-host limit across every worker without polling. A job tried again later (unreachable
 instance, locks held) is queued with a lower priority, so it never holds up the slot's
 other jobs while it waits for its time.

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from byodb.errors import InvalidInput, NotFound
+from byodb.instances.fleet.slots import PlannedJob, assign_slots
 from byodb.maindb.tables import byod_migrations as bm
 from byodb.maindb.tables import migrations as runs
 from byodb.maindb.tables import user_database_config as udc
@@ -62,14 +63,6 @@ class RunOptions:
             raise InvalidInput("concurrency and per_host must be at least 1")
         if not 0.0 <= self.max_failure_ratio <= 1.0:
             raise InvalidInput("max_failure_ratio must be between 0 and 1")
-
-
-@dataclass(frozen=True)
-class PlannedJob:
-    """One instance's job: which record, on which concurrency slot."""
-
-    record_id: uuid.UUID
-    slot: int
 
 
 @dataclass(frozen=True)
@@ -153,28 +146,6 @@ async def _count_current(conn: AsyncConnection, to_version: int) -> int:
         udc.c.connection_status.not_in(("none", "disconnected")),
         udc.c.schema_version >= to_version))).one()
     return int(row[0])
-
-
-def assign_slots(hosts: list[tuple[uuid.UUID, str | None]], concurrency: int,
-                 per_host: int) -> list[PlannedJob]:
-    """Spread instances over ``concurrency`` slots (a job runs only while no other job
-    holds its slot) so that one host never gets more than ``per_host`` slots: at most
-    ``concurrency`` instances at once in all, ``per_host`` on any one host. Hosts with the
-    most instances choose first, each taking the least loaded slots, so the busiest slot
-    (which sets how long the wave takes) carries as little as it can."""
-    by_host: dict[str | None, list[uuid.UUID]] = {}
-    for record_id, host in hosts:
-        by_host.setdefault(host, []).append(record_id)
-    width = min(per_host, concurrency)
-    load = [0] * concurrency
-    planned: list[PlannedJob] = []
-    for _, record_ids in sorted(by_host.items(), key=lambda kv: (-len(kv[1]), str(kv[0]))):
-        slots = sorted(range(concurrency), key=lambda slot: (load[slot], slot))[:width]
-        for n, record_id in enumerate(record_ids):
-            slot = slots[n % width]
-            load[slot] += 1
-            planned.append(PlannedJob(record_id, slot))
-    return planned
 
 
 async def wave_jobs(main: AsyncEngine, run_id: uuid.UUID) -> tuple[dict[str, Any],

@@ -16,7 +16,8 @@ import uuid
 import procrastinate
 from procrastinate.exceptions import AlreadyEnqueued
 
-from byodb.instances.lifecycle.owner import DisconnectMode, InstanceLifecycle
+from byodb.instances.lifecycle.disconnect import DisconnectMode
+from byodb.instances.lifecycle.owner import InstanceLifecycle
 
 CONNECT_QUEUE = "byod_connect"
 MOVE_QUEUE = "byod_move"

@@ -49,7 +49,8 @@ from byodb.content.tables import messages
 from byodb.errors import ByodbError, Conflict, NotFound, RateLimited
 from byodb.executors import IoThreads
 from byodb.ids import new_id
-from byodb.instances.lifecycle.moves import MoveRefused, merge_rows
+from byodb.instances.lifecycle.move_plan import MoveRefused
+from byodb.instances.lifecycle.moves import merge_rows
 from byodb.maindb.tables import jobs
 from byodb.routing import Router
 from byodb.services.portability.archive import ImportInvalid
