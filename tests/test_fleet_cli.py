@@ -17,7 +17,7 @@ import pytest
 
 from byodb.instances.fleet import runs as fleet_runs
 from byodb.instances.fleet.jobs import FleetScheduler
-from byodb.instances.fleet.runs import RunOptions
+from byodb.instances.fleet.options import RunOptions
 from byodb.jobs.queue import bound_job_app, requeue_stalled_jobs
 from byodb.maindb.embedded import PostgresCluster
 from byodb.runtime import Runtime, build_runtime

@@ -19,8 +19,8 @@ import pytest
 from byodb.content.deploy import DEPLOY_LOCK_KEY
 from byodb.instances.fleet import runs as fleet_runs
 from byodb.instances.fleet.jobs import FleetScheduler
+from byodb.instances.fleet.options import RunOptions
 from byodb.instances.fleet.records import upsert_record
-from byodb.instances.fleet.runs import RunOptions
 from byodb.instances.fleet.schema_migration import MigrationLimits, Outcome
 from byodb.maindb.embedded import PostgresCluster
 from byodb.runtime import Runtime

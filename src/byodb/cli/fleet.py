@@ -36,7 +36,8 @@ from byodb.content.version import supported_schema_versions
 from byodb.errors import ByodbError
 from byodb.instances.fleet import runs as fleet_runs
 from byodb.instances.fleet.jobs import MIGRATE_QUEUE, FleetScheduler
-from byodb.instances.fleet.runs import RETRYING_CODES, UNREACHABLE_CODES, RunOptions
+from byodb.instances.fleet.options import RunOptions
+from byodb.instances.fleet.runs import RETRYING_CODES, UNREACHABLE_CODES
 from byodb.jobs.queue import queue_worker, run_until_stopped
 from byodb.settings import Settings
 
@@ -129,7 +130,8 @@ async def _worker_unless_one_is_alive(session: OperatorSession, concurrency: int
               soft_wrap=True)
     worker = queue_worker(session.job_app, MIGRATE_QUEUE, concurrency=max(1, concurrency),
                           name=f"migrate-all-{uuid.uuid4().hex[:6]}",
-                          context={"lifecycle": session.runtime.lifecycle}, polling_s=0.5)
+                          context={"lifecycle": session.runtime.lifecycle,
+                                   "fleet": session.runtime.migrator}, polling_s=0.5)
     task = asyncio.create_task(run_until_stopped([worker]))
     try:
         yield

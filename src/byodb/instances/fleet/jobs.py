@@ -29,7 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from byodb.instances.fleet import runs as fleet_runs
-from byodb.instances.fleet.runs import RunOptions
+from byodb.instances.fleet.options import RunOptions
 from byodb.instances.fleet.schema_migration import Outcome, SchemaMigrator
 from byodb.instances.lifecycle.jobs import NAMESPACE
 

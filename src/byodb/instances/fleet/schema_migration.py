@@ -44,10 +44,12 @@ from byodb.errors import ByodbError
 from byodb.instances.connection.deadlines import Deadline
 from byodb.instances.connection.guard import ConnectionCheckError
 from byodb.instances.fleet import records
+from byodb.instances.fleet.states import RecordStatus
 from byodb.instances.lifecycle.changes import StateChanges
 from byodb.instances.lifecycle.config_store import DatabaseConfig, load_config
 from byodb.instances.lifecycle.databases import UserDatabases
-from byodb.instances.lifecycle.states import ConnectionStatus, DeploymentStatus, Placement
+from byodb.instances.lifecycle.own_database import on_own_deployed_database
+from byodb.instances.lifecycle.states import ConnectionStatus
 from byodb.instances.lifecycle.step_failures import public_error
 
 log = logging.getLogger(__name__)
@@ -126,16 +128,6 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError) and sqlstate is None
 
 
-def eligible(config: DatabaseConfig | None) -> bool:
-    """Whether the user's content lives on a database of theirs that byodb deployed (the
-    ones a fleet run brings to the target)."""
-    return (config is not None and config.deployment_status is DeploymentStatus.deployed
-            and config.content_placement is Placement.user
-            and config.schema_version is not None
-            and config.connection_status not in (ConnectionStatus.none,
-                                                 ConnectionStatus.disconnected))
-
-
 class SchemaMigrator:
     """Runs version steps on users' databases, bringing them to ``target`` (the version
     ``BYODB_SCHEMA_TARGET`` names); one per process. ``limits``, ``steps`` and ``target``
@@ -168,7 +160,7 @@ class SchemaMigrator:
                                                  from_version=config.schema_version,
                                                  to_version=self.target, dry_run=False,
                                                  migration_id=None, host=config.host)
-        if record.status == "pending":
+        if record.status is RecordStatus.pending:
             await self._jobs.migrate(record.id)
 
     async def run(self, record_id: uuid.UUID, owner: str) -> InstanceResult:
@@ -177,8 +169,8 @@ class SchemaMigrator:
         if record is None:  # another worker holds it, it ended, or its run halted
             return InstanceResult(Outcome.pending, "leased", "Not ours to run now.")
         config = await load_config(self.main, record.user_id)
-        if not eligible(config):
-            await records.release(self.main, record_id, owner, status="failed",
+        if not on_own_deployed_database(config):
+            await records.release(self.main, record_id, owner, status=RecordStatus.failed,
                                   error_code="not_connected",
                                   error="The user no longer has a database of their own "
                                         "deployed.")
@@ -186,10 +178,10 @@ class SchemaMigrator:
         assert config is not None and config.schema_version is not None
         if config.schema_version >= record.to_version and not record.dry_run:
             # Decided from main's record alone: no connection.
-            await records.release(self.main, record_id, owner, status="completed")
+            await records.release(self.main, record_id, owner, status=RecordStatus.completed)
             return InstanceResult(Outcome.already_current)
         if config.connection_status is ConnectionStatus.moving:
-            await records.release(self.main, record_id, owner, status="pending",
+            await records.release(self.main, record_id, owner, status=RecordStatus.pending,
                                   error_code="busy", error="The user's data is being moved.")
             return InstanceResult(Outcome.pending, "busy", "The user's data is being moved.",
                                   attempts=record.attempts)
@@ -226,27 +218,27 @@ class SchemaMigrator:
             async with asyncio.timeout(self.limits.instance_deadline_s):
                 reached = await self._migrate_database(config, record, on_step)
         except _Transient as exc:
-            await records.release(self.main, record.id, owner, status="pending",
+            await records.release(self.main, record.id, owner, status=RecordStatus.pending,
                                   error=exc.message, error_code=exc.code, step=step)
             return InstanceResult(Outcome.pending, exc.code, exc.message, step,
                                   record.attempts)
         except Exception as exc:
             if is_transient(exc):
                 message, code = public_error(exc, stage="The migration")
-                await records.release(self.main, record.id, owner, status="pending",
+                await records.release(self.main, record.id, owner, status=RecordStatus.pending,
                                       error=message, error_code=code)
                 return InstanceResult(Outcome.pending, code, message, step, record.attempts)
             stage = f"Version step {step}" if step is not None else "The migration"
             message, code = public_error(exc, stage=stage)
             log.warning("schema migration failed for a user at step %s: %s", step, code)
-            await records.release(self.main, record.id, owner, status="failed",
+            await records.release(self.main, record.id, owner, status=RecordStatus.failed,
                                   error=message, error_code=code, step=step)
             return InstanceResult(Outcome.failed, code, message, step, record.attempts)
         if not record.dry_run:
             await self._changes.update(
                 config.user_id, expect_credential_version=config.credential_version,
                 schema_version=reached, last_schema_deploy=self._changes.now())
-        await records.release(self.main, record.id, owner, status="completed", step=step)
+        await records.release(self.main, record.id, owner, status=RecordStatus.completed, step=step)
         return InstanceResult(Outcome.completed, step=step, attempts=record.attempts)
 
     async def _migrate_database(self, config: DatabaseConfig,

@@ -49,7 +49,8 @@ from byodb.instances.health.check import CheckedInstance, HealthResult, HealthTr
 from byodb.instances.health.checks import HealthChecks
 from byodb.instances.health.passive import PassiveHealth
 from byodb.instances.lifecycle.config_store import DatabaseConfig
-from byodb.instances.lifecycle.states import ConnectionStatus, DeploymentStatus, Placement
+from byodb.instances.lifecycle.own_database import ON_OWN_DEPLOYED_DATABASE
+from byodb.instances.lifecycle.states import ConnectionStatus
 from byodb.maindb.tables import health_sweeps, notifications
 from byodb.maindb.tables import user_database_config as udc
 
@@ -72,12 +73,11 @@ class SweepTrigger(StrEnum):
     operator = "operator"
 
 
-# Instances the sweep covers: switched over to their own database (connected or in error).
-# One whose first deploy or move never finished is not "down" — provisioning owns it.
-COVERED = and_(udc.c.connection_status.in_([ConnectionStatus.connected.value,
+# Instances the sweep covers: switched over to their own deployed database (connected or in
+# error). One whose first deploy or move never finished is not "down" — provisioning owns it.
+COVERED = and_(ON_OWN_DEPLOYED_DATABASE,
+               udc.c.connection_status.in_([ConnectionStatus.connected.value,
                                             ConnectionStatus.error.value]),
-               udc.c.deployment_status == DeploymentStatus.deployed.value,
-               udc.c.content_placement == Placement.user.value,
                udc.c.encrypted_url.is_not(None), udc.c.previous_encrypted_url.is_(None))
 
 

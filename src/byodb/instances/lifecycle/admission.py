@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from byodb.errors import ByodbError, ByodDisabled, PremiumRequired
 from byodb.instances.lifecycle.config_store import DatabaseConfig
-from byodb.instances.lifecycle.states import Placement
+from byodb.instances.lifecycle.own_database import holds_own_database
 
 DISABLED_MESSAGE = "Connecting your own database is turned off on this server for now."
 DISABLED_HINT = ("Your content stays on byodb's database. If your content is already on your "
@@ -39,12 +39,6 @@ class ConnectFlags:
         if self.requires_premium and not premium:
             return PremiumRequired(PREMIUM_MESSAGE, hint=PREMIUM_HINT)
         return None
-
-
-def holds_own_database(config: DatabaseConfig | None) -> bool:
-    """The user's content lives on their own database (connected, in error or moving):
-    the flags must not take that database away from them."""
-    return config is not None and config.content_placement is Placement.user
 
 
 def connect_refusal(flags: ConnectFlags, current: DatabaseConfig | None, *,

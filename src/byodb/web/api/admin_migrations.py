@@ -17,7 +17,7 @@ from pydantic import Field
 from byodb.content.version import supported_schema_versions
 from byodb.instances.fleet import runs as fleet_runs
 from byodb.instances.fleet.jobs import FleetScheduler
-from byodb.instances.fleet.runs import RunOptions
+from byodb.instances.fleet.options import RunOptions
 from byodb.web.api.models import RequestModel
 from byodb.web.deps import AdminDep, RuntimeDep
 

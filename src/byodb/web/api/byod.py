@@ -13,9 +13,9 @@ from byodb.content.package import build_package
 from byodb.errors import ByodbError
 from byodb.instances.connection.tls import MAX_PEM_BYTES
 from byodb.instances.fleet.runs import schema_update_under_way
-from byodb.instances.lifecycle.admission import holds_own_database
 from byodb.instances.lifecycle.config_store import DatabaseConfig
 from byodb.instances.lifecycle.disconnect import KEPT_PROGRESS, DisconnectMode
+from byodb.instances.lifecycle.own_database import holds_own_database
 from byodb.instances.lifecycle.states import ConnectionStatus, ContentAccess
 from byodb.instances.lifecycle.switch import OldDatabase
 from byodb.web.api.models import RequestModel
