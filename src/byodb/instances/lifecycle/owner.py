@@ -20,7 +20,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from byodb.errors import Conflict, NotFound
+from byodb.errors import ByodbError, Conflict, NotFound
 from byodb.instances.connection.credentials import Credentials
 from byodb.instances.connection.guard import ConnectionCheckError
 from byodb.instances.connection.probe import ConnectionVerdict
@@ -77,6 +77,11 @@ class InstanceLifecycle:
 
     async def state(self, user_id: str) -> DatabaseConfig | None:
         return await load_config(self.main, user_id)
+
+    def new_connection_refusal(self, *, premium: bool) -> ByodbError | None:
+        """Why the flags refuse this user a new database connection now, or None (the
+        pages and ``GET /api/byod`` tell the user before they try)."""
+        return self.flags.refusal(premium=premium)
 
     # -- test and save ---------------------------------------------------------------------
     async def test(self, raw_url: str, ca_certificate: str | None = None) -> ConnectionVerdict:

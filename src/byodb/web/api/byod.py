@@ -113,7 +113,7 @@ async def get_byod(rt: RuntimeDep, me: PrincipalDep) -> dict[str, Any]:
     return {**byod_state(config),
             # A schema migration of their database is queued or running (fleet runs).
             "schema_updating": await schema_update_under_way(rt.main, me.user_id),
-            "new_connections": new_connections(rt.lifecycle.flags.refusal(
+            "new_connections": new_connections(rt.lifecycle.new_connection_refusal(
                 premium=me.is_premium))}
 
 

@@ -84,7 +84,8 @@ async def settings_database(request: Request) -> Response:
     if principal is None:
         return sign_in_redirect(request)
     state = await _state_for(request, principal)
-    refusal = request.app.state.runtime.lifecycle.flags.refusal(premium=principal.is_premium)
+    refusal = request.app.state.runtime.lifecycle.new_connection_refusal(
+        premium=principal.is_premium)
     return render(request, "settings_database.html",
                   {"principal": principal, "active": "settings", "byod_state": state,
                    "new_connections": new_connections(refusal),
