@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from byodb.instances.fleet import runs as fleet_runs
 from byodb.instances.fleet.options import RunOptions
 from byodb.instances.fleet.schema_migration import Outcome, SchemaMigrator
-from byodb.instances.lifecycle.jobs import NAMESPACE
+from byodb.instances.lifecycle.jobs import NAMESPACE, in_context
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,7 @@ RETRY_PRIORITY = -1
 def migrator_of(context: procrastinate.JobContext) -> SchemaMigrator:
     """The process's migrator, set in the worker's context (``additional_context["fleet"]``)
     by whoever runs the worker."""
-    migrator = context.additional_context.get("fleet")
-    if not isinstance(migrator, SchemaMigrator):
-        raise RuntimeError("no schema migrator in the worker context: run the worker through "
-                           "byodb serve or byodb worker")
-    return migrator
+    return in_context(context, "fleet", SchemaMigrator, "schema migrator")
 
 
 async def migrate_instance(context: procrastinate.JobContext, record_id: str,

@@ -20,6 +20,7 @@ import procrastinate
 from procrastinate.exceptions import AlreadyEnqueued
 
 from byodb.instances.health.sweep import HealthSweeper, SweepTrigger
+from byodb.instances.lifecycle.jobs import in_context
 
 HEALTH_QUEUE = "byod_health"
 NAMESPACE = "health"
@@ -35,11 +36,7 @@ class HealthContext:
 
 
 def health_of(context: procrastinate.JobContext) -> HealthContext:
-    health = context.additional_context.get("health")
-    if not isinstance(health, HealthContext):
-        raise RuntimeError("no health sweeper in the worker context: run the worker through "
-                           "byodb serve or byodb worker")
-    return health
+    return in_context(context, "health", HealthContext, "health sweeper")
 
 
 TICK_S = 60

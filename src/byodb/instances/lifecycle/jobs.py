@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from typing import TypeVar
 
 import procrastinate
 from procrastinate.exceptions import AlreadyEnqueued
@@ -23,12 +24,21 @@ CONNECT_QUEUE = "byod_connect"
 MOVE_QUEUE = "byod_move"
 NAMESPACE = "byod"
 
-def lifecycle_of(context: procrastinate.JobContext) -> InstanceLifecycle:
-    lifecycle = context.additional_context.get("lifecycle")
-    if not isinstance(lifecycle, InstanceLifecycle):
-        raise RuntimeError("no lifecycle in the worker context: run the worker through "
+T = TypeVar("T")
+
+
+def in_context(context: procrastinate.JobContext, key: str, kind: type[T], what: str) -> T:
+    """What the worker's runner put in its context under ``key`` (the lifecycle, the
+    migrator, the sweeper: each job finds what it needs there, not through another)."""
+    found = context.additional_context.get(key)
+    if not isinstance(found, kind):
+        raise RuntimeError(f"no {what} in the worker context: run the worker through "
                            "byodb serve or byodb worker")
-    return lifecycle
+    return found
+
+
+def lifecycle_of(context: procrastinate.JobContext) -> InstanceLifecycle:
+    return in_context(context, "lifecycle", InstanceLifecycle, "lifecycle")
 
 
 async def provision(context: procrastinate.JobContext, user_id: str,
