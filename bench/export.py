@@ -38,7 +38,7 @@ import psycopg
 from _servers import servers
 
 from byodb.content import content_table_names
-from byodb.instances.lifecycle import DisconnectMode
+from byodb.instances.lifecycle.disconnect import DisconnectMode
 from byodb.maindb.embedded import POSTGRES_BIN_PATH
 from byodb.runtime import build_runtime
 from byodb.services.portability.export import Contents, export_archive

@@ -50,11 +50,12 @@ from _servers import create_databases
 from sqlalchemy import insert
 
 from byodb.content.deploy import deploy_content_schema, deployed_schema
-from byodb.instances import config_store, fleet_runs
-from byodb.instances.fleet_jobs import MIGRATE_QUEUE, FleetScheduler
-from byodb.instances.fleet_runs import RunOptions
-from byodb.instances.guard import parse_database_url
-from byodb.instances.states import ConnectionStatus, DeploymentStatus
+from byodb.instances.connection.guard import parse_database_url
+from byodb.instances.fleet import runs as fleet_runs
+from byodb.instances.fleet.jobs import MIGRATE_QUEUE, FleetScheduler
+from byodb.instances.fleet.options import RunOptions
+from byodb.instances.lifecycle import config_store
+from byodb.instances.lifecycle.states import ConnectionStatus, DeploymentStatus
 from byodb.jobs.queue import bound_job_app, ensure_job_schema
 from byodb.maindb.embedded import PostgresCluster
 from byodb.maindb.migrate import upgrade_main
@@ -216,7 +217,7 @@ async def _fleet_run(settings: Settings, main_url: str, concurrency: int,
             worker = asyncio.create_task(app.run_worker_async(
                 queues=[MIGRATE_QUEUE], concurrency=concurrency, wait=True,
                 install_signal_handlers=False, name="bench", fetch_job_polling_interval=0.2,
-                additional_context={"lifecycle": rt.lifecycle}))
+                additional_context={"lifecycle": rt.lifecycle, "fleet": rt.migrator}))
             started = time.monotonic()
             run_id = await FleetScheduler(app, rt.main).start(RunOptions(
                 to_version=2, concurrency=concurrency, per_host=per_host))

@@ -43,7 +43,7 @@ import psycopg
 from _servers import create_databases, servers
 
 from byodb.content.deploy import deploy_content_schema
-from byodb.instances.config_store import URL_FIELD
+from byodb.instances.lifecycle.config_store import URL_FIELD
 from byodb.maindb.embedded import PostgresCluster
 from byodb.runtime import build_runtime
 from byodb.settings import Settings

@@ -35,7 +35,7 @@ import asyncio
 import json
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,10 +46,12 @@ from sqlalchemy import text
 
 from byodb.alerts import AlertSettings
 from byodb.content.deploy import deploy_content_schema
-from byodb.instances.config_store import URL_FIELD
-from byodb.instances.health_sweep import HealthSweeper, SweepTrigger
-from byodb.instances.lifecycle import InstanceLifecycle
-from byodb.instances.passive_health import PassiveHealth
+from byodb.instances.health.checks import HealthChecks, HealthLimits
+from byodb.instances.health.passive import PassiveHealth
+from byodb.instances.health.sweep import HealthSweeper, SweepTrigger
+from byodb.instances.lifecycle.changes import StateChanges
+from byodb.instances.lifecycle.config_store import URL_FIELD
+from byodb.instances.lifecycle.databases import PoolLimits, UserDatabases
 from byodb.maindb.embedded import PostgresCluster
 from byodb.routing import Router
 from byodb.runtime import Runtime, build_runtime
@@ -181,11 +183,12 @@ async def measure_idle_connections(args: argparse.Namespace, runtime: Runtime,
     await runtime.router.passive.flush()
 
     # The baseline: pools that never close idle connections.
-    lifecycle = runtime.lifecycle
-    keeping = InstanceLifecycle(main=runtime.main, vault=runtime.vault,
-                                policy=lifecycle.policy,
-                                limits=replace(lifecycle.limits, idle_timeout_s=10**9))
-    baseline = Router(runtime.main, keeping)
+    settings = runtime.settings
+    keeping = UserDatabases(runtime.databases.policy, runtime.vault, PoolLimits(
+        size=settings.user_pool_size, timeout_s=settings.connect_timeout_s * 2,
+        idle_timeout_s=10**9))
+    baseline = Router(runtime.main, databases=keeping,
+                      changes=StateChanges(runtime.main), migrator=runtime.migrator)
     try:
         await burst(baseline, users, args.requests)
         await asyncio.sleep(args.idle_timeout + args.grace)
@@ -199,13 +202,15 @@ async def measure_idle_connections(args: argparse.Namespace, runtime: Runtime,
 async def simulated_day(args: argparse.Namespace, runtime: Runtime,
                         users: list[UserDb]) -> dict[str, Any]:
     clock = FakeClock()
-    lifecycle = InstanceLifecycle(main=runtime.main, vault=runtime.vault,
-                                  policy=runtime.lifecycle.policy,
-                                  limits=runtime.lifecycle.limits, clock=clock)
+    changes = StateChanges(runtime.main, clock=clock)
     passive = PassiveHealth(runtime.main, clock=clock)
-    router = Router(runtime.main, lifecycle, passive=passive)
+    router = Router(runtime.main, databases=runtime.databases, changes=changes,
+                    migrator=runtime.migrator, passive=passive)
     alerts = AlertSettings.from_settings(runtime.settings)
-    sweeper = HealthSweeper(lifecycle, concurrency=args.concurrency, alerts=alerts,
+    checks = HealthChecks(runtime.main, runtime.databases, changes, HealthLimits(
+        timeout_s=runtime.settings.health_timeout_s,
+        failures=runtime.settings.health_failures))
+    sweeper = HealthSweeper(runtime.main, checks, concurrency=args.concurrency, alerts=alerts,
                             idle_interval_s=args.idle_interval, passive=passive)
     active_count = round(len(users) * args.active_share)
     active, idle = users[:active_count], users[active_count:]
@@ -226,7 +231,7 @@ async def simulated_day(args: argparse.Namespace, runtime: Runtime,
         idle_opens = sessions_opened(idle) - before
 
         # The baseline: one simulated hour of sweeps that probe every instance.
-        every = HealthSweeper(lifecycle, concurrency=args.concurrency, alerts=alerts)
+        every = HealthSweeper(runtime.main, checks, concurrency=args.concurrency, alerts=alerts)
         base_before = sessions_opened(idle)
         base_steps = round(3600 / args.sweep_interval)
         for _ in range(base_steps):

@@ -47,6 +47,7 @@ import json
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,8 +64,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from byodb.content.deploy import deploy_content_schema
 from byodb.content.tables import conversations, memories, messages, notes, tasks
 from byodb.ids import new_id
-from byodb.instances.lifecycle import DisconnectMode
-from byodb.instances.states import ContentAccess
+from byodb.instances.lifecycle.disconnect import DisconnectMode
+from byodb.instances.lifecycle.states import ContentAccess
 from byodb.maindb.urls import async_url
 from byodb.runtime import Runtime, build_runtime
 from byodb.services import resources
@@ -84,6 +85,9 @@ class InlineJobs:
 
     async def disconnect(self, user_id: str, credential_version: int,
                          mode: DisconnectMode) -> None:
+        return None
+
+    async def migrate(self, record_id: uuid.UUID) -> None:
         return None
 
 

@@ -14,9 +14,10 @@ import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from byodb.content.deploy import deploy_content_schema, deployed_schema
-from byodb.instances import config_store, fleet_runs
-from byodb.instances.guard import parse_database_url
-from byodb.instances.states import ConnectionStatus, DeploymentStatus
+from byodb.instances.connection.guard import parse_database_url
+from byodb.instances.fleet import runs as fleet_runs
+from byodb.instances.lifecycle import config_store
+from byodb.instances.lifecycle.states import ConnectionStatus, DeploymentStatus
 from byodb.maindb.embedded import PostgresCluster
 from byodb.vault import Secret, Vault
 from tests.conftest import create_database

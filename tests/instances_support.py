@@ -7,9 +7,13 @@ import psycopg
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from byodb.content.deploy import DeployOutcome, deploy_content_schema
-from byodb.instances.guard import GuardPolicy, Resolver, system_resolver
-from byodb.instances.lifecycle import InstanceLifecycle, LifecycleLimits
-from byodb.instances.probe import ConnectionVerdict
+from byodb.instances.connection.addresses import Resolver, system_resolver
+from byodb.instances.connection.guard import GuardPolicy
+from byodb.instances.connection.probe import ConnectionVerdict
+from byodb.instances.lifecycle.changes import StateChanges
+from byodb.instances.lifecycle.databases import UserDatabases
+from byodb.instances.lifecycle.owner import InstanceLifecycle
+from byodb.instances.lifecycle.steps import LifecycleLimits
 from byodb.vault import KeyRing, Vault, generate_key_hex
 
 
@@ -17,10 +21,12 @@ async def connection_test(url: str, *, allow_private: bool, tls_required: bool =
                           resolver: Resolver = system_resolver) -> ConnectionVerdict:
     """The connection test a user gets, run by a lifecycle of its own."""
     main = create_async_engine("postgresql+psycopg://")  # never connected: test() needs no main
-    lifecycle = InstanceLifecycle(
-        main=main, vault=Vault(KeyRing.from_hex(generate_key_hex())),
-        policy=GuardPolicy(allow_private=allow_private, tls_required=tls_required,
-                           resolver=resolver), limits=LifecycleLimits())
+    vault = Vault(KeyRing.from_hex(generate_key_hex()))
+    policy = GuardPolicy(allow_private=allow_private, tls_required=tls_required,
+                         resolver=resolver)
+    lifecycle = InstanceLifecycle(main=main, vault=vault,
+                                  databases=UserDatabases(policy, vault),
+                                  changes=StateChanges(main), limits=LifecycleLimits())
     try:
         return await lifecycle.test(url)
     finally:

@@ -10,7 +10,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
 from byodb.ids import new_id
-from byodb.instances.moves import content_tables, set_comparable_session
+from byodb.instances.lifecycle.move_plan import content_tables, set_comparable_session
 
 PINNED = "-c search_path=pg_catalog,byodb"
 

@@ -94,8 +94,8 @@ def test_rotate_key_reencrypts_stored_credentials(tmp_path: Path, main_url: str)
     import psycopg
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from byodb.instances.config_store import save_credentials
-    from byodb.instances.guard import parse_database_url
+    from byodb.instances.connection.guard import parse_database_url
+    from byodb.instances.lifecycle.config_store import save_credentials
     from byodb.maindb.urls import async_url
     from byodb.vault import KeyRing, Secret, Vault, generate_key_hex
 

@@ -8,9 +8,9 @@ import json
 
 import psycopg
 
-from byodb.instances import config_store
-from byodb.instances.guard import parse_database_url
-from byodb.instances.states import DeploymentStatus
+from byodb.instances.connection.guard import parse_database_url
+from byodb.instances.lifecycle import config_store
+from byodb.instances.lifecycle.states import DeploymentStatus
 from byodb.jobs.queue import requeue_stalled_jobs
 from byodb.vault import Secret
 from tests.conftest import Api, count_rows

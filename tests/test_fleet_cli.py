@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Iterator
 import psycopg
 import pytest
 
-from byodb.instances import fleet_runs
-from byodb.instances.fleet_jobs import FleetScheduler
-from byodb.instances.fleet_runs import RunOptions
+from byodb.instances.fleet import runs as fleet_runs
+from byodb.instances.fleet.jobs import FleetScheduler
+from byodb.instances.fleet.options import RunOptions
 from byodb.jobs.queue import bound_job_app, requeue_stalled_jobs
 from byodb.maindb.embedded import PostgresCluster
 from byodb.runtime import Runtime, build_runtime

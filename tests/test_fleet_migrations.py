@@ -17,11 +17,11 @@ import psycopg
 import pytest
 
 from byodb.content.deploy import DEPLOY_LOCK_KEY
-from byodb.instances import fleet_runs
-from byodb.instances.fleet_jobs import FleetScheduler
-from byodb.instances.fleet_runs import RunOptions
-from byodb.instances.migration_records import upsert_record
-from byodb.instances.schema_migration import MigrationLimits, Outcome
+from byodb.instances.fleet import runs as fleet_runs
+from byodb.instances.fleet.jobs import FleetScheduler
+from byodb.instances.fleet.options import RunOptions
+from byodb.instances.fleet.records import upsert_record
+from byodb.instances.fleet.schema_migration import MigrationLimits, Outcome
 from byodb.maindb.embedded import PostgresCluster
 from byodb.runtime import Runtime
 from byodb.settings import Settings
@@ -59,8 +59,9 @@ def _runtime(api: Api, *, steps: dict[int, tuple[str, ...]] | None = PROBE_STEPS
              target: int = 2) -> Runtime:
     """The app's runtime with the test's steps, fast limits and target injected."""
     rt: Runtime = api.app.state.runtime
-    rt.lifecycle.migrator.steps = steps
-    rt.lifecycle.migrator.limits = FAST
+    rt.migrator.steps = steps
+    rt.migrator.limits = FAST
+    rt.migrator.target = target
     rt.lifecycle.limits = dataclasses.replace(rt.lifecycle.limits, schema_target=target)
     return rt
 
@@ -259,8 +260,8 @@ async def test_two_runners_never_migrate_one_database_at_once(
         record = await upsert_record(conn, user_id="two", from_version=1, to_version=2,
                                      dry_run=False, migration_id=None, host=config.host)
     # Two workers given the same instance at the same moment: one lease, one migration.
-    first, second = await asyncio.gather(rt.lifecycle.migrate(record.id, "worker-a"),
-                                         rt.lifecycle.migrate(record.id, "worker-b"))
+    first, second = await asyncio.gather(rt.migrator.run(record.id, "worker-a"),
+                                         rt.migrator.run(record.id, "worker-b"))
     outcomes = sorted([first.outcome, second.outcome])
     assert Outcome.completed in outcomes
     assert _applied(url) == 1 and meta_version(url) == 2
@@ -272,10 +273,10 @@ async def test_two_runners_never_migrate_one_database_at_once(
                                       dry_run=False, migration_id=None, host=config.host)
     with psycopg.connect(url2, autocommit=True) as other_machine:
         other_machine.execute("select pg_advisory_lock(%s)", (DEPLOY_LOCK_KEY,))
-        busy = await rt.lifecycle.migrate(record2.id, "worker-c")
+        busy = await rt.migrator.run(record2.id, "worker-c")
         assert busy.outcome is Outcome.pending and busy.code == "busy"
         assert meta_version(url2) == 1 and _applied(url2) == 0
-    done = await rt.lifecycle.migrate(record2.id, "worker-c")
+    done = await rt.migrator.run(record2.id, "worker-c")
     assert done.outcome is Outcome.completed and _applied(url2) == 1
 
 

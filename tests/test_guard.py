@@ -9,13 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from byodb.instances.guard import (
+from byodb.instances.connection.addresses import classify_address
+from byodb.instances.connection.guard import (
     ConnectionCheckError,
     check_url,
-    classify_address,
     parse_database_url,
 )
-from byodb.instances.handle import UserDatabase
+from byodb.instances.connection.handle import UserDatabase
 from byodb.settings import Settings
 from byodb.web.app import create_app
 from tests.conftest import Api, count_rows

@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from procrastinate.periodic import PeriodicDeferrer
 
-from byodb.instances.config_store import URL_FIELD
-from byodb.instances.health_sweep import SweepSummary
+from byodb.instances.health.sweep import SweepSummary
+from byodb.instances.lifecycle.config_store import URL_FIELD
 from byodb.jobs.queue import bound_job_app
 from byodb.maindb.embedded import PostgresCluster
 from byodb.runtime import build_runtime

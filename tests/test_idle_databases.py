@@ -26,9 +26,10 @@ from byodb.alerts import AlertSettings
 from byodb.assistant.embeddings import HashingEmbeddingModel, hashing_embedding
 from byodb.errors import ByodUnavailable
 from byodb.ids import new_id
-from byodb.instances.health_sweep import HealthSweeper, SweepSummary, SweepTrigger
-from byodb.instances.lifecycle import InstanceLifecycle
-from byodb.instances.passive_health import PassiveHealth
+from byodb.instances.health.checks import HealthChecks, HealthLimits
+from byodb.instances.health.passive import PassiveHealth
+from byodb.instances.health.sweep import HealthSweeper, SweepSummary, SweepTrigger
+from byodb.instances.lifecycle.changes import StateChanges
 from byodb.maindb.embedded import PostgresCluster
 from byodb.routing import Router
 from byodb.services.reembed import due_users
@@ -131,12 +132,13 @@ class Fleet:
 async def fleet(api: Api) -> AsyncIterator[Fleet]:
     runtime = api.app.state.runtime
     clock = FakeClock()
-    lifecycle = InstanceLifecycle(main=runtime.main, vault=runtime.vault,
-                                  policy=runtime.lifecycle.policy,
-                                  limits=runtime.lifecycle.limits, clock=clock)
+    changes = StateChanges(runtime.main, clock=clock)
     passive = PassiveHealth(runtime.main, clock=clock)
-    router = Router(runtime.main, lifecycle, passive=passive)
-    sweeper = HealthSweeper(lifecycle, concurrency=4,
+    router = Router(runtime.main, databases=runtime.databases, changes=changes,
+                    migrator=runtime.migrator, passive=passive)
+    checks = HealthChecks(runtime.main, runtime.databases, changes, HealthLimits(
+        timeout_s=api.settings.health_timeout_s, failures=api.settings.health_failures))
+    sweeper = HealthSweeper(runtime.main, checks, concurrency=4,
                             alerts=AlertSettings.from_settings(api.settings),
                             idle_interval_s=IDLE_INTERVAL_S, passive=passive)
     yield Fleet(clock, router, sweeper)

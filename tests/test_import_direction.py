@@ -73,3 +73,48 @@ def test_no_imports_inside_functions_below_the_entry_layers() -> None:
                 lazy += [f"{relative}:{inner.lineno}" for inner in ast.walk(node)
                          if isinstance(inner, ast.Import | ast.ImportFrom)]
     assert lazy == []
+
+
+# Inside ``instances/``: the connection layer at the bottom, one database's lifecycle on it,
+# the fleet and health built on both. Each package may import only those below it.
+INSTANCE_LAYERS = {"connection": set(), "lifecycle": {"connection"},
+                   "fleet": {"connection", "lifecycle"}, "health": {"connection", "lifecycle"}}
+MAX_INSTANCES_MODULE_LINES = 400
+
+
+def _instance_imports(tree: ast.Module) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        found |= {name.split(".")[2] for name in names
+                  if name.startswith("byodb.instances.") and len(name.split(".")) > 2}
+    return found
+
+
+def test_instances_packages_point_down() -> None:
+    """``lifecycle/`` imports neither ``fleet/`` nor ``health/``; ``connection/`` nothing
+    above it; ``fleet/`` and ``health/`` not each other."""
+    upward = []
+    for relative, tree in _modules():
+        parts = relative.split("/")
+        if parts[0] != "instances" or len(parts) < 3:
+            continue
+        allowed = INSTANCE_LAYERS[parts[1]] | {parts[1]}
+        upward += [f"{relative} → {there}" for there in sorted(_instance_imports(tree))
+                   if there not in allowed]
+    assert upward == []
+    assert sorted(p.name for p in (SOURCE / "instances").iterdir()
+                  if p.suffix == ".py" and p.name != "__init__.py") == []
+
+
+
+def test_instances_modules_are_small() -> None:
+    large = [f"{relative}: {len(path.read_text().splitlines())} lines"
+             for relative, path in ((str(p.relative_to(SOURCE)), p)
+                                    for p in sorted((SOURCE / "instances").rglob("*.py")))
+             if len(path.read_text().splitlines()) > MAX_INSTANCES_MODULE_LINES]
+    assert large == []

@@ -77,7 +77,8 @@ async def test_workers_stopped_just_as_they_start_still_stop(settings: Settings,
     try:
         async with bound_job_app(main_url) as app:
             for step in range(30):
-                serving = asyncio.create_task(run_workers(app, runtime.lifecycle, name="t"))
+                serving = asyncio.create_task(run_workers(app, runtime.lifecycle, name="t",
+                                                          migrator=runtime.migrator))
                 await asyncio.sleep(step * 0.01)
                 serving.cancel()
                 done, _ = await asyncio.wait([serving], timeout=60)

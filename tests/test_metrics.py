@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from byodb.content import latest_schema_version
-from byodb.instances.jobs import CONNECT_QUEUE
+from byodb.instances.lifecycle.jobs import CONNECT_QUEUE
 from byodb.settings import Settings
 from tests.conftest import Api, app_behind_proxy, running_app
 from tests.tcp_proxy import FreezableProxy

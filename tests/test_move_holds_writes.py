@@ -7,9 +7,9 @@ import asyncio
 
 import psycopg
 
-from byodb.instances import config_store
-from byodb.instances.guard import parse_database_url
-from byodb.instances.holds import user_lock_key
+from byodb.instances.connection.guard import parse_database_url
+from byodb.instances.lifecycle import config_store
+from byodb.instances.lifecycle.holds import user_lock_key
 from byodb.vault import Secret
 from tests.conftest import Api, count_rows
 

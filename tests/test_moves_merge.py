@@ -14,7 +14,8 @@ import pytest
 
 from byodb.content.deploy import deploy_content_schema
 from byodb.ids import new_id
-from byodb.instances.moves import MoveReport, MoveVerificationError, move_user_content
+from byodb.instances.lifecycle.move_plan import MoveReport, MoveVerificationError
+from byodb.instances.lifecycle.moves import move_user_content
 from tests.instances_support import deploy_schema
 from tests.moves_support import Conn, connect, everything, insert, row_count
 

@@ -12,7 +12,8 @@ from typing import Any
 import psycopg
 
 from byodb.content.deploy import deploy_content_schema
-from byodb.instances.moves import content_tables, move_user_content, row_hashes
+from byodb.instances.lifecycle.move_plan import content_tables
+from byodb.instances.lifecycle.moves import move_user_content, row_hashes
 from tests.conftest import Api
 
 USER = "mover"

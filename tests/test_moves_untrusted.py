@@ -13,10 +13,8 @@ from psycopg import sql
 
 from byodb.content.limits import MAX_FILE_BYTES
 from byodb.ids import new_id
-from byodb.instances.moves import (
-    MoveRefused,
-    move_user_content,
-)
+from byodb.instances.lifecycle.move_plan import MoveRefused
+from byodb.instances.lifecycle.moves import move_user_content
 from tests.instances_support import deploy_schema
 from tests.moves_support import Conn, connect, everything, insert, row_count
 

@@ -19,15 +19,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from byodb.instances.guard import (
-    NO_FILE,
+from byodb.instances.connection.guard import (
     ConnectionCheckError,
     GuardPolicy,
     check_url,
-    forget_host_libpq_environment,
     parse_database_url,
 )
-from byodb.instances.handle import UserDatabase
+from byodb.instances.connection.handle import UserDatabase
+from byodb.instances.connection.hostenv import NO_FILE, forget_host_libpq_environment
 from byodb.maindb.embedded import PostgresCluster
 from tests.conftest import Api, count_rows
 from tests.test_guard import resolver_to
@@ -149,7 +148,8 @@ async def test_connection_parameters_ignore_the_hosts_libpq_configuration(
         victim: PostgresCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With the environment left in place (the second layer switched off), what
     connect_kwargs() sets keeps every secret and redirect of this host out."""
-    monkeypatch.setattr("byodb.instances.handle.forget_host_libpq_environment", lambda: ())
+    monkeypatch.setattr("byodb.instances.connection.handle.forget_host_libpq_environment",
+                        lambda: ())
     set_operator_environment(monkeypatch, tmp_path, victim, hostile=True)
 
     offset = log_offset(victim)

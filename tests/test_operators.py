@@ -28,10 +28,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
 from byodb.cli.main import app, main
-from byodb.instances import config_store
-from byodb.instances.guard import parse_database_url
-from byodb.instances.health_jobs import scheduled_sweep
-from byodb.instances.states import ConnectionStatus, DeploymentStatus
+from byodb.instances.connection.guard import parse_database_url
+from byodb.instances.health.jobs import scheduled_sweep
+from byodb.instances.lifecycle import config_store
+from byodb.instances.lifecycle.states import ConnectionStatus, DeploymentStatus
 from byodb.maindb.embedded import PostgresCluster
 from byodb.maindb.urls import async_url
 from byodb.runtime import build_runtime

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from byodb.instances.handle import PING_AFTER_IDLE_S
+from byodb.instances.connection.handle import PING_AFTER_IDLE_S
 from byodb.maindb.embedded import PostgresCluster
 from tests.conftest import Api, count_rows
 from tests.providers import provider_database

@@ -4,6 +4,7 @@ once from settings. Imported only by the entry layers (web, cli, jobs)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -11,19 +12,21 @@ from byodb.alerts import AlertSettings
 from byodb.assistant import ChatModel, chat_model_from_settings
 from byodb.assistant.embeddings import EmbeddingModel, embedding_model_from_settings
 from byodb.content import resolve_schema_target
-from byodb.instances.admission import ConnectFlags
+from byodb.instances.connection.addresses import Resolver, system_resolver
 from byodb.instances.connection.deadlines import Deadline
+from byodb.instances.connection.guard import GuardPolicy
+from byodb.instances.connection.hostenv import forget_host_libpq_environment
 from byodb.instances.connection.session import SessionLimits
-from byodb.instances.guard import (
-    GuardPolicy,
-    Resolver,
-    forget_host_libpq_environment,
-    system_resolver,
-)
-from byodb.instances.health_jobs import HealthContext
-from byodb.instances.health_sweep import HealthSweeper
-from byodb.instances.lifecycle import InstanceLifecycle, LifecycleJobs, LifecycleLimits
-from byodb.instances.passive_health import PassiveHealth
+from byodb.instances.fleet.schema_migration import MigrationJobs, SchemaMigrator
+from byodb.instances.health.checks import HealthChecks, HealthLimits
+from byodb.instances.health.jobs import HealthContext
+from byodb.instances.health.passive import PassiveHealth
+from byodb.instances.health.sweep import HealthSweeper
+from byodb.instances.lifecycle.admission import ConnectFlags
+from byodb.instances.lifecycle.changes import StateChanges
+from byodb.instances.lifecycle.databases import PoolLimits, UserDatabases
+from byodb.instances.lifecycle.owner import InstanceLifecycle, LifecycleJobs
+from byodb.instances.lifecycle.steps import LifecycleLimits
 from byodb.maindb.urls import async_url
 from byodb.routing import Router
 from byodb.services.after_work import AfterWork
@@ -33,13 +36,19 @@ from byodb.vault import Vault
 from byodb.vault.keys import load_key_ring
 
 
+class ProcessJobs(LifecycleJobs, MigrationJobs, Protocol):
+    """The durable jobs this process's objects queue (``ProcrastinateJobs``)."""
+
+
 @dataclass
 class Runtime:
     settings: Settings
     main_url: str
     main: AsyncEngine
     vault: Vault
+    databases: UserDatabases
     lifecycle: InstanceLifecycle
+    migrator: SchemaMigrator
     router: Router
     chat_model: ChatModel
     resolver: Resolver
@@ -74,17 +83,13 @@ def request_session_limits(settings: Settings) -> SessionLimits:
 
 def lifecycle_limits(settings: Settings) -> LifecycleLimits:
     return LifecycleLimits(test_s=settings.test_timeout_s, deploy_s=settings.deploy_timeout_s,
-                           move_s=settings.move_timeout_s, pool_size=settings.user_pool_size,
+                           move_s=settings.move_timeout_s,
                            schema_target=resolve_schema_target(settings.schema_target),
-                           pool_timeout_s=settings.connect_timeout_s * 2,
-                           idle_timeout_s=settings.user_idle_timeout_s,
-                           health_s=settings.health_timeout_s,
-                           health_failures=settings.health_failures,
                            lock_timeout_s=settings.user_lock_timeout_s)
 
 
 def build_runtime(settings: Settings, main_url: str, *,
-                  jobs: LifecycleJobs | None = None,
+                  jobs: ProcessJobs | None = None,
                   resolver: Resolver = system_resolver,
                   chat_model: ChatModel | None = None,
                   embedder: EmbeddingModel | None = None) -> Runtime:
@@ -94,14 +99,20 @@ def build_runtime(settings: Settings, main_url: str, *,
     forget_host_libpq_environment()
     main = create_async_engine(async_url(main_url), pool_size=10, max_overflow=10)
     vault = Vault(load_key_ring(settings))
-    lifecycle = InstanceLifecycle(main=main, vault=vault,
-                                  policy=guard_policy(settings, resolver),
+    databases = UserDatabases(guard_policy(settings, resolver), vault, PoolLimits(
+        size=settings.user_pool_size, timeout_s=settings.connect_timeout_s * 2,
+        idle_timeout_s=settings.user_idle_timeout_s))
+    changes = StateChanges(main)
+    lifecycle = InstanceLifecycle(main=main, vault=vault, databases=databases, changes=changes,
                                   limits=lifecycle_limits(settings), jobs=jobs,
                                   flags=ConnectFlags(
                                       enabled=settings.byod_enabled,
                                       requires_premium=settings.byod_requires_premium))
-    passive = PassiveHealth(main, clock=lifecycle.now)
-    router = Router(main, lifecycle, cache_size=settings.engine_cache_size,
+    migrator = SchemaMigrator(main=main, databases=databases, changes=changes, jobs=jobs,
+                              target=resolve_schema_target(settings.schema_target))
+    passive = PassiveHealth(main, clock=changes.now)
+    router = Router(main, databases=databases, changes=changes, migrator=migrator,
+                    cache_size=settings.engine_cache_size,
                     request_timeout_s=settings.user_request_timeout_s,
                     file_storage=settings.byod_file_storage, passive=passive)
     return Runtime(
@@ -109,12 +120,18 @@ def build_runtime(settings: Settings, main_url: str, *,
         main_url=main_url,
         main=main,
         vault=vault,
+        databases=databases,
         lifecycle=lifecycle,
+        migrator=migrator,
         router=router,
         chat_model=chat_model or chat_model_from_settings(settings),
         resolver=resolver,
         embedder=embedder,
-        health=HealthContext(HealthSweeper(lifecycle, concurrency=settings.health_concurrency,
+        health=HealthContext(HealthSweeper(main, HealthChecks(
+                                               main, databases, changes, HealthLimits(
+                                                   timeout_s=settings.health_timeout_s,
+                                                   failures=settings.health_failures)),
+                                           concurrency=settings.health_concurrency,
                                            alerts=AlertSettings.from_settings(settings),
                                            idle_interval_s=settings.health_idle_interval_s,
                                            passive=passive),

@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from byodb.alerts import AlertSettings
 from byodb.errors import ByodbError
-from byodb.instances.jobs import ProcrastinateJobs
+from byodb.instances.lifecycle.jobs import ProcrastinateJobs
 from byodb.jobs.queue import bound_job_app, ensure_job_schema
 from byodb.maindb.embedded import EmbeddedServerError, ServerShare
 from byodb.maindb.location import find_main_database, start_main_database

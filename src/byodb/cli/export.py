@@ -25,7 +25,7 @@ from byodb.cli.common import (
     shown,
 )
 from byodb.errors import ByodbError
-from byodb.instances import health_report
+from byodb.instances.health import report as health_report
 from byodb.maindb.tables import user_database_config, users
 from byodb.services.portability.export import (
     ExportIncomplete,

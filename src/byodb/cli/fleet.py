@@ -34,9 +34,10 @@ from byodb.cli.common import (
 from byodb.cli.tables import Column, out, print_table
 from byodb.content.version import supported_schema_versions
 from byodb.errors import ByodbError
-from byodb.instances import fleet_runs
-from byodb.instances.fleet_jobs import MIGRATE_QUEUE, FleetScheduler
-from byodb.instances.fleet_runs import RETRYING_CODES, UNREACHABLE_CODES, RunOptions
+from byodb.instances.fleet import runs as fleet_runs
+from byodb.instances.fleet.jobs import MIGRATE_QUEUE, FleetScheduler
+from byodb.instances.fleet.options import RunOptions
+from byodb.instances.fleet.runs import RETRYING_CODES, UNREACHABLE_CODES
 from byodb.jobs.queue import queue_worker, run_until_stopped
 from byodb.settings import Settings
 
@@ -105,7 +106,7 @@ async def _migrate_all(settings: Settings, url: str, to: int | None, concurrency
     async with operator_session(settings, url) as session:
         runtime = session.runtime
         options = RunOptions(to_version=to if to is not None
-                             else runtime.lifecycle.limits.schema_target,
+                             else runtime.migrator.target,
                              canary=canary, concurrency=concurrency, per_host=per_host,
                              max_failure_ratio=max_failure_ratio, dry_run=dry_run,
                              started_by="cli")
@@ -129,7 +130,8 @@ async def _worker_unless_one_is_alive(session: OperatorSession, concurrency: int
               soft_wrap=True)
     worker = queue_worker(session.job_app, MIGRATE_QUEUE, concurrency=max(1, concurrency),
                           name=f"migrate-all-{uuid.uuid4().hex[:6]}",
-                          context={"lifecycle": session.runtime.lifecycle}, polling_s=0.5)
+                          context={"lifecycle": session.runtime.lifecycle,
+                                   "fleet": session.runtime.migrator}, polling_s=0.5)
     task = asyncio.create_task(run_until_stopped([worker]))
     try:
         yield
@@ -239,8 +241,8 @@ async def _status(settings: Settings, url: str) -> dict[str, Any]:
     async with operator_session(settings, url) as session:
         main = session.runtime.main
         behind, current = await fleet_runs.count_behind(
-            main, session.runtime.lifecycle.limits.schema_target)
-        return {"target_version": session.runtime.lifecycle.limits.schema_target,
+            main, session.runtime.migrator.target)
+        return {"target_version": session.runtime.migrator.target,
                 "behind": behind, "current": current,
                 "runs": await fleet_runs.latest_runs(main, limit=10),
                 "instances_by_state": await fleet_runs.instances_by_state(main)}

@@ -31,8 +31,8 @@ from byodb.cli.common import (
 from byodb.cli.tables import Column, print_table
 from byodb.content import latest_schema_version
 from byodb.errors import ByodbError
-from byodb.instances import health_report
-from byodb.instances.health_sweep import SweepSummary, SweepTrigger
+from byodb.instances.health import report as health_report
+from byodb.instances.health.sweep import SweepSummary, SweepTrigger
 from byodb.maindb.tables import CONNECTION_STATUSES
 from byodb.services.reembed import progress_summary
 from byodb.settings import Settings

@@ -29,8 +29,8 @@ from byodb.cli.export import export_user
 from byodb.content import resolve_schema_target
 from byodb.content.package import build_package, full_schema_script
 from byodb.errors import ByodbError
-from byodb.instances.config_store import rotate_credentials
-from byodb.instances.jobs import ProcrastinateJobs
+from byodb.instances.lifecycle.config_store import rotate_credentials
+from byodb.instances.lifecycle.jobs import ProcrastinateJobs
 from byodb.jobs.queue import WORKER_CONCURRENCY, bound_job_app, ensure_job_schema, run_workers
 from byodb.jobs.rollout import begin_auto_rollout
 from byodb.maindb.embedded import PostgresCluster
@@ -220,6 +220,7 @@ def worker() -> None:
                 await ensure_job_schema(runtime.main, job_app)
                 await begin_auto_rollout(job_app, runtime)
                 await run_workers(job_app, runtime.lifecycle, name="worker",
+                                  migrator=runtime.migrator,
                                   health=runtime.health,
                                   reembedder=runtime.reembedder)
             finally:

@@ -1,6 +1,6 @@
 """The job queue: procrastinate apps on the main database (a new one per binding,
 :func:`new_job_app`), assembled from the blueprints defined next to what they run
-(``byodb.instances.jobs`` and its neighbours), and the workers that serve them.
+(``byodb.instances.lifecycle.jobs`` and its neighbours), and the workers that serve them.
 
 Workers get their dependencies through the job context (``additional_context``), never a
 module global. Each kind of work has its own queue and its own worker, so stuck work of a
@@ -19,9 +19,11 @@ from procrastinate.worker import Worker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from byodb.instances import fleet_jobs, health_jobs
-from byodb.instances import jobs as instance_jobs
-from byodb.instances.lifecycle import InstanceLifecycle
+from byodb.instances.fleet import jobs as fleet_jobs
+from byodb.instances.fleet.schema_migration import SchemaMigrator
+from byodb.instances.health import jobs as health_jobs
+from byodb.instances.lifecycle import jobs as instance_jobs
+from byodb.instances.lifecycle.owner import InstanceLifecycle
 from byodb.jobs import reembed
 from byodb.maindb.urls import libpq_url
 from byodb.services.reembed import Reembedder
@@ -41,7 +43,7 @@ WORKER_CONCURRENCY: dict[str, int] = {
     MAINTENANCE_QUEUE: 1,
     # Fleet schema runs: how many instances this process migrates at once (about what the
     # main pool serves without opening and closing overflow connections); the run's own
-    # limits (global and per host) hold across every process (instances/fleet_jobs.py).
+    # limits (global and per host) hold across every process (instances/fleet/jobs.py).
     fleet_jobs.MIGRATE_QUEUE: 20,
     # Re-embedding after a model change: CPU work in this process (the embedding executor
     # has two threads), so one user at a time; each run ends after its time budget.
@@ -112,13 +114,14 @@ async def requeue_stalled_jobs(manager: procrastinate.manager.JobManager,
 
 
 async def run_workers(app: procrastinate.App, lifecycle: InstanceLifecycle, *,
-                      name: str, health: health_jobs.HealthContext | None = None,
+                      migrator: SchemaMigrator, name: str,
+                      health: health_jobs.HealthContext | None = None,
                       reembedder: Reembedder | None = None) -> None:
     """Serve every queue, each with a worker of its own, until cancelled (see
     :func:`run_until_stopped`)."""
     await run_until_stopped([
         queue_worker(app, queue, concurrency=concurrency, name=f"{name}-{queue}",
-                     context={"lifecycle": lifecycle, "health": health,
+                     context={"lifecycle": lifecycle, "fleet": migrator, "health": health,
                               "reembed": reembedder})
         for queue, concurrency in WORKER_CONCURRENCY.items()],
         on_stop=None if health is None else health.stopping.set)

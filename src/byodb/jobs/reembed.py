@@ -49,7 +49,7 @@ async def reembed_user(context: procrastinate.JobContext, user_id: str) -> None:
 
 def blueprint() -> procrastinate.Blueprint:
     """The re-embedding tasks on a new blueprint (for :data:`NAMESPACE`; new per job app, as
-    :func:`byodb.instances.jobs.blueprint` says why)."""
+    :func:`byodb.instances.lifecycle.jobs.blueprint` says why)."""
     tasks = procrastinate.Blueprint()
     tasks.periodic(cron="* * * * *", periodic_id="reembed-tick")(
         tasks.task(name="reembed_tick", queue=REEMBED_QUEUE, retry=0, pass_context=True,

@@ -11,7 +11,7 @@ import logging
 
 import procrastinate
 
-from byodb.instances.fleet_jobs import start_auto_rollout
+from byodb.instances.fleet.jobs import start_auto_rollout
 from byodb.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ async def begin_auto_rollout(app: procrastinate.App, runtime: Runtime) -> None:
     (a rollout that could not begin is begun by the next process, or by an operator)."""
     try:
         await start_auto_rollout(app, runtime.main,
-                                 target=runtime.lifecycle.limits.schema_target,
+                                 target=runtime.migrator.target,
                                  enabled=runtime.settings.auto_migrate)
     except Exception:
         log.exception("could not begin the automatic schema rollout")

@@ -131,7 +131,7 @@ migrations = Table(
     Column("completed", Integer, nullable=False, server_default="0"),
     Column("failed", Integer, nullable=False, server_default="0"),
     _created(), _updated(),
-    # Fleet schema runs (issue 9, instances/fleet_runs.py): how the run was asked for, its
+    # Fleet schema runs (issue 9, instances/fleet/runs.py): how the run was asked for, its
     # current wave (1 = canary, 2 = the rest), why it halted, and when it settled.
     Column("dry_run", Boolean, nullable=False, server_default="false"),
     Column("canary", Integer, nullable=False, server_default="0"),

@@ -7,7 +7,7 @@ back to main; a typo there would silently keep a user's content on our database)
 from __future__ import annotations
 
 from byodb.errors import UnknownTable
-from byodb.instances.states import Placement
+from byodb.instances.lifecycle.states import Placement
 
 _MAIN = (
     "users", "user_preferences", "user_onboarding", "user_stats", "templates",

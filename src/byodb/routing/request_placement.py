@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from byodb.instances.states import Placement
+from byodb.instances.lifecycle.states import Placement
 
 _current: ContextVar[set[Placement] | None] = ContextVar("byodb_request_placements",
                                                           default=None)

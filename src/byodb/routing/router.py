@@ -42,14 +42,21 @@ from byodb.errors import (
     DecryptionError,
     FileStorageDisabled,
 )
-from byodb.instances.config_store import DatabaseConfig, access_of, get_config, load_config
 from byodb.instances.connection.failures import is_slow
-from byodb.instances.guard import ConnectionCheckError
-from byodb.instances.handle import UserDatabase
-from byodb.instances.holds import user_lock_key
-from byodb.instances.lifecycle import InstanceLifecycle
-from byodb.instances.passive_health import PassiveHealth
-from byodb.instances.states import ContentAccess, Placement
+from byodb.instances.connection.guard import ConnectionCheckError
+from byodb.instances.connection.handle import UserDatabase
+from byodb.instances.fleet.schema_migration import SchemaMigrator
+from byodb.instances.health.passive import PassiveHealth, record_unreachable
+from byodb.instances.lifecycle.changes import StateChanges
+from byodb.instances.lifecycle.config_store import (
+    DatabaseConfig,
+    access_of,
+    get_config,
+    load_config,
+)
+from byodb.instances.lifecycle.databases import UserDatabases
+from byodb.instances.lifecycle.holds import user_lock_key
+from byodb.instances.lifecycle.states import ContentAccess, Placement
 from byodb.routing.engines import EngineCache
 from byodb.routing.placement import placement_of
 from byodb.routing.request_placement import note_placement
@@ -88,23 +95,26 @@ class Route:
 
 
 class Router:
-    def __init__(self, main_engine: AsyncEngine, lifecycle: InstanceLifecycle, *,
+    def __init__(self, main_engine: AsyncEngine, *, databases: UserDatabases,
+                 changes: StateChanges, migrator: SchemaMigrator,
                  cache_size: int = 500, request_timeout_s: float = 30.0,
                  file_storage: bool = True, passive: PassiveHealth | None = None):
         self.main = main_engine
         # Passive health: a committed transaction on a user's database is a health check.
-        self.passive = passive or PassiveHealth(main_engine, clock=lifecycle.now)
+        self.passive = passive or PassiveHealth(main_engine, clock=changes.now)
         self._file_storage = file_storage
-        self._lifecycle = lifecycle
+        self._user_databases = databases
+        self._changes = changes
+        self._migrator = migrator
         self._routes: dict[str, Route] = {}
         self._databases: EngineCache[UserDatabase] = EngineCache(cache_size)
         self._request_timeout_s = request_timeout_s
         # The version gate: a user's database below ``schema_floor`` gets its migration to
-        # the lifecycle's target queued at once and the request waits ``gate_wait_s`` for it
+        # the migrator's target queued at once and the request waits ``gate_wait_s`` for it
         # (attributes, so a test can raise the floor of a running app).
         self.schema_floor = MIN_SUPPORTED_SCHEMA_VERSION
         self.gate_wait_s = 3.0
-        lifecycle.on_change(self.forget_user)
+        changes.on_change(self.forget_user)
 
     # -- step 2: the user's route -------------------------------------------------------
     async def route_for(self, user_id: str) -> Route:
@@ -140,7 +150,7 @@ class Router:
                 self.invalidate(user_id)
                 raise ByodUnavailable("Your database settings just changed; please retry.")
             try:
-                return self._lifecycle.database_of(config)
+                return self._user_databases.of(config)
             except DecryptionError:
                 message = "Your saved database credentials can no longer be read."
                 await self._mark(user_id, route, message, "credentials_unreadable")
@@ -169,8 +179,7 @@ class Router:
         loop = asyncio.get_running_loop()
         config = await load_config(self.main, user_id)
         if config is not None and Route.of(config).schema_version < self.schema_floor:
-            await self._lifecycle.request_migration(config,
-                                                     self._lifecycle.limits.schema_target)
+            await self._migrator.request(config)
             deadline = loop.time() + self.gate_wait_s
             while loop.time() < deadline and config is not None and \
                     Route.of(config).schema_version < self.schema_floor:
@@ -189,8 +198,8 @@ class Router:
     async def _mark(self, user_id: str, route: Route, message: str,
                     code: str = "unreachable") -> None:
         self.invalidate(user_id)
-        await self._lifecycle.mark_unreachable(user_id, route.credential_version, message,
-                                               code)
+        await record_unreachable(self._changes, user_id, route.credential_version, message,
+                                 code)
 
     async def _unreachable(self, user_id: str, route: Route, message: str,
                            cause: BaseException) -> ByodUnavailable:

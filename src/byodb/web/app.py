@@ -12,8 +12,8 @@ from fastapi.responses import JSONResponse
 
 from byodb import __version__
 from byodb.assistant import ChatModel
-from byodb.instances.guard import Resolver, system_resolver
-from byodb.instances.jobs import ProcrastinateJobs
+from byodb.instances.connection.addresses import Resolver, system_resolver
+from byodb.instances.lifecycle.jobs import ProcrastinateJobs
 from byodb.jobs.queue import bound_job_app, ensure_job_schema, run_workers
 from byodb.jobs.rollout import begin_auto_rollout
 from byodb.maindb.migrate import upgrade_main
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
             if with_worker:
                 tasks.append(asyncio.create_task(
                     run_workers(job_app, runtime.lifecycle, name="inline",
+                                migrator=runtime.migrator,
                                 health=runtime.health,
                                 reembedder=runtime.reembedder)))
             try:

@@ -9,7 +9,7 @@ import logging
 
 import psycopg
 
-from byodb.instances.config_store import POOL_SUFFIX, ROUTE_CHANNEL
+from byodb.instances.lifecycle.config_store import POOL_SUFFIX, ROUTE_CHANNEL
 from byodb.maindb.urls import libpq_url
 from byodb.routing import Router
 

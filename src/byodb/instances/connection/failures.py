@@ -14,7 +14,7 @@ import unicodedata
 
 import psycopg
 
-from byodb.instances.guard import ConnectionCheckError, DatabaseUrl
+from byodb.instances.connection.guard import ConnectionCheckError, DatabaseUrl
 
 MAX_SERVER_TEXT = 300
 """Characters of a server's own message kept in an error shown to people."""

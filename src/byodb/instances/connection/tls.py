@@ -19,7 +19,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from byodb.instances.guard import ConnectionCheckError
+from byodb.instances.connection.guard import ConnectionCheckError
 
 MAX_PEM_BYTES = 512 * 1024
 """Room for the largest bundles providers hand out (RDS's global bundle is ~150 KB)."""

@@ -50,7 +50,7 @@ from byodb.content.deploy import deployed_schema
 from byodb.content.limits import MAX_FILE_BYTES, MAX_FILENAME_CHARS
 from byodb.content.tables import conversations
 from byodb.errors import ByodbError
-from byodb.instances.moves import set_comparable_session
+from byodb.instances.lifecycle.move_plan import set_comparable_session
 from byodb.routing import Router
 from byodb.safetext import escaped
 from byodb.services.portability import markdown

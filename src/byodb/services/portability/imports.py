@@ -14,7 +14,7 @@ The order of an import (docs/import.md):
    the error, which the request also answers (4xx); nothing was written.
 3. :func:`run_import` (a task of the process) streams the spooled rows to ``COPY`` in one
    transaction on the database that holds the user's content (``Router.connect``), by the
-   rules of a data move (``byodb.instances.moves.merge_rows``): all or nothing, importing
+   rules of a data move (``byodb.instances.lifecycle.moves.merge_rows``): all or nothing, importing
    the same file again adds nothing. The job ends ``completed`` with the counts, or
    ``failed`` with the error; its directory is removed either way.
 
@@ -49,7 +49,8 @@ from byodb.content.tables import messages
 from byodb.errors import ByodbError, Conflict, NotFound, RateLimited
 from byodb.executors import IoThreads
 from byodb.ids import new_id
-from byodb.instances.moves import MoveRefused, merge_rows
+from byodb.instances.lifecycle.move_plan import MoveRefused
+from byodb.instances.lifecycle.moves import merge_rows
 from byodb.maindb.tables import jobs
 from byodb.routing import Router
 from byodb.services.portability.archive import ImportInvalid

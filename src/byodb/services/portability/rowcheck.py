@@ -6,7 +6,7 @@ anything else is refused with :class:`ImportInvalid` naming the table, line and 
 (never the value: it is the user's content). Columns the code does not know are ignored
 (an export from a newer schema), columns the row lacks are NULL (an older one). Checks that
 need the database (CHECK constraints, references, ids of other accounts) follow when the
-rows are merged (``byodb.instances.moves.merge_rows``).
+rows are merged (``byodb.instances.lifecycle.moves.merge_rows``).
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ import procrastinate
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from byodb.instances import health_report
-from byodb.instances.health_jobs import request_sweep
-from byodb.instances.health_sweep import TICK_SLACK_S
+from byodb.instances.health import report as health_report
+from byodb.instances.health.jobs import request_sweep
+from byodb.instances.health.sweep import TICK_SLACK_S
 from byodb.web.deps import AdminDep, RuntimeDep
 
 router = APIRouter(prefix="/api/admin/byod", tags=["admin"])
@@ -29,7 +29,7 @@ async def _schedule(rt: RuntimeDep) -> dict[str, Any]:
     next_due = None
     if last is not None:
         # Ticks come once a minute: the next sweep begins at the first tick at least
-        # (interval - slack) after the last one began (byodb.instances.health_sweep).
+        # (interval - slack) after the last one began (byodb.instances.health.sweep).
         from_last = max(interval - TICK_SLACK_S, 0)
         started = datetime.fromisoformat(last["started_at"])
         next_due = (started + timedelta(seconds=from_last)).isoformat()

@@ -2,7 +2,7 @@
 
 Admin-only like the rest of ``/api/admin`` (``AdminDep``; a non-admin gets 403). Records
 carry user ids, hosts, versions, steps and error codes and sentences that never hold a
-secret or content (``byodb.instances.schema_migration``).
+secret or content (``byodb.instances.fleet.schema_migration``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from byodb.content.version import supported_schema_versions
-from byodb.instances import fleet_runs
-from byodb.instances.fleet_jobs import FleetScheduler
-from byodb.instances.fleet_runs import RunOptions
+from byodb.instances.fleet import runs as fleet_runs
+from byodb.instances.fleet.jobs import FleetScheduler
+from byodb.instances.fleet.options import RunOptions
 from byodb.web.api.models import RequestModel
 from byodb.web.deps import AdminDep, RuntimeDep
 
@@ -43,7 +43,7 @@ async def start_run(body: StartRun, request: Request, rt: RuntimeDep,
     """Start a run (canary first); 202 with its id — watch it with ``GET …/{id}``."""
     options = RunOptions(
         to_version=body.to_version if body.to_version is not None
-        else rt.lifecycle.limits.schema_target,
+        else rt.migrator.target,
         canary=body.canary, dry_run=body.dry_run, started_by=f"admin:{admin.user_id}")
     options.check(supported_schema_versions())
     run_id = await _scheduler(request, rt).start(options)
@@ -53,7 +53,7 @@ async def start_run(body: StartRun, request: Request, rt: RuntimeDep,
 @router.get("")
 async def list_runs(rt: RuntimeDep, _admin: AdminDep) -> dict[str, Any]:
     """The latest runs (newest first) with their counts, and records by state."""
-    return {"target_version": rt.lifecycle.limits.schema_target,
+    return {"target_version": rt.migrator.target,
             "runs": await fleet_runs.latest_runs(rt.main),
             "instances_by_state": await fleet_runs.instances_by_state(rt.main)}
 

@@ -11,12 +11,13 @@ from starlette.responses import JSONResponse, Response
 from byodb.content import latest_schema_version
 from byodb.content.package import build_package
 from byodb.errors import ByodbError
-from byodb.instances.admission import holds_own_database
-from byodb.instances.config_store import DatabaseConfig
 from byodb.instances.connection.tls import MAX_PEM_BYTES
-from byodb.instances.fleet_runs import schema_update_under_way
-from byodb.instances.lifecycle import KEPT_PROGRESS, DisconnectMode, OldDatabase
-from byodb.instances.states import ConnectionStatus, ContentAccess
+from byodb.instances.fleet.runs import schema_update_under_way
+from byodb.instances.lifecycle.config_store import DatabaseConfig
+from byodb.instances.lifecycle.disconnect import KEPT_PROGRESS, DisconnectMode
+from byodb.instances.lifecycle.own_database import holds_own_database
+from byodb.instances.lifecycle.states import ConnectionStatus, ContentAccess
+from byodb.instances.lifecycle.switch import OldDatabase
 from byodb.web.api.models import RequestModel
 from byodb.web.deps import PrincipalDep, RuntimeDep
 
@@ -99,7 +100,7 @@ def byod_state(config: DatabaseConfig | None) -> dict[str, Any]:
 async def project_zip(rt: RuntimeDep, me: PrincipalDep) -> Response:
     """The manual-deployment package for the schema target (what automatic deploys create):
     schema SQL, version steps and instructions."""
-    version = rt.lifecycle.limits.schema_target
+    version = rt.migrator.target
     return Response(build_package(version), media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="byodb-schema-v{version}.zip"'})
 
@@ -112,7 +113,7 @@ async def get_byod(rt: RuntimeDep, me: PrincipalDep) -> dict[str, Any]:
     return {**byod_state(config),
             # A schema migration of their database is queued or running (fleet runs).
             "schema_updating": await schema_update_under_way(rt.main, me.user_id),
-            "new_connections": new_connections(rt.lifecycle.flags.refusal(
+            "new_connections": new_connections(rt.lifecycle.new_connection_refusal(
                 premium=me.is_premium))}
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from byodb.instances.fleet_runs import schema_update_under_way
+from byodb.instances.fleet.runs import schema_update_under_way
 from byodb.services.notices import recent_database_notices
 from byodb.web.api.byod import byod_state, new_connections
 from byodb.web.auth import Principal
@@ -84,7 +84,8 @@ async def settings_database(request: Request) -> Response:
     if principal is None:
         return sign_in_redirect(request)
     state = await _state_for(request, principal)
-    refusal = request.app.state.runtime.lifecycle.flags.refusal(premium=principal.is_premium)
+    refusal = request.app.state.runtime.lifecycle.new_connection_refusal(
+        premium=principal.is_premium)
     return render(request, "settings_database.html",
                   {"principal": principal, "active": "settings", "byod_state": state,
                    "new_connections": new_connections(refusal),

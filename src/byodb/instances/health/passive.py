@@ -11,8 +11,8 @@ What a flush writes is what a successful check writes (``last_health_check_at``,
 code, no failures counted), and only where it cannot undo a newer fact: the row must still
 have the credentials the request used, be ``connected`` (a recovery from ``error`` is the
 sweep's to make, with its notices), and hold an older check. A failed connect is recorded
-by the router at once (:meth:`InstanceLifecycle.mark_unreachable`); it is rare and
-changes the user's state.
+by the router at once (:func:`record_unreachable`); it is rare and changes the user's
+state.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import bindparam, or_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from byodb.instances.states import ConnectionStatus
+from byodb.instances.lifecycle.changes import StateChanges
+from byodb.instances.lifecycle.states import ConnectionStatus
 from byodb.maindb.tables import user_database_config as udc
 
 log = logging.getLogger(__name__)
@@ -125,3 +126,19 @@ class PassiveHealth:
         except Exception as exc:
             log.warning("could not record passive health checks at shutdown: %s",
                         type(exc).__name__)
+
+
+async def record_unreachable(changes: StateChanges, user_id: str, credential_version: int,
+                             message: str, code: str = "unreachable") -> None:
+    """Record that a routed call could not use the user's database: ``error`` at once,
+    and a failed health check (the sweep probes it from now on)."""
+    try:
+        now = changes.now()
+        await changes.update(user_id, connection=ConnectionStatus.error,
+                             expect_credential_version=credential_version,
+                             connection_error=message, connection_error_code=code,
+                             last_connection_test=now, last_health_check_at=now,
+                             health_error_code=code,
+                             consecutive_failures=udc.c.consecutive_failures + 1)
+    except Exception:  # the original failure matters more than bookkeeping
+        log.exception("could not record a connection failure for a user")

@@ -1,5 +1,5 @@
 """The health sweep: every instance that is connected or in error, checked with bounded
-concurrency, its state moved by the lifecycle (hysteresis), the outcome recorded in
+concurrency, its state moved with hysteresis, the outcome recorded in
 ``health_sweeps`` — and one alert when an instance goes down, one when it recovers.
 
 Order of a sweep:
@@ -9,13 +9,13 @@ Order of a sweep:
 2. record the sweep (``health_sweeps``), load the instances it covers — for a scheduled
    sweep only those due (:func:`due_for_probe`): a database whose user's requests
    succeeded recently, or that was checked less than the idle interval ago, is left
-   asleep (passive health, ``byodb.instances.passive_health``; this process's remembered
+   asleep (passive health, ``byodb.instances.health.passive``; this process's remembered
    successes are written first);
 3. check them, at most ``concurrency`` at a time — each check is one connection with its
-   own deadline (``InstanceLifecycle.check_health``), so at most ``concurrency`` connections
+   own deadline (``HealthChecks.check``), so at most ``concurrency`` connections
    are ever open and a dead server costs one deadline of one slot;
-4. apply each result through the lifecycle: a change of status at once
-   (``record_health``), every check's facts and failure count in batches (``record_checks``);
+4. apply each result (``byodb.instances.health.checks``): a change of status at once
+   (``record``), every check's facts and failure count in batches (``record_facts``);
 5. report outages and recoveries: users' notifications and alert emails, recorded in one
    transaction with the fact that they were reported (never once per sweep);
 6. close the sweep's record;
@@ -45,11 +45,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from byodb.alerts import AlertItem, AlertKind, AlertSettings, compose_alerts
 from byodb.alerts.outbox import Delivery, deliver_pending, record_alerts
 from byodb.ids import new_id
-from byodb.instances.config_store import DatabaseConfig
-from byodb.instances.health import CheckedInstance, HealthResult, HealthTransition
-from byodb.instances.lifecycle import InstanceLifecycle
-from byodb.instances.passive_health import PassiveHealth
-from byodb.instances.states import ConnectionStatus, DeploymentStatus, Placement
+from byodb.instances.health.check import CheckedInstance, HealthResult, HealthTransition
+from byodb.instances.health.checks import HealthChecks
+from byodb.instances.health.passive import PassiveHealth
+from byodb.instances.lifecycle.config_store import DatabaseConfig
+from byodb.instances.lifecycle.own_database import ON_OWN_DEPLOYED_DATABASE
+from byodb.instances.lifecycle.states import ConnectionStatus
 from byodb.maindb.tables import health_sweeps, notifications
 from byodb.maindb.tables import user_database_config as udc
 
@@ -72,12 +73,11 @@ class SweepTrigger(StrEnum):
     operator = "operator"
 
 
-# Instances the sweep covers: switched over to their own database (connected or in error).
-# One whose first deploy or move never finished is not "down" — provisioning owns it.
-COVERED = and_(udc.c.connection_status.in_([ConnectionStatus.connected.value,
+# Instances the sweep covers: switched over to their own deployed database (connected or in
+# error). One whose first deploy or move never finished is not "down" — provisioning owns it.
+COVERED = and_(ON_OWN_DEPLOYED_DATABASE,
+               udc.c.connection_status.in_([ConnectionStatus.connected.value,
                                             ConnectionStatus.error.value]),
-               udc.c.deployment_status == DeploymentStatus.deployed.value,
-               udc.c.content_placement == Placement.user.value,
                udc.c.encrypted_url.is_not(None), udc.c.previous_encrypted_url.is_(None))
 
 
@@ -114,7 +114,7 @@ class SweepSummary:
 class HealthSweeper:
     """Runs sweeps for one process (the worker's job, the CLI, a benchmark)."""
 
-    def __init__(self, lifecycle: InstanceLifecycle, *, concurrency: int,
+    def __init__(self, main: AsyncEngine, checks: HealthChecks, *, concurrency: int,
                  alerts: AlertSettings, idle_interval_s: float | None = None,
                  passive: PassiveHealth | None = None):
         """``idle_interval_s``: a scheduled sweep probes a healthy database at most this
@@ -122,15 +122,12 @@ class HealthSweeper:
         successful requests, written to main before each sweep."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.lifecycle = lifecycle
+        self._main = main
+        self.checks = checks
         self.concurrency = concurrency
         self.alerts = alerts
         self.idle_interval_s = idle_interval_s
         self.passive = passive
-
-    @property
-    def _main(self) -> AsyncEngine:
-        return self.lifecycle.main
 
     # -- entry points ----------------------------------------------------------------------
     async def sweep(self, trigger: SweepTrigger = SweepTrigger.operator, *,
@@ -188,9 +185,9 @@ class HealthSweeper:
         if row is None:
             return None
         config = DatabaseConfig.from_row(row)
-        result = await self.lifecycle.check_health(config)
-        transition = await self.lifecycle.record_health(config, result)
-        await self.lifecycle.record_checks([CheckedInstance(config, result, transition)])
+        result = await self.checks.check(config)
+        transition = await self.checks.record(config, result)
+        await self.checks.record_facts([CheckedInstance(config, result, transition)])
         return result, transition
 
     @asynccontextmanager
@@ -221,7 +218,7 @@ class HealthSweeper:
         if idle_aware:
             assert self.idle_interval_s is not None
             due = and_(COVERED, due_for_probe(
-                self.lifecycle.now() - timedelta(seconds=self.idle_interval_s)))
+                self.checks.now() - timedelta(seconds=self.idle_interval_s)))
         async with self._main.begin() as conn:
             await conn.execute(insert(health_sweeps).values(id=sweep_id, trigger=trigger.value))
             rows = (await conn.execute(select(udc).where(due).order_by(udc.c.user_id))).all()
@@ -231,7 +228,7 @@ class HealthSweeper:
         configs = [DatabaseConfig.from_row(row) for row in rows]
         try:
             checked = await self._check_all(configs, progress)
-            await self.lifecycle.record_checks(checked)
+            await self.checks.record_facts(checked)
             went_down = await self._report()
         except BaseException:
             # A sweep that died (main lost, cancelled) is closed, not left "running".
@@ -276,9 +273,9 @@ class HealthSweeper:
 
         async def one(config: DatabaseConfig) -> None:
             async with slots:
-                result = await self.lifecycle.check_health(config)
+                result = await self.checks.check(config)
             try:
-                transition = await self.lifecycle.record_health(config, result)
+                transition = await self.checks.record(config, result)
             except Exception:  # one row's bookkeeping must not end everyone's sweep
                 log.exception("could not record a health result")
                 transition = HealthTransition.skipped
@@ -306,7 +303,7 @@ class HealthSweeper:
         """Report outages confirmed by the sweep and recoveries, once each (users'
         notifications and queued alert emails, in one transaction). Returns how many
         instances were newly reported down."""
-        threshold = self.lifecycle.limits.health_failures
+        threshold = self.checks.limits.failures
         async with self._main.begin() as conn:
             down = (await conn.execute(
                 select(udc.c.user_id, udc.c.host,

@@ -31,16 +31,16 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 from byodb.content.deploy import DeployedSchema, deployed_schema
 from byodb.instances.connection.deadlines import Deadline
 from byodb.instances.connection.failures import classify
-from byodb.instances.connection.session import SessionLimits, UserConnection
-from byodb.instances.connection.tls import CaCertificate
-from byodb.instances.guard import (
+from byodb.instances.connection.guard import (
     CheckedTarget,
     ConnectionCheckError,
     DatabaseUrl,
     GuardPolicy,
     client_auth_refusal,
-    forget_host_libpq_environment,
 )
+from byodb.instances.connection.hostenv import forget_host_libpq_environment
+from byodb.instances.connection.session import SessionLimits, UserConnection
+from byodb.instances.connection.tls import CaCertificate
 
 
 class UserDatabase:

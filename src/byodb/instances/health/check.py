@@ -22,11 +22,11 @@ import psycopg
 
 from byodb.content.deploy import DeployedSchema, SchemaConflict, deployed_schema
 from byodb.errors import ByodbError
-from byodb.instances.config_store import DatabaseConfig
 from byodb.instances.connection.deadlines import Deadline
 from byodb.instances.connection.failures import classify
-from byodb.instances.handle import UserDatabase
-from byodb.instances.states import ConnectionStatus
+from byodb.instances.connection.handle import UserDatabase
+from byodb.instances.lifecycle.config_store import DatabaseConfig
+from byodb.instances.lifecycle.states import ConnectionStatus
 
 
 class HealthCode(StrEnum):

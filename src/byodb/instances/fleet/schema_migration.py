@@ -32,6 +32,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 import psycopg
 import psycopg.sql
@@ -40,12 +41,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from byodb.content.deploy import DEPLOY_LOCK_KEY, SchemaConflict, deployed_schema
 from byodb.content.steps import steps_between
 from byodb.errors import ByodbError
-from byodb.instances import migration_records as records
-from byodb.instances.config_store import DatabaseConfig, load_config
 from byodb.instances.connection.deadlines import Deadline
-from byodb.instances.guard import ConnectionCheckError
-from byodb.instances.handle import UserDatabase
-from byodb.instances.states import ConnectionStatus, DeploymentStatus, Placement
+from byodb.instances.connection.guard import ConnectionCheckError
+from byodb.instances.fleet import records
+from byodb.instances.fleet.states import RecordStatus
+from byodb.instances.lifecycle.changes import StateChanges
+from byodb.instances.lifecycle.config_store import DatabaseConfig, load_config
+from byodb.instances.lifecycle.databases import UserDatabases
+from byodb.instances.lifecycle.own_database import on_own_deployed_database
+from byodb.instances.lifecycle.states import ConnectionStatus
+from byodb.instances.lifecycle.step_failures import public_error
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +110,10 @@ class _Permanent(ByodbError):
     status = 500
 
 
-Describe = Callable[[BaseException, str], tuple[str, str]]
-Migrated = Callable[[DatabaseConfig, int], Awaitable[None]]
+class MigrationJobs(Protocol):
+    """The durable job queue, as the version gate needs it (``fleet.jobs`` runs the job)."""
+
+    async def migrate(self, record_id: uuid.UUID) -> None: ...
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -121,30 +128,40 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError) and sqlstate is None
 
 
-def eligible(config: DatabaseConfig | None) -> bool:
-    """Whether the user's content lives on a database of theirs that byodb deployed (the
-    ones a fleet run brings to the target)."""
-    return (config is not None and config.deployment_status is DeploymentStatus.deployed
-            and config.content_placement is Placement.user
-            and config.schema_version is not None
-            and config.connection_status not in (ConnectionStatus.none,
-                                                 ConnectionStatus.disconnected))
-
-
 class SchemaMigrator:
-    """Runs version steps on users' databases; built by :class:`InstanceLifecycle`, which
-    hands it how to reach a database, how to word an error, and what to do on success."""
+    """Runs version steps on users' databases, bringing them to ``target`` (the version
+    ``BYODB_SCHEMA_TARGET`` names); one per process. ``limits``, ``steps`` and ``target``
+    are attributes so an operator tool or a test can set them."""
 
-    def __init__(self, *, main: AsyncEngine, database_of: Callable[[DatabaseConfig],
-                                                                    UserDatabase],
-                 describe: Describe, migrated: Migrated, limits: MigrationLimits,
+    def __init__(self, *, main: AsyncEngine, databases: UserDatabases, changes: StateChanges,
+                 target: int, limits: MigrationLimits = MigrationLimits(),
+                 jobs: MigrationJobs | None = None,
                  steps: Mapping[int, tuple[str, ...]] | None = None):
         self.main = main
-        self._database_of = database_of
-        self._describe = describe
-        self._migrated = migrated
+        self._databases = databases
+        self._changes = changes
+        self._jobs = jobs
+        self.target = target
         self.limits = limits
         self.steps = steps
+
+    def retry_delay_s(self, attempts: int) -> float:
+        """How long an instance left pending waits before its next try."""
+        return self.limits.retry_delay_s(attempts)
+
+    async def request(self, config: DatabaseConfig) -> None:
+        """Queue the user's migration to :attr:`target` now (the version gate of their
+        requests): their record (created if missing) and a job for it, once."""
+        if self._jobs is None:
+            raise RuntimeError("this process has no job queue (read-only process)")
+        assert config.schema_version is not None
+        async with self.main.begin() as conn:
+            record = await records.upsert_record(conn, user_id=config.user_id,
+                                                 from_version=config.schema_version,
+                                                 to_version=self.target, dry_run=False,
+                                                 migration_id=None, host=config.host)
+        if record.status is RecordStatus.pending:
+            await self._jobs.migrate(record.id)
 
     async def run(self, record_id: uuid.UUID, owner: str) -> InstanceResult:
         """Run the record's migration if it is ours to run; see the module docstring."""
@@ -152,8 +169,8 @@ class SchemaMigrator:
         if record is None:  # another worker holds it, it ended, or its run halted
             return InstanceResult(Outcome.pending, "leased", "Not ours to run now.")
         config = await load_config(self.main, record.user_id)
-        if not eligible(config):
-            await records.release(self.main, record_id, owner, status="failed",
+        if not on_own_deployed_database(config):
+            await records.release(self.main, record_id, owner, status=RecordStatus.failed,
                                   error_code="not_connected",
                                   error="The user no longer has a database of their own "
                                         "deployed.")
@@ -161,10 +178,10 @@ class SchemaMigrator:
         assert config is not None and config.schema_version is not None
         if config.schema_version >= record.to_version and not record.dry_run:
             # Decided from main's record alone: no connection.
-            await records.release(self.main, record_id, owner, status="completed")
+            await records.release(self.main, record_id, owner, status=RecordStatus.completed)
             return InstanceResult(Outcome.already_current)
         if config.connection_status is ConnectionStatus.moving:
-            await records.release(self.main, record_id, owner, status="pending",
+            await records.release(self.main, record_id, owner, status=RecordStatus.pending,
                                   error_code="busy", error="The user's data is being moved.")
             return InstanceResult(Outcome.pending, "busy", "The user's data is being moved.",
                                   attempts=record.attempts)
@@ -201,32 +218,34 @@ class SchemaMigrator:
             async with asyncio.timeout(self.limits.instance_deadline_s):
                 reached = await self._migrate_database(config, record, on_step)
         except _Transient as exc:
-            await records.release(self.main, record.id, owner, status="pending",
+            await records.release(self.main, record.id, owner, status=RecordStatus.pending,
                                   error=exc.message, error_code=exc.code, step=step)
             return InstanceResult(Outcome.pending, exc.code, exc.message, step,
                                   record.attempts)
         except Exception as exc:
             if is_transient(exc):
-                message, code = self._describe(exc, "The migration")
-                await records.release(self.main, record.id, owner, status="pending",
+                message, code = public_error(exc, stage="The migration")
+                await records.release(self.main, record.id, owner, status=RecordStatus.pending,
                                       error=message, error_code=code)
                 return InstanceResult(Outcome.pending, code, message, step, record.attempts)
             stage = f"Version step {step}" if step is not None else "The migration"
-            message, code = self._describe(exc, stage)
+            message, code = public_error(exc, stage=stage)
             log.warning("schema migration failed for a user at step %s: %s", step, code)
-            await records.release(self.main, record.id, owner, status="failed",
+            await records.release(self.main, record.id, owner, status=RecordStatus.failed,
                                   error=message, error_code=code, step=step)
             return InstanceResult(Outcome.failed, code, message, step, record.attempts)
         if not record.dry_run:
-            await self._migrated(config, reached)
-        await records.release(self.main, record.id, owner, status="completed", step=step)
+            await self._changes.update(
+                config.user_id, expect_credential_version=config.credential_version,
+                schema_version=reached, last_schema_deploy=self._changes.now())
+        await records.release(self.main, record.id, owner, status=RecordStatus.completed, step=step)
         return InstanceResult(Outcome.completed, step=step, attempts=record.attempts)
 
     async def _migrate_database(self, config: DatabaseConfig,
                                 record: records.MigrationRecord,
                                 on_step: Callable[[int], Awaitable[None]]) -> int:
         """Apply the missing steps on the user's database; the version it is at after."""
-        database = self._database_of(config)
+        database = self._databases.of(config)
         limits = self.limits
         # The session's own statement limit bounds the reads; each step sets its own and
         # takes the advisory lock for its transaction.

@@ -19,7 +19,8 @@ import time
 import procrastinate
 from procrastinate.exceptions import AlreadyEnqueued
 
-from byodb.instances.health_sweep import HealthSweeper, SweepTrigger
+from byodb.instances.health.sweep import HealthSweeper, SweepTrigger
+from byodb.instances.lifecycle.jobs import in_context
 
 HEALTH_QUEUE = "byod_health"
 NAMESPACE = "health"
@@ -35,11 +36,7 @@ class HealthContext:
 
 
 def health_of(context: procrastinate.JobContext) -> HealthContext:
-    health = context.additional_context.get("health")
-    if not isinstance(health, HealthContext):
-        raise RuntimeError("no health sweeper in the worker context: run the worker through "
-                           "byodb serve or byodb worker")
-    return health
+    return in_context(context, "health", HealthContext, "health sweeper")
 
 
 TICK_S = 60
@@ -74,7 +71,7 @@ async def operator_sweep(context: procrastinate.JobContext) -> None:
 
 def blueprint() -> procrastinate.Blueprint:
     """The health tasks on a new blueprint (for :data:`NAMESPACE`; new per job app, as
-    :func:`byodb.instances.jobs.blueprint` says why)."""
+    :func:`byodb.instances.lifecycle.jobs.blueprint` says why)."""
     tasks = procrastinate.Blueprint()
     tasks.periodic(cron="* * * * *", periodic_id="health-tick")(
         tasks.task(name="scheduled_sweep", queue=HEALTH_QUEUE, retry=0, pass_context=True,

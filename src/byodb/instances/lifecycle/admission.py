@@ -4,7 +4,7 @@
 connections only. A user whose content already lives on their own database keeps it: they
 keep working on it, retry, update its credentials (the same database), disconnect and export
 — a flag never strands anyone's data. The lifecycle asks this rule itself before every step
-that creates or re-creates a connection (``InstanceLifecycle.admission_refusal``: test, save,
+that creates or re-creates a connection (:func:`admission_refusal`: test, save,
 switch, retry, the deployment job), never each endpoint (docs/byod.md, "Feature flags").
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from byodb.errors import ByodbError, ByodDisabled, PremiumRequired
-from byodb.instances.config_store import DatabaseConfig
-from byodb.instances.states import Placement
+from byodb.instances.lifecycle.config_store import DatabaseConfig
+from byodb.instances.lifecycle.own_database import holds_own_database
 
 DISABLED_MESSAGE = "Connecting your own database is turned off on this server for now."
 DISABLED_HINT = ("Your content stays on byodb's database. If your content is already on your "
@@ -41,7 +41,23 @@ class ConnectFlags:
         return None
 
 
-def holds_own_database(config: DatabaseConfig | None) -> bool:
-    """The user's content lives on their own database (connected, in error or moving):
-    the flags must not take that database away from them."""
-    return config is not None and config.content_placement is Placement.user
+def connect_refusal(flags: ConnectFlags, current: DatabaseConfig | None, *,
+                    premium: bool) -> ByodbError | None:
+    """Why the flags refuse this user a connection test or save now, or None. A user
+    whose content is on their own database is never refused here: they may test and save
+    new credentials for it (saving still refuses moving to another database)."""
+    if holds_own_database(current):
+        return None
+    return flags.refusal(premium=premium)
+
+
+def admission_refusal(flags: ConnectFlags, config: DatabaseConfig | None, *,
+                      premium: bool) -> ByodbError | None:
+    """The admission rule for a step that creates or re-creates a connection to the
+    database ``config`` names — a deployment, a move in, a retry: why the flags refuse it,
+    or None. Only the database that holds the user's content now is never refused;
+    finishing a switch to another one is a new connection, as is anything for a user whose
+    content is still on main."""
+    if holds_own_database(config) and config is not None and not config.switching:
+        return None
+    return flags.refusal(premium=premium)

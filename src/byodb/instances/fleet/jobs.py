@@ -9,7 +9,7 @@ again before a step, so nothing is applied twice.
 
 Concurrency: each job carries one of the run's ``concurrency`` procrastinate *lock slots*
 (a job runs only while no other job holds its slot), and one host's jobs are confined to
-``per_host`` of those slots (:func:`fleet_runs.assign_slots`). That gives a global limit and
+``per_host`` of those slots (:func:`.slots.assign_slots`). That gives a global limit and
 a per-host limit across every worker without polling. A job tried again later (unreachable
 instance, locks held) is queued with a lower priority, so it never holds up the slot's
 other jobs while it waits for its time.
@@ -28,11 +28,10 @@ from procrastinate.exceptions import AlreadyEnqueued
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from byodb.instances import fleet_runs
-from byodb.instances.fleet_runs import RunOptions
-from byodb.instances.jobs import NAMESPACE, lifecycle_of
-from byodb.instances.lifecycle import InstanceLifecycle
-from byodb.instances.schema_migration import Outcome
+from byodb.instances.fleet import runs as fleet_runs
+from byodb.instances.fleet.options import RunOptions
+from byodb.instances.fleet.schema_migration import Outcome, SchemaMigrator
+from byodb.instances.lifecycle.jobs import NAMESPACE, in_context
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +44,29 @@ STALE_AFTER_S = 120.0
 """A pending record untouched this long without a queued job is queued again (the tick)."""
 RETRY_PRIORITY = -1
 
+def migrator_of(context: procrastinate.JobContext) -> SchemaMigrator:
+    """The process's migrator, set in the worker's context (``additional_context["fleet"]``)
+    by whoever runs the worker."""
+    return in_context(context, "fleet", SchemaMigrator, "schema migrator")
+
+
 async def migrate_instance(context: procrastinate.JobContext, record_id: str,
                            run_id: str | None = None, slot: int | None = None) -> None:
-    lifecycle = lifecycle_of(context)
-    scheduler = FleetScheduler(context.app, lifecycle.main)
-    await scheduler.run_instance(lifecycle, uuid.UUID(record_id),
+    migrator = migrator_of(context)
+    scheduler = FleetScheduler(context.app, migrator.main)
+    await scheduler.run_instance(migrator, uuid.UUID(record_id),
                                  uuid.UUID(run_id) if run_id else None, slot,
                                  owner=f"job-{context.job.id}")
 
 
 async def fleet_tick(context: procrastinate.JobContext, timestamp: int) -> None:
     """Once a minute: advance every active run and queue again what lost its job."""
-    await FleetScheduler(context.app, lifecycle_of(context).main).tick()
+    await FleetScheduler(context.app, migrator_of(context).main).tick()
 
 
 def blueprint() -> procrastinate.Blueprint:
     """The fleet's tasks on a new blueprint (for :data:`NAMESPACE`; new per job app, as
-    :func:`byodb.instances.jobs.blueprint` says why)."""
+    :func:`byodb.instances.lifecycle.jobs.blueprint` says why)."""
     tasks = procrastinate.Blueprint()
     tasks.task(name="migrate_instance", queue=MIGRATE_QUEUE, retry=0,
                pass_context=True)(migrate_instance)
@@ -120,14 +125,14 @@ class FleetScheduler:
             ).defer_async(record_id=str(record_id),
                           run_id=str(run_id) if run_id else None, slot=slot)
 
-    async def run_instance(self, lifecycle: InstanceLifecycle, record_id: uuid.UUID,
+    async def run_instance(self, migrator: SchemaMigrator, record_id: uuid.UUID,
                            run_id: uuid.UUID | None, slot: int | None, *, owner: str) -> None:
         """The job body: migrate the instance unless its run halted, then let the run take
         its next decision (which may open the next wave)."""
         # (An instance of a halted run is not claimed: it stays pending until a retry.)
-        result = await lifecycle.migrate(record_id, owner)
+        result = await migrator.run(record_id, owner)
         if result.outcome is Outcome.pending and result.code != "leased":
-            delay = lifecycle.migrator.limits.retry_delay_s(result.attempts)
+            delay = migrator.retry_delay_s(result.attempts)
             await self.defer_again(record_id, run_id, slot, delay_s=delay, retry=True)
         if run_id is not None:
             decision = await fleet_runs.advance(self.main, run_id)

@@ -23,7 +23,18 @@ from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from byodb.errors import InvalidInput, NotFound
+from byodb.errors import NotFound
+from byodb.instances.fleet.options import RunOptions
+from byodb.instances.fleet.slots import PlannedJob, assign_slots
+from byodb.instances.fleet.states import (
+    ACTIVE_RUNS,
+    RecordStatus,
+    RunStatus,
+    as_stored,
+    check_run_transition,
+    rejoinable,
+)
+from byodb.instances.lifecycle.own_database import ON_OWN_DEPLOYED_DATABASE
 from byodb.maindb.tables import byod_migrations as bm
 from byodb.maindb.tables import migrations as runs
 from byodb.maindb.tables import user_database_config as udc
@@ -42,37 +53,6 @@ RETRYING_CODES = frozenset({"lock_timeout", "busy"})
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    to_version: int
-    canary: int = 0
-    concurrency: int = 20
-    per_host: int = 4
-    max_failure_ratio: float = 0.1
-    dry_run: bool = False
-    started_by: str = "operator"
-
-    def check(self, supported: range) -> None:
-        """Refuse options that make no sense, naming the field (nothing is written)."""
-        if self.to_version not in supported:
-            raise InvalidInput(f"to_version must be between {supported.start} and "
-                               f"{supported.stop - 1} (the versions this release supports)")
-        if self.canary < 0:
-            raise InvalidInput("canary must be 0 or more")
-        if self.concurrency < 1 or self.per_host < 1:
-            raise InvalidInput("concurrency and per_host must be at least 1")
-        if not 0.0 <= self.max_failure_ratio <= 1.0:
-            raise InvalidInput("max_failure_ratio must be between 0 and 1")
-
-
-@dataclass(frozen=True)
-class PlannedJob:
-    """One instance's job: which record, on which concurrency slot."""
-
-    record_id: uuid.UUID
-    slot: int
-
-
-@dataclass(frozen=True)
 class RunCounts:
     total: int
     completed: int
@@ -83,22 +63,17 @@ class RunCounts:
 
 
 def _eligible_behind(to_version: int) -> Any:
-    return and_(udc.c.deployment_status == "deployed", udc.c.content_placement == "user",
-                udc.c.schema_version.is_not(None),
-                udc.c.connection_status.not_in(("none", "disconnected")),
-                udc.c.schema_version < to_version)
+    return and_(ON_OWN_DEPLOYED_DATABASE, udc.c.schema_version < to_version)
 
 
 async def count_behind(main: AsyncEngine, to_version: int) -> tuple[int, int]:
     """(instances behind ``to_version``, instances already at it or newer), from main's
     records only — the no-op check of a fleet that is current costs one query."""
-    deployed = and_(udc.c.deployment_status == "deployed", udc.c.content_placement == "user",
-                    udc.c.schema_version.is_not(None),
-                    udc.c.connection_status.not_in(("none", "disconnected")))
     async with main.connect() as conn:
         row = (await conn.execute(select(
             func.count().filter(udc.c.schema_version < to_version),
-            func.count().filter(udc.c.schema_version >= to_version)).where(deployed))).one()
+            func.count().filter(udc.c.schema_version >= to_version))
+            .where(ON_OWN_DEPLOYED_DATABASE))).one()
     return int(row[0]), int(row[1])
 
 
@@ -109,7 +84,7 @@ async def create_run(main: AsyncEngine, options: RunOptions) -> uuid.UUID | None
     async with main.begin() as conn:
         inserted = (await conn.execute(
             insert(runs).values(
-                id=run_id, to_version=options.to_version, status="running",
+                id=run_id, to_version=options.to_version, status=RunStatus.running.value,
                 started_by=options.started_by, dry_run=options.dry_run,
                 canary=options.canary, concurrency=options.concurrency,
                 per_host=options.per_host, max_failure_ratio=options.max_failure_ratio)
@@ -125,21 +100,21 @@ async def create_run(main: AsyncEngine, options: RunOptions) -> uuid.UUID | None
         canary = options.canary if 0 < options.canary < len(behind) else 0
         rows = [{"id": uuid.uuid4(), "user_id": user_id, "from_version": version,
                  "to_version": options.to_version, "dry_run": options.dry_run,
-                 "migration_id": run_id, "host": host, "status": "pending",
+                 "migration_id": run_id, "host": host, "status": RecordStatus.pending.value,
                  "wave": 1 if index < canary else 2}
                 for index, (user_id, version, host) in enumerate(behind)]
         for start in range(0, len(rows), 1000):
             stmt = insert(bm).values(rows[start:start + 1000])
             # A new run tries again what an earlier one left failed (its cause may be fixed).
-            again: dict[str, Any] = {"status": "pending", "error": None, "error_code": None,
+            again: dict[str, Any] = {"status": RecordStatus.pending.value, "error": None,
+                                     "error_code": None,
                                      "step": None}
             await conn.execute(stmt.on_conflict_do_update(
                 index_elements=[bm.c.user_id, bm.c.to_version, bm.c.dry_run],
                 set_={"migration_id": run_id, "wave": stmt.excluded.wave,
                       "host": stmt.excluded.host, "from_version": stmt.excluded.from_version,
                       "updated_at": func.now(), **again},
-                where=bm.c.status != "running" if options.dry_run
-                else bm.c.status.not_in(("running", "completed"))))
+                where=bm.c.status.in_(as_stored(rejoinable(dry_run=options.dry_run)))))
         await conn.execute(update(runs).where(runs.c.id == run_id).values(
             wave=1 if canary else 2, already_current=current))
         await _recount(conn, run_id)
@@ -149,32 +124,8 @@ async def create_run(main: AsyncEngine, options: RunOptions) -> uuid.UUID | None
 async def _count_current(conn: AsyncConnection, to_version: int) -> int:
     """Instances already at ``to_version`` or newer (from main's records)."""
     row = (await conn.execute(select(func.count()).select_from(udc).where(
-        udc.c.deployment_status == "deployed", udc.c.content_placement == "user",
-        udc.c.connection_status.not_in(("none", "disconnected")),
-        udc.c.schema_version >= to_version))).one()
+        ON_OWN_DEPLOYED_DATABASE, udc.c.schema_version >= to_version))).one()
     return int(row[0])
-
-
-def assign_slots(hosts: list[tuple[uuid.UUID, str | None]], concurrency: int,
-                 per_host: int) -> list[PlannedJob]:
-    """Spread instances over ``concurrency`` slots (a job runs only while no other job
-    holds its slot) so that one host never gets more than ``per_host`` slots: at most
-    ``concurrency`` instances at once in all, ``per_host`` on any one host. Hosts with the
-    most instances choose first, each taking the least loaded slots, so the busiest slot
-    (which sets how long the wave takes) carries as little as it can."""
-    by_host: dict[str | None, list[uuid.UUID]] = {}
-    for record_id, host in hosts:
-        by_host.setdefault(host, []).append(record_id)
-    width = min(per_host, concurrency)
-    load = [0] * concurrency
-    planned: list[PlannedJob] = []
-    for _, record_ids in sorted(by_host.items(), key=lambda kv: (-len(kv[1]), str(kv[0]))):
-        slots = sorted(range(concurrency), key=lambda slot: (load[slot], slot))[:width]
-        for n, record_id in enumerate(record_ids):
-            slot = slots[n % width]
-            load[slot] += 1
-            planned.append(PlannedJob(record_id, slot))
-    return planned
 
 
 async def wave_jobs(main: AsyncEngine, run_id: uuid.UUID) -> tuple[dict[str, Any],
@@ -185,9 +136,9 @@ async def wave_jobs(main: AsyncEngine, run_id: uuid.UUID) -> tuple[dict[str, Any
         rows = (await conn.execute(
             select(bm.c.id, bm.c.host).where(bm.c.migration_id == run_id,
                                              bm.c.wave == run["wave"],
-                                             bm.c.status == "pending")
+                                             bm.c.status == RecordStatus.pending.value)
             .order_by(bm.c.created_at, bm.c.id))).all()
-    if run["status"] != "running":
+    if run["status"] != RunStatus.running:
         return run, []
     return run, assign_slots([(r[0], r[1]) for r in rows], run["concurrency"], run["per_host"])
 
@@ -207,18 +158,25 @@ async def _recount(conn: AsyncConnection, run_id: uuid.UUID) -> RunCounts:
                                .group_by(bm.c.status))).all()
     by = {status: int(n) for status, n in rows}
     run = await _run_row(conn, run_id)
-    counts = RunCounts(total=sum(by.values()), completed=by.get("completed", 0),
-                       failed=by.get("failed", 0), pending=by.get("pending", 0),
-                       running=by.get("running", 0), already_current=run["already_current"])
+    counts = _counts(by, run)
     await conn.execute(update(runs).where(runs.c.id == run_id).values(
         total=counts.total, completed=counts.completed, failed=counts.failed,
         updated_at=func.now()))
     return counts
 
 
+def _counts(by: dict[str, int], run: dict[str, Any]) -> RunCounts:
+    """The run's counts from its records' statuses (``by``: status → records)."""
+    return RunCounts(total=sum(by.values()), completed=by.get(RecordStatus.completed, 0),
+                     failed=by.get(RecordStatus.failed, 0),
+                     pending=by.get(RecordStatus.pending, 0),
+                     running=by.get(RecordStatus.running, 0),
+                     already_current=run["already_current"])
+
+
 @dataclass(frozen=True)
 class Decision:
-    status: str
+    status: RunStatus
     next_wave: bool = False
 
 
@@ -226,24 +184,26 @@ async def advance(main: AsyncEngine, run_id: uuid.UUID) -> Decision:
     """Recount the run and take the next decision: halt it, open the next wave, or settle
     it (``completed``, or ``incomplete`` while instances failed or wait to be reachable)."""
     if await _nothing_to_decide(main, run_id):
-        return Decision("running")
+        return Decision(RunStatus.running)
     async with main.begin() as conn:
         run = await _run_row(conn, run_id, for_update=True)
-        if run["status"] not in ("running", "incomplete") or await _superseded(conn, run):
-            return Decision(run["status"])  # its counts stay as they were when it ended
+        current = RunStatus(run["status"])
+        if current not in ACTIVE_RUNS or await _superseded(conn, run):
+            return Decision(current)  # its counts stay as they were when it ended
         counts = await _recount(conn, run_id)
-        if run["status"] == "incomplete" and counts.completed == counts.total:
-            await _finish(conn, run_id, "completed")
-            return Decision("completed")
-        if run["status"] != "running":
-            return Decision(run["status"])
+        if current is RunStatus.incomplete and counts.completed == counts.total:
+            await _finish(conn, run_id, current, RunStatus.completed)
+            return Decision(RunStatus.completed)
+        if current is not RunStatus.running:
+            return Decision(current)
         wave = run["wave"]
         # Tried and left pending (unreachable, busy) records why; a record (re)joining
         # the run has no error yet.
-        tried = (bm.c.status.in_(("completed", "failed"))
-                 | ((bm.c.status == "pending") & bm.c.error_code.is_not(None)))
+        tried = (bm.c.status.in_(as_stored({RecordStatus.completed, RecordStatus.failed}))
+                 | ((bm.c.status == RecordStatus.pending.value) & bm.c.error_code.is_not(None)))
         row = (await conn.execute(select(
-            func.count().filter(tried), func.count().filter(bm.c.status == "failed"),
+            func.count().filter(tried),
+            func.count().filter(bm.c.status == RecordStatus.failed.value),
             func.count().filter(~tried))
             .where(bm.c.migration_id == run_id, bm.c.wave == wave))).one()
         settled, failed, unsettled = int(row[0]), int(row[1]), int(row[2])
@@ -251,15 +211,16 @@ async def advance(main: AsyncEngine, run_id: uuid.UUID) -> Decision:
         if settled and judged and failed / settled > run["max_failure_ratio"]:
             reason = (f"{'the canary' if wave == 1 else 'wave 2'}: {failed} of {settled} "
                       f"instances failed, more than {run['max_failure_ratio']:.0%}")
-            await _finish(conn, run_id, "halted", halted_reason=reason)
-            return Decision("halted")
+            await _finish(conn, run_id, current, RunStatus.halted, halted_reason=reason)
+            return Decision(RunStatus.halted)
         if unsettled:
-            return Decision("running")
+            return Decision(RunStatus.running)
         if wave == 1:
             await conn.execute(update(runs).where(runs.c.id == run_id).values(wave=2))
-            return Decision("running", next_wave=True)
-        status = "completed" if counts.completed == counts.total else "incomplete"
-        await _finish(conn, run_id, status)
+            return Decision(RunStatus.running, next_wave=True)
+        status = RunStatus.completed if counts.completed == counts.total \
+            else RunStatus.incomplete
+        await _finish(conn, run_id, current, status)
         return Decision(status)
 
 
@@ -269,11 +230,12 @@ async def _nothing_to_decide(main: AsyncEngine, run_id: uuid.UUID) -> bool:
     a wave runs, so jobs finishing at once do not queue on the run row)."""
     async with main.connect() as conn:
         run = await _run_row(conn, run_id)
-        if run["status"] != "running":
+        if run["status"] != RunStatus.running:
             return False
         row = (await conn.execute(select(
-            func.count().filter(bm.c.status == "failed"),
-            func.count().filter(bm.c.status.in_(("pending", "running"))
+            func.count().filter(bm.c.status == RecordStatus.failed.value),
+            func.count().filter(bm.c.status.in_(as_stored({RecordStatus.pending,
+                                                           RecordStatus.running}))
                                 & bm.c.error_code.is_(None)))
             .where(bm.c.migration_id == run_id, bm.c.wave == run["wave"]))).one()
     return int(row[0]) == 0 and int(row[1]) > 0
@@ -288,10 +250,11 @@ async def _superseded(conn: AsyncConnection, run: dict[str, Any]) -> bool:
     return bool(newer)
 
 
-async def _finish(conn: AsyncConnection, run_id: uuid.UUID, status: str, *,
-                  halted_reason: str | None = None) -> None:
+async def _finish(conn: AsyncConnection, run_id: uuid.UUID, current: RunStatus,
+                  status: RunStatus, *, halted_reason: str | None = None) -> None:
+    check_run_transition(current, status)
     await conn.execute(update(runs).where(runs.c.id == run_id).values(
-        status=status, halted_reason=halted_reason, finished_at=func.now(),
+        status=status.value, halted_reason=halted_reason, finished_at=func.now(),
         updated_at=func.now()))
 
 
@@ -299,12 +262,16 @@ async def retry_failed(main: AsyncEngine, run_id: uuid.UUID) -> int:
     """Put the run's failed instances back to ``pending`` and resume the run (a halted run
     continues with its current wave). Returns how many instances will be tried again."""
     async with main.begin() as conn:
-        await _run_row(conn, run_id, for_update=True)
+        run = await _run_row(conn, run_id, for_update=True)
+        check_run_transition(RunStatus(run["status"]), RunStatus.running)
         result = await conn.execute(
-            update(bm).where(bm.c.migration_id == run_id, bm.c.status == "failed")
-            .values(status="pending", error=None, error_code=None, updated_at=func.now()))
+            update(bm).where(bm.c.migration_id == run_id,
+                             bm.c.status == RecordStatus.failed.value)
+            .values(status=RecordStatus.pending.value, error=None, error_code=None,
+                    updated_at=func.now()))
         await conn.execute(update(runs).where(runs.c.id == run_id).values(
-            status="running", halted_reason=None, finished_at=None, updated_at=func.now()))
+            status=RunStatus.running.value, halted_reason=None, finished_at=None,
+            updated_at=func.now()))
         await _recount(conn, run_id)
     return int(result.rowcount)
 
@@ -319,15 +286,16 @@ async def stale_records(main: AsyncEngine, run_id: uuid.UUID, older_than_s: floa
                                                                   older_than_s)
         rows = (await conn.execute(select(bm.c.id).where(
             bm.c.migration_id == run_id, bm.c.wave <= run["wave"],
-            ((bm.c.status == "pending") & quiet)
-            | ((bm.c.status == "running") & (bm.c.lease_expires_at < func.now())))))
+            ((bm.c.status == RecordStatus.pending.value) & quiet)
+            | ((bm.c.status == RecordStatus.running.value)
+               & (bm.c.lease_expires_at < func.now())))))
         return [r[0] for r in rows.all()]
 
 
 async def active_runs(main: AsyncEngine) -> list[uuid.UUID]:
     async with main.connect() as conn:
         rows = (await conn.execute(select(runs.c.id).where(
-            runs.c.status.in_(("running", "incomplete"))))).all()
+            runs.c.status.in_(as_stored(ACTIVE_RUNS))))).all()
     return [r[0] for r in rows]
 
 
@@ -350,15 +318,12 @@ async def describe_run(main: AsyncEngine, run_id: uuid.UUID, *,
     """A run with its counts (and its instances' records, failures first)."""
     async with main.connect() as conn:
         run = await _run_row(conn, run_id)
-        if run["status"] == "running":  # live counts; an ended run keeps its own
+        if run["status"] == RunStatus.running:  # live counts; an ended run keeps its own
             rows = (await conn.execute(select(bm.c.status, func.count())
                                        .where(bm.c.migration_id == run_id)
                                        .group_by(bm.c.status))).all()
             by = {status: int(n) for status, n in rows}
-            counts = RunCounts(total=sum(by.values()), completed=by.get("completed", 0),
-                               failed=by.get("failed", 0), pending=by.get("pending", 0),
-                               running=by.get("running", 0),
-                               already_current=run["already_current"])
+            counts = _counts(by, run)
         else:
             counts = RunCounts(total=run["total"], completed=run["completed"],
                                failed=run["failed"],
@@ -366,8 +331,9 @@ async def describe_run(main: AsyncEngine, run_id: uuid.UUID, *,
                                running=0, already_current=run["already_current"])
         summary = run_summary(run, counts)
         if with_instances:
-            order = case((bm.c.status == "failed", 0), (bm.c.status == "running", 1),
-                         (bm.c.status == "pending", 2), else_=3)
+            order = case((bm.c.status == RecordStatus.failed.value, 0),
+                         (bm.c.status == RecordStatus.running.value, 1),
+                         (bm.c.status == RecordStatus.pending.value, 2), else_=3)
             records = (await conn.execute(
                 select(bm.c.user_id, bm.c.host, bm.c.status, bm.c.from_version,
                        bm.c.to_version, bm.c.step, bm.c.attempts, bm.c.error,
@@ -409,5 +375,6 @@ async def schema_update_under_way(main: AsyncEngine, user_id: str) -> bool:
     async with main.connect() as conn:
         found = (await conn.execute(select(func.count()).select_from(bm).where(
             bm.c.user_id == user_id, bm.c.dry_run.is_(False),
-            bm.c.status.in_(("pending", "running"))))).scalar_one()
+            bm.c.status.in_(as_stored({RecordStatus.pending, RecordStatus.running}))))
+            ).scalar_one()
     return bool(found)

@@ -20,30 +20,28 @@ Only after a target passed the guard may a caller report detailed connection fai
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 import logging
-import os
-import socket
-import ssl
 import tempfile
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import psycopg
 
-from byodb import executors
 from byodb.errors import ByodbError, ConfigurationError
+from byodb.instances.connection.addresses import Resolver, classify_address, system_resolver
+from byodb.instances.connection.hostenv import (
+    MIN_LIBPQ_VERSION,
+    NO_FILE,
+    URL_AUTH_METHODS,
+    system_ca_file,
+)
 from byodb.instances.connection.session import SessionLimits
 from byodb.vault.secret import Secret
 
 log = logging.getLogger(__name__)
-
-Resolver = Callable[[str, int], Awaitable[list[str]]]
-AddressClass = Literal["public", "private", "forbidden"]
 
 # Options a user may put in the query string; everything else is refused (no sslkey or
 # sslrootcert paths on our disk — a CA certificate is pasted instead —, no `options` that
@@ -53,34 +51,6 @@ ALLOWED_OPTIONS = frozenset({"sslmode", "channel_binding", "application_name", "
 _CHANNEL_BINDING = ("disable", "prefer", "require")
 _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _TLS_MODES = ("require", "verify-ca", "verify-full")
-# Cloud metadata and platform endpoints: they hand out credentials, instance identity or
-# host configuration to whoever asks from inside the VM, so they are refused even where
-# private hosts are allowed (self-hosting on a cloud VM still must not reach them).
-_METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
-    # AWS EC2, GCP (metadata.google.internal), Azure IMDS, Oracle Cloud, DigitalOcean,
-    # Hetzner, OpenStack, IBM Cloud, Linode, Vultr, Huawei Cloud: the common IMDS address.
-    "169.254.169.254",
-    "fd00:ec2::254",                      # AWS EC2 IMDS over IPv6 (Nitro)
-    "169.254.170.2",                      # AWS ECS task metadata and credentials
-    "169.254.170.23", "fd00:ec2::23",     # AWS EKS Pod Identity agent (credentials)
-    "169.254.169.253", "fd00:ec2::253",   # AWS VPC DNS resolver
-    "169.254.169.123", "fd00:ec2::123",   # AWS time sync service
-    "fd20:ce::254",                       # GCP metadata server over IPv6
-    "168.63.129.16",                      # Azure platform / WireServer (agent, DNS, probes)
-    "192.0.0.192",                        # Oracle Cloud (OCI) legacy metadata
-    "100.100.100.200",                    # Alibaba Cloud metadata
-    "169.254.0.23",                       # Tencent Cloud metadata (metadata.tencentyun.com)
-    "169.254.42.42", "fd00:42::42",       # Scaleway metadata
-    "fe80::a9fe:a9fe",                    # OpenStack metadata over IPv6 link-local
-))
-_ADDRESS_RANK: dict[AddressClass, int] = {"public": 0, "private": 1, "forbidden": 2}
-# NAT64 (RFC 6052 / RFC 8215): the translator sends packets to the embedded IPv4 address.
-_NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
-_NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")
-_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")        # deprecated ::a.b.c.d
-_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT (RFC 2765)
-
-
 class ConnectionCheckError(ByodbError):
     """A classified failure of a user database URL or connection (codes of DESIGN.md §5)."""
 
@@ -177,136 +147,6 @@ def parse_database_url(raw: str) -> DatabaseUrl:
     )
 
 
-async def system_resolver(host: str, port: int) -> list[str]:
-    # On the DNS pool of its own (byodb.executors), never the default thread pool.
-    infos = await executors.resolve(host, port, kind=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def _strictest(*kinds: AddressClass) -> AddressClass:
-    return max(kinds, key=_ADDRESS_RANK.__getitem__)
-
-
-def _ipv4_at(ip: ipaddress.IPv6Address, *bit_ranges: tuple[int, int]) -> ipaddress.IPv4Address:
-    """The IPv4 address stored in ``bit_ranges`` (first bit, last bit + 1, counted from the
-    left) of ``ip`` — RFC 6052 splits it around the reserved bits 64..71 for some prefixes."""
-    value = 0
-    for start, end in bit_ranges:
-        width = end - start
-        value = (value << width) | ((int(ip) >> (128 - end)) & ((1 << width) - 1))
-    return ipaddress.IPv4Address(value)
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
-    """Every IPv4 address a packet to ``ip`` may be delivered to by a relay or translator
-    on our side of the network (empty when ``ip`` is plain IPv6)."""
-    if ip.ipv4_mapped is not None:                        # ::ffff:a.b.c.d
-        return (ip.ipv4_mapped,)
-    if ip.sixtofour is not None:                          # 6to4 2002:AABB:CCDD::/48
-        return (ip.sixtofour,)
-    if ip.teredo is not None:                             # Teredo 2001::/32
-        # (server, client); Python already undoes the bitwise NOT of the client address.
-        # The client is where packets go; the server is judged too, to be safe.
-        server, client = ip.teredo
-        return (client, server)
-    if ip in _NAT64_WELL_KNOWN or ip in _IPV4_TRANSLATED:  # 64:ff9b::a.b.c.d, SIIT
-        return (_ipv4_at(ip, (96, 128)),)
-    if ip in _NAT64_LOCAL_USE:
-        # The local translator's prefix length is unknown (/48 to /96 fit in this block):
-        # every RFC 6052 position is a candidate, and the strictest verdict wins. A position
-        # holding only zero bits is the unused part of a longer prefix, not 0.0.0.0.
-        candidates = (_ipv4_at(ip, (48, 64), (72, 88)), _ipv4_at(ip, (56, 64), (72, 96)),
-                      _ipv4_at(ip, (72, 104)), _ipv4_at(ip, (96, 128)))
-        return tuple(v4 for v4 in candidates if int(v4)) or (ipaddress.IPv4Address(0),)
-    if ip in _IPV4_COMPATIBLE and int(ip) > 1:            # ::a.b.c.d, but not :: or ::1
-        return (_ipv4_at(ip, (96, 128)),)
-    return ()
-
-
-def _classify_plain(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> AddressClass:
-    if ip in _METADATA_ADDRESSES or ip.is_multicast or ip.is_unspecified:
-        return "forbidden"
-    if ip.is_loopback or ip.is_private or ip.is_link_local:
-        return "private"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:  # fec0::/10, deprecated
-        return "private"
-    if ip.is_reserved:
-        return "forbidden"
-    return "private" if not ip.is_global else "public"
-
-
-def classify_address(address: str) -> AddressClass:
-    """``public``, ``private`` (loopback/private/site-local/link-local/shared) or
-    ``forbidden`` (metadata/platform, multicast, unspecified, reserved).
-
-    An IPv6 address that embeds an IPv4 address is judged by the IPv4 address it reaches
-    (the strictest, when several are possible): ``2002:a9fe:a9fe::1`` is the metadata
-    service, ``64:ff9b::a00:1`` is 10.0.0.1. An embedded *public* IPv4 address is public —
-    the packet reaches the same host as the plain address would — so a user on a NAT64
-    network can still use their IPv4-only provider. Local-use NAT64 (``64:ff9b:1::/48``)
-    is at least private: that translator is on our own network.
-    """
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if ip in _METADATA_ADDRESSES:
-        return "forbidden"
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(ip)
-        if embedded:
-            kinds = [_classify_plain(v4) for v4 in embedded]
-            if ip in _NAT64_LOCAL_USE:
-                kinds.append("private")
-            return _strictest(*kinds)
-    return _classify_plain(ip)
-
-
-# libpq reads a file or an environment variable for every parameter a connection does not
-# set, so a connection to a user's server could carry this host's secrets (PGPASSWORD,
-# ~/.pgpass, a service file's password, ~/.postgresql/postgresql.key). Two layers keep them
-# out: CheckedTarget.connect_kwargs() sets every such parameter itself, and
-# forget_host_libpq_environment() removes the PG* variables libpq would still read (PGSERVICE
-# fills parameters left unset, PGTZ/PGDATESTYLE have no parameter at all).
-
-# A path that can never name a file: /dev/null is a device, never a directory, so stat() of
-# anything below it fails and libpq treats the file as absent — silently, whereas /dev/null
-# itself would be read (and warned about as "not a plain file" when used as passfile).
-NO_FILE = os.path.join(os.devnull, "byodb-no-file")
-# Methods whose secret comes from the URL; "none" lets a server that asks for nothing in.
-# Excluded: gss/sspi (this host's Kerberos tickets) and oauth (a flow run on this host).
-_URL_AUTH_METHODS = "password,md5,scram-sha-256,none"
-MIN_LIBPQ_VERSION = 160000  # require_auth and sslcertmode
-
-
-@functools.cache
-def _system_ca_file() -> str:
-    """The system CA bundle for ``sslmode=verify-ca`` (libpq's ``sslrootcert=system`` is
-    allowed with ``verify-full`` only); :data:`NO_FILE` when there is none, so libpq fails
-    the connection instead of reading ``~/.postgresql/root.crt`` of this host."""
-    paths = ssl.get_default_verify_paths()
-    for candidate in (paths.cafile, paths.openssl_cafile):
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    return NO_FILE
-
-
-def forget_host_libpq_environment() -> tuple[str, ...]:
-    """Remove every ``PG*`` variable from this process's environment; return their names.
-
-    byodb never reads them (main is configured by ``BYODB_DATABASE_URL``), and libpq would
-    apply them to connections to users' servers: ``PGSERVICE`` names a service file whose
-    values fill every parameter a connection leaves unset, ``PGTZ``/``PGDATESTYLE``/
-    ``PGGEQO`` are sent with no parameter to override them, and a future libpq may add more.
-    Cheap when the environment is clean (one scan, nothing changed), so it runs before
-    every user connection — which also covers a variable set after startup.
-    """
-    names = tuple(sorted(name for name in os.environ if name.startswith("PG")))
-    for name in names:
-        os.environ.pop(name, None)
-    if names:
-        log.warning("removed libpq environment variables %s: byodb does not use them, and "
-                    "they must not reach users' databases", ", ".join(names))
-    return names
-
-
 def client_auth_refusal(exc: BaseException, target: CheckedTarget) -> ConnectionCheckError | None:
     """libpq's own refusal to authenticate (the URL has no password but the server asks for
     one, or the server asks for a method we do not use) as ``auth_failed``; None otherwise.
@@ -369,7 +209,7 @@ class CheckedTarget:
             "dbname": self.url.database,
             "user": self.url.user,
             "password": password,
-            "require_auth": _URL_AUTH_METHODS if password else "none",
+            "require_auth": URL_AUTH_METHODS if password else "none",
             "passfile": NO_FILE,  # never ~/.pgpass or PGPASSFILE of this host
             "sslmode": self.sslmode,
             # Never present a client certificate: this host's (~/.postgresql/postgresql.crt,
@@ -414,7 +254,7 @@ class CheckedTarget:
         if self.sslmode == "verify-full":
             return "system"
         if self.sslmode == "verify-ca":
-            return _system_ca_file()
+            return system_ca_file()
         return NO_FILE  # no verification, as the mode says
 
     def redacted(self) -> str:

@@ -32,7 +32,7 @@ class Placement(StrEnum):
 
 class ContentAccess(StrEnum):
     """What a content request of a user may do now (decided by
-    :meth:`byodb.instances.config_store.DatabaseConfig.access`)."""
+    :meth:`byodb.instances.lifecycle.config_store.DatabaseConfig.access`)."""
 
     main = "main"  # their content is on main: use it
     user = "user"  # their content is on their database and it is usable

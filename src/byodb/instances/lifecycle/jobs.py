@@ -12,22 +12,33 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from typing import TypeVar
 
 import procrastinate
 from procrastinate.exceptions import AlreadyEnqueued
 
-from byodb.instances.lifecycle import DisconnectMode, InstanceLifecycle
+from byodb.instances.lifecycle.disconnect import DisconnectMode
+from byodb.instances.lifecycle.owner import InstanceLifecycle
 
 CONNECT_QUEUE = "byod_connect"
 MOVE_QUEUE = "byod_move"
 NAMESPACE = "byod"
 
-def lifecycle_of(context: procrastinate.JobContext) -> InstanceLifecycle:
-    lifecycle = context.additional_context.get("lifecycle")
-    if not isinstance(lifecycle, InstanceLifecycle):
-        raise RuntimeError("no lifecycle in the worker context: run the worker through "
+T = TypeVar("T")
+
+
+def in_context(context: procrastinate.JobContext, key: str, kind: type[T], what: str) -> T:
+    """What the worker's runner put in its context under ``key`` (the lifecycle, the
+    migrator, the sweeper: each job finds what it needs there, not through another)."""
+    found = context.additional_context.get(key)
+    if not isinstance(found, kind):
+        raise RuntimeError(f"no {what} in the worker context: run the worker through "
                            "byodb serve or byodb worker")
-    return lifecycle
+    return found
+
+
+def lifecycle_of(context: procrastinate.JobContext) -> InstanceLifecycle:
+    return in_context(context, "lifecycle", InstanceLifecycle, "lifecycle")
 
 
 async def provision(context: procrastinate.JobContext, user_id: str,
@@ -56,9 +67,10 @@ def blueprint() -> procrastinate.Blueprint:
 
 
 class ProcrastinateJobs:
-    """:class:`~byodb.instances.lifecycle.LifecycleJobs` on a procrastinate app that has
-    :func:`blueprint` registered under :data:`NAMESPACE`. One job at a time per user
-    (a shared lock), and the same job is never queued twice."""
+    """:class:`~byodb.instances.lifecycle.owner.LifecycleJobs` (and the version gate's
+    ``MigrationJobs``) on a procrastinate app that has :func:`blueprint` registered under
+    :data:`NAMESPACE`. One job at a time per user (a shared lock), and the same job is never
+    queued twice."""
 
     def __init__(self, app: procrastinate.App):
         self._app = app
@@ -82,7 +94,8 @@ class ProcrastinateJobs:
                           mode=mode.value)
 
     async def migrate(self, record_id: uuid.UUID) -> None:
-        """One user's schema migration outside a fleet run (``fleet_jobs`` runs it)."""
+        """One user's schema migration outside a fleet run (the version gate's; the task is
+        ``byodb.instances.fleet.jobs.migrate_instance``)."""
         with contextlib.suppress(AlreadyEnqueued):
             await self._app.configure_task(
                 f"{NAMESPACE}:migrate_instance", queueing_lock=f"migrate:{record_id}",

@@ -26,7 +26,7 @@ import psycopg
 
 from byodb.errors import ByodbError
 from byodb.instances.connection.failures import server_words, sqlstate_of
-from byodb.instances.guard import ConnectionCheckError, DatabaseUrl
+from byodb.instances.connection.guard import ConnectionCheckError, DatabaseUrl
 
 T = TypeVar("T")
 

@@ -16,8 +16,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from byodb.instances.guard import DatabaseUrl
-from byodb.instances.states import (
+from byodb.instances.connection.guard import DatabaseUrl
+from byodb.instances.lifecycle.states import (
     ConnectionStatus,
     ContentAccess,
     DeploymentStatus,

@@ -1,0 +1,1 @@
+"""Health of users' databases: check one, sweep the fleet, report, passive health, their jobs."""

@@ -1,0 +1,1 @@
+"""One user database's lifecycle: test, save, provision, move, switch, retry, disconnect."""
