@@ -45,7 +45,7 @@ class Role(StrEnum):
 
     web = "web"
     """``byodb serve`` (and ``create_app``): the whole runtime; the app adds its routes,
-    listeners and, unless ``BYODB_INLINE_WORKER=0``, the job workers."""
+    listeners and, unless ``BYODB_INLINE_WORKER=false``, the job workers."""
     worker = "worker"
     """``byodb worker``: the whole runtime, for the job workers."""
     operator = "operator"

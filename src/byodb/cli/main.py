@@ -140,8 +140,8 @@ def main() -> None:
     The garbage collector is off until the command's module is imported, then everything
     alive is frozen (``gc.freeze``) and it is back on: the imports make objects that live
     as long as the process, and collecting them over and over while they are made, then at
-    exit, cost a third of a second of ``byodb status``. (In-process callers, such as tests
-    invoking ``app``, keep their collector as it is.)
+    exit, cost a third of a second of ``byodb status``. (Callers of ``app`` itself, such as
+    Typer's test runner, keep their collector as it is.)
     """
     gc.disable()
     try:
