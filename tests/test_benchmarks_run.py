@@ -85,3 +85,10 @@ def test_import_benchmark_prints_its_memory_and_latency_ratio() -> None:
     assert figures["messages"] == figures["expected_messages"] == 160
     assert {"seconds", "peak_rss_mb", "before_p95_ms", "during_p95_ms"} <= set(figures)
     assert isinstance(figures["other_p95_ratio"], float) and figures["other_p95_ratio"] > 0
+
+
+def test_cli_start_benchmark_prints_help_and_status_times() -> None:
+    figures = _last_json(str(BENCH / "cli_start.py"), "--runs", "1")
+    assert figures["benchmark"] == "cli_start" and figures["runs"] == 1
+    assert {"python_s", "help_s", "status_s", "meets_targets"} <= set(figures)
+    assert float(str(figures["help_raw_s"])) > 0 and float(str(figures["status_raw_s"])) > 0

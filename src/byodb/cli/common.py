@@ -1,16 +1,14 @@
-"""What every operator command shares: one-line errors, the main database (embedded or
-configured) and, for commands that work on the fleet, the process's runtime with a bound
-job app. Command modules (``cli/main.py`` and the ones it registers) import this; this
-imports none of them."""
+"""What every operator command shares: one-line errors, the settings read afresh, the main
+database (embedded or configured) and the way a long-running command ends on SIGTERM. The
+command modules import this; this imports none of them. (A command that works on the
+fleet opens its process with ``byodb.runtime.open_process``, role ``operator``.)"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Annotated, NoReturn
 
-import procrastinate
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -18,12 +16,9 @@ from rich.markup import escape
 
 from byodb.alerts import AlertSettings
 from byodb.errors import ByodbError
-from byodb.instances.lifecycle.jobs import ProcrastinateJobs
-from byodb.jobs.queue import bound_job_app, ensure_job_schema
 from byodb.maindb.embedded import EmbeddedServerError, ServerShare
 from byodb.maindb.location import find_main_database, start_main_database
 from byodb.maindb.stored_keys import stored_key_ids
-from byodb.runtime import Runtime, build_runtime
 from byodb.safetext import escaped
 from byodb.settings import Settings, get_settings
 from byodb.vault.keys import key_ring_for_deployment
@@ -140,21 +135,14 @@ def main_database(settings: Settings) -> Iterator[str]:
             share.release()
 
 
-@dataclass
-class OperatorSession:
-    """An operator command's view of the product: the runtime and a bound job app."""
+def fresh_settings() -> Settings:
+    """The settings as the environment gives them now (``--data-dir`` included), not as an
+    earlier command in this process read them; unchecked (:func:`checked_settings`)."""
+    get_settings.cache_clear()
+    return get_settings()
 
-    runtime: Runtime
-    job_app: procrastinate.App
 
-
-@contextlib.asynccontextmanager
-async def operator_session(settings: Settings, main_url: str) -> AsyncIterator[OperatorSession]:
-    """The runtime of an operator command (as a worker has it), closed after the block."""
-    async with bound_job_app(main_url) as job_app:
-        runtime = build_runtime(settings, main_url, jobs=ProcrastinateJobs(job_app))
-        try:
-            await ensure_job_schema(runtime.main, job_app)
-            yield OperatorSession(runtime=runtime, job_app=job_app)
-        finally:
-            await runtime.close()
+def exit_on_sigterm(signum: int, frame: object) -> None:
+    """A SIGTERM handler for a long-running command: it ends in SystemExit, so the
+    command's ``finally`` blocks run (its share of an embedded server is released)."""
+    raise SystemExit(0)

@@ -16,17 +16,12 @@ import typer
 from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from byodb.cli.common import (
-    JsonOption,
-    checked_settings,
-    fail,
-    main_database,
-    operator_session,
-    shown,
-)
+from byodb.cli.common import JsonOption, checked_settings, fail, main_database, shown
 from byodb.errors import ByodbError
 from byodb.instances.health import report as health_report
 from byodb.maindb.tables import user_database_config, users
+from byodb.routing import Router
+from byodb.runtime import Role, open_process, user_router
 from byodb.services.portability.export import (
     ExportIncomplete,
     ExportOutcome,
@@ -34,6 +29,8 @@ from byodb.services.portability.export import (
     export_archive,
 )
 from byodb.settings import Settings
+
+commands = typer.Typer()
 
 
 class _OperatorError(Exception):
@@ -52,32 +49,41 @@ async def _known_user(main: AsyncEngine, user_id: str) -> bool:
 
 async def _write(settings: Settings, main_url: str, user_id: str, out: Path) -> None:
     outcome = ExportOutcome()
-    async with operator_session(settings, main_url) as session:
-        router, main = session.runtime.router, session.runtime.main
-        if not await _known_user(main, user_id):
-            raise _OperatorError(
-                f"no user {user_id!r} on this deployment (never signed in, no database "
-                f"recorded); nothing was written. `byodb instances list` shows the users "
-                f"with their own database", 2)
+    async with open_process(settings, Role.operator, main_url) as process:
+        router, main = user_router(process.core), process.core.main
         try:
-            await check_readable(router, user_id)
-        except ByodbError as exc:
-            item = await health_report.get_instance(main, user_id)
-            state = "" if item is None else (
-                f"; it is {item['connection_status']}"
-                + (f" ({item['connection_error_code'] or item['health_error_code']})"
-                   if item["connection_error_code"] or item["health_error_code"] else ""))
-            raise _OperatorError(
-                f"cannot read the content of user {user_id!r}: {exc.code}{state}; nothing "
-                f"was written. `byodb instances show {user_id}` has the details; export "
-                f"again once `byodb instances check {user_id}` says ok", 1) from None
-        with out.open("wb") as handle:
-            async for chunk in export_archive(router, user_id, outcome=outcome,
-                                              timeout_s=settings.export_timeout_s):
-                handle.write(chunk)
+            await _export(settings, router, main, user_id, out, outcome)
+        finally:
+            await router.close()
     if not outcome.complete:
         raise ExportIncomplete(f"the export is incomplete: {outcome.reason}",
                                hint="nothing was written to the output file; try again")
+
+
+async def _export(settings: Settings, router: Router, main: AsyncEngine, user_id: str,
+                  out: Path, outcome: ExportOutcome) -> None:
+    """The user known and their content readable, their archive streamed to ``out``."""
+    if not await _known_user(main, user_id):
+        raise _OperatorError(
+            f"no user {user_id!r} on this deployment (never signed in, no database "
+            f"recorded); nothing was written. `byodb instances list` shows the users "
+            f"with their own database", 2)
+    try:
+        await check_readable(router, user_id)
+    except ByodbError as exc:
+        item = await health_report.get_instance(main, user_id)
+        state = "" if item is None else (
+            f"; it is {item['connection_status']}"
+            + (f" ({item['connection_error_code'] or item['health_error_code']})"
+               if item["connection_error_code"] or item["health_error_code"] else ""))
+        raise _OperatorError(
+            f"cannot read the content of user {user_id!r}: {exc.code}{state}; nothing "
+            f"was written. `byodb instances show {user_id}` has the details; export "
+            f"again once `byodb instances check {user_id}` says ok", 1) from None
+    with out.open("wb") as handle:
+        async for chunk in export_archive(router, user_id, outcome=outcome,
+                                          timeout_s=settings.export_timeout_s):
+            handle.write(chunk)
 
 
 def _summary(out: Path) -> dict[str, Any]:
@@ -89,6 +95,7 @@ def _summary(out: Path) -> dict[str, Any]:
             "rows": {t: n for t, n in tables.items() if n}}
 
 
+@commands.command("export")
 def export_user(
         user_id: Annotated[str, typer.Argument(help="The user id (JWT subject).")],
         out: Annotated[Path, typer.Option("--out", help="Where to write the .zip.")],

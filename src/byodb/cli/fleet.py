@@ -21,16 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from byodb.cli.common import (
-    JsonOption,
-    OperatorSession,
-    checked_settings,
-    err,
-    fail,
-    main_database,
-    operator_session,
-    shown,
-)
+from byodb.cli.common import JsonOption, checked_settings, err, fail, main_database, shown
 from byodb.cli.tables import Column, out, print_table
 from byodb.content.version import supported_schema_versions
 from byodb.errors import ByodbError
@@ -39,9 +30,12 @@ from byodb.instances.fleet.jobs import MIGRATE_QUEUE, FleetScheduler
 from byodb.instances.fleet.options import RunOptions
 from byodb.instances.fleet.runs import RETRYING_CODES, UNREACHABLE_CODES
 from byodb.jobs.queue import queue_worker, run_until_stopped
+from byodb.runtime import Process, Role, open_process
 from byodb.settings import Settings
 
+commands = typer.Typer()
 migrations_app = typer.Typer(help="Fleet schema runs.", no_args_is_help=True)
+commands.add_typer(migrations_app, name="migrations")
 
 POLL_S = 0.25
 MAX_FOLLOWED = 5
@@ -51,6 +45,7 @@ WORKER_ALIVE_S = 30
 every 10 s)."""
 
 
+@commands.command("migrate-all")
 def migrate_all(
     to: Annotated[int | None, typer.Option("--to", help="Target version (default: the "
                                            "configured BYODB_SCHEMA_TARGET, else latest).")]
@@ -103,35 +98,35 @@ DRY_RUN = "dry run"
 async def _migrate_all(settings: Settings, url: str, to: int | None, concurrency: int,
                        per_host: int, canary: int, max_failure_ratio: float, dry_run: bool,
                        as_json: bool) -> dict[str, Any]:
-    async with operator_session(settings, url) as session:
-        runtime = session.runtime
+    async with open_process(settings, Role.operator, url) as process:
+        core = process.core
         options = RunOptions(to_version=to if to is not None
-                             else runtime.migrator.target,
+                             else process.core.migrator.target,
                              canary=canary, concurrency=concurrency, per_host=per_host,
                              max_failure_ratio=max_failure_ratio, dry_run=dry_run,
                              started_by="cli")
         options.check(supported_schema_versions())
         started = time.monotonic()
-        run_id = await FleetScheduler(session.job_app, runtime.main).start(options)
+        run_id = await FleetScheduler(process.job_app, core.main).start(options)
         assert run_id is not None  # only automatic runs are deduplicated
-        async with _worker_unless_one_is_alive(session, concurrency, dry_run):
-            run = await _follow(runtime.main, run_id, quiet=as_json, dry_run=dry_run)
+        async with _worker_unless_one_is_alive(process, concurrency, dry_run):
+            run = await _follow(core.main, run_id, quiet=as_json, dry_run=dry_run)
         return _summary(run, time.monotonic() - started)
 
 
 @contextlib.asynccontextmanager
-async def _worker_unless_one_is_alive(session: OperatorSession, concurrency: int,
+async def _worker_unless_one_is_alive(process: Process, concurrency: int,
                                       dry_run: bool) -> Any:
-    if await _workers_alive(session.runtime.main):
+    if await _workers_alive(process.core.main):
         yield
         return
     err.print(f"{DRY_RUN}: " * dry_run + "no worker is running: "
               + ("rehearsing" if dry_run else "migrating") + " from this process",
               soft_wrap=True)
-    worker = queue_worker(session.job_app, MIGRATE_QUEUE, concurrency=max(1, concurrency),
+    worker = queue_worker(process.job_app, MIGRATE_QUEUE, concurrency=max(1, concurrency),
                           name=f"migrate-all-{uuid.uuid4().hex[:6]}",
-                          context={"lifecycle": session.runtime.lifecycle,
-                                   "fleet": session.runtime.migrator}, polling_s=0.5)
+                          context={"lifecycle": process.core.lifecycle,
+                                   "fleet": process.core.migrator}, polling_s=0.5)
     task = asyncio.create_task(run_until_stopped([worker]))
     try:
         yield
@@ -238,11 +233,10 @@ def status(as_json: JsonOption = False) -> None:
 
 
 async def _status(settings: Settings, url: str) -> dict[str, Any]:
-    async with operator_session(settings, url) as session:
-        main = session.runtime.main
-        behind, current = await fleet_runs.count_behind(
-            main, session.runtime.migrator.target)
-        return {"target_version": session.runtime.migrator.target,
+    async with open_process(settings, Role.operator, url) as process:
+        main, target = process.core.main, process.core.migrator.target
+        behind, current = await fleet_runs.count_behind(main, target)
+        return {"target_version": target,
                 "behind": behind, "current": current,
                 "runs": await fleet_runs.latest_runs(main, limit=10),
                 "instances_by_state": await fleet_runs.instances_by_state(main)}

@@ -19,27 +19,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from byodb.cli.common import (
-    JsonOption,
-    checked_settings,
-    err,
-    fail,
-    main_database,
-    operator_session,
-    shown,
-)
+from byodb.assistant.embeddings import embedding_model_from_settings
+from byodb.cli.common import JsonOption, checked_settings, err, fail, main_database, shown
 from byodb.cli.tables import Column, print_table
 from byodb.content import latest_schema_version
 from byodb.errors import ByodbError
 from byodb.instances.health import report as health_report
 from byodb.instances.health.sweep import SweepSummary, SweepTrigger
 from byodb.maindb.tables import CONNECTION_STATUSES
+from byodb.runtime import Role, health_sweeper, open_process
 from byodb.services.reembed import progress_summary
 from byodb.settings import Settings
 from byodb.web.readiness import ReadinessProbe
 
 T = TypeVar("T")
+commands = typer.Typer()
 instances_app = typer.Typer(help="User databases (instances), redacted.", no_args_is_help=True)
+commands.add_typer(instances_app, name="instances")
 
 WORKER_ALIVE_S = 30
 """A worker whose heartbeat is younger than this is alive (procrastinate beats every 10 s)."""
@@ -57,6 +53,7 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
 
 
 # -- health-check ----------------------------------------------------------------------------
+@commands.command("health-check")
 def health_check(as_json: JsonOption = False) -> None:
     """Check every connected or failing user database now (one sweep), with a summary."""
     settings = checked_settings()
@@ -73,8 +70,8 @@ def health_check(as_json: JsonOption = False) -> None:
 
 
 async def _health_check(settings: Settings, url: str, *, quiet: bool) -> SweepSummary:
-    async with operator_session(settings, url) as session:
-        sweeper = session.runtime.health.sweeper
+    async with open_process(settings, Role.operator, url) as process:
+        sweeper = health_sweeper(process.core)
         progress = Progress(TextColumn("[bold]health[/]"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=err, disable=quiet, transient=False)
         with progress:
@@ -93,6 +90,7 @@ async def _health_check(settings: Settings, url: str, *, quiet: bool) -> SweepSu
 
 
 # -- status ----------------------------------------------------------------------------------
+@commands.command()
 def status(as_json: JsonOption = False) -> None:
     """Main database, workers, job queues, instances by status and version, last sweep."""
     settings = checked_settings()
@@ -139,8 +137,8 @@ def _embeddings_line(embeddings: dict[str, Any]) -> str:
 
 
 async def _status(settings: Settings, url: str) -> dict[str, Any]:
-    async with operator_session(settings, url) as session:
-        main = session.runtime.main
+    async with open_process(settings, Role.operator, url) as process:
+        main = process.core.main
         reason = await ReadinessProbe.for_main(main, url, timeout_s=settings.ready_timeout_s
                                                ).not_ready_reason()
         return {"main": {"ready": reason is None, "reason": reason},
@@ -149,7 +147,7 @@ async def _status(settings: Settings, url: str) -> dict[str, Any]:
                 "instances": await health_report.counts(main),
                 "latest_schema_version": latest_schema_version(),
                 "last_sweep": await health_report.last_sweep(main),
-                "embeddings": {"model": session.runtime.embedder.name,
+                "embeddings": {"model": embedding_model_from_settings(settings).name,
                                **await progress_summary(main)}}
 
 
@@ -253,12 +251,12 @@ def instances_check(user_id: Annotated[str, typer.Argument(help="The user id.")]
 
 
 async def _check(settings: Settings, url: str, user_id: str) -> dict[str, Any] | None:
-    async with operator_session(settings, url) as session:
-        checked = await session.runtime.health.sweeper.check_one(user_id)
+    async with open_process(settings, Role.operator, url) as process:
+        checked = await health_sweeper(process.core).check_one(user_id)
         if checked is None:
             return None
         result, transition = checked
-        item = await health_report.get_instance(session.runtime.main, user_id)
+        item = await health_report.get_instance(process.core.main, user_id)
         return {"user_id": user_id, "ok": result.ok, "code": result.code,
                 "message": result.message, "latency_ms": result.latency_ms,
                 "schema_version": result.schema_version, "transition": transition.value,
@@ -266,5 +264,5 @@ async def _check(settings: Settings, url: str, user_id: str) -> dict[str, Any] |
 
 
 async def _with_main(settings: Settings, url: str, read: Any) -> Any:
-    async with operator_session(settings, url) as session:
-        return await read(session.runtime.main)
+    async with open_process(settings, Role.operator, url) as process:
+        return await read(process.core.main)

@@ -1,4 +1,5 @@
-"""The FastAPI application factory and its lifespan (runtime, job worker, listeners)."""
+"""The FastAPI application factory and its lifespan (the web role's process, job workers,
+listeners)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,9 @@ from fastapi.responses import JSONResponse
 from byodb import __version__
 from byodb.assistant import ChatModel
 from byodb.instances.connection.addresses import Resolver, system_resolver
-from byodb.instances.lifecycle.jobs import ProcrastinateJobs
-from byodb.jobs.queue import bound_job_app, ensure_job_schema, run_workers
-from byodb.jobs.rollout import begin_auto_rollout
+from byodb.jobs.queue import run_workers
 from byodb.maindb.migrate import upgrade_main
-from byodb.runtime import build_runtime
+from byodb.runtime import Role, open_process
 from byodb.settings import Settings, get_settings
 from byodb.web.access_log import AccessLogMiddleware
 from byodb.web.api import admin as admin_api
@@ -64,9 +63,9 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
         if migrate:
             await asyncio.to_thread(upgrade_main, url)
         tasks: list[asyncio.Task[None]] = []
-        async with bound_job_app(url) as job_app:
-            runtime = build_runtime(settings, url, jobs=ProcrastinateJobs(job_app),
-                                    resolver=resolver, chat_model=chat_model)
+        async with open_process(settings, Role.web, url, resolver=resolver,
+                                chat_model=chat_model) as process:
+            runtime, job_app = process.runtime, process.job_app
             app.state.runtime = runtime
             app.state.job_app = job_app
             app.state.authenticator = Authenticator(settings)
@@ -74,9 +73,7 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
             app.state.test_limiter = RateLimiter(settings.test_rate_limit_per_minute)
             app.state.readiness = ReadinessProbe.for_main(runtime.main, url,
                                                           timeout_s=settings.ready_timeout_s)
-            await ensure_job_schema(runtime.main, job_app)
             await imports_api.start_imports(app, runtime)
-            await begin_auto_rollout(job_app, runtime)
             tasks.append(asyncio.create_task(listen_for_route_changes(url, runtime.router)))
             app.state.changes = ChangeHub()
             if settings.byod_realtime:
@@ -97,7 +94,6 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
                 for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
-                await runtime.close()
 
     app = FastAPI(title="byodb", version=__version__, lifespan=lifespan,
                   description="Bring your own database: each user's chat content on a "
@@ -136,7 +132,7 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
     app.include_router(conversations_api.router)
     app.include_router(files_api.router)
     app.include_router(search_api.router)
-    app.include_router(areas_api.router)
+    app.include_router(areas_api.build_router())
     app.include_router(portability_api.router)
     app.include_router(imports_api.router)
     install_metrics(app, settings)  # GET /metrics + request latency (outermost)

@@ -1,6 +1,7 @@
 """The content areas' routes, mounted from their specs (``byodb.services.areas``) by the
 factory in ``resources``, plus the areas with routes of their own (usage, TTS cache).
-The app includes the one ``router`` of this module."""
+The app includes the one router :func:`build_router` makes (in ``create_app``, not at
+import: building the request models takes a noticeable part of a second)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ from byodb.services import areas
 from byodb.web.api import tts_cache, usage
 from byodb.web.api.resources import OPERATIONS, link_router, resource_router
 
-router = APIRouter()
-
-for spec, path, tag, operations in (
+RESOURCES = (
     (areas.CONVERSATIONS, "/api/conversations", "conversations", None),
     (areas.MEMORIES, "/api/memories", "memories", None),
     # The upload and the bytes: web/api/files.py.
@@ -37,11 +36,10 @@ for spec, path, tag, operations in (
      "presentations", None),
     (areas.DESIGN_TEMPLATES, "/api/design-templates", "presentations", None),
     (areas.ACTIVITY, "/api/activity", "activity", {"list"}),
-):
-    router.include_router(resource_router(spec, path, tag=tag,
-                                          operations=operations or OPERATIONS))
+)
+"""The areas declared by a spec: (spec, path, tag, operations — None for all)."""
 
-for link, left_path, right_segment, tag, reverse in (
+LINKS = (
     (areas.PROJECT_CONVERSATIONS, "/api/projects", "conversations", "projects",
      ("/api/conversations", "projects")),
     (areas.PROJECT_NOTES, "/api/projects", "notes", "projects", ("/api/notes", "projects")),
@@ -51,9 +49,20 @@ for link, left_path, right_segment, tag, reverse in (
      ("/api/tags", "conversations")),
     (areas.NOTE_TAGS, "/api/notes", "tags", "tags", ("/api/tags", "notes")),
     (areas.TASK_TAGS, "/api/tasks", "tags", "tags", ("/api/tags", "tasks")),
-):
-    router.include_router(link_router(link, left_path=left_path, right_segment=right_segment,
-                                      tag=tag, reverse=reverse))
+)
+"""The links between areas: (link, left path, right segment, tag, reverse route or None)."""
 
-router.include_router(usage.router)
-router.include_router(tts_cache.router)
+
+def build_router() -> APIRouter:
+    """Every content area's routes, on one new router."""
+    router = APIRouter()
+    for spec, path, tag, operations in RESOURCES:
+        router.include_router(resource_router(spec, path, tag=tag,
+                                              operations=operations or OPERATIONS))
+    for link, left_path, right_segment, tag, reverse in LINKS:
+        router.include_router(link_router(link, left_path=left_path,
+                                          right_segment=right_segment, tag=tag,
+                                          reverse=reverse))
+    router.include_router(usage.router)
+    router.include_router(tts_cache.router)
+    return router
