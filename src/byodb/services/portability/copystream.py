@@ -19,6 +19,9 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import PQGen
+from psycopg.generators import copy_from
+from psycopg.pq.abc import PGconn
 
 from byodb.services.rows import InvalidStoredContent
 
@@ -53,22 +56,37 @@ def copy_of(query: sql.Composable) -> sql.Composed:
     return sql.SQL("copy ({}) to stdout").format(query)
 
 
+def _batch(pgconn: PGconn, limit: int, table: str) -> PQGen[tuple[list[bytes], bool]]:
+    """Rows of a running COPY until about :data:`BATCH_BYTES` are read or the COPY ends
+    (then ``True``). Each row is psycopg's own step (``generators.copy_from``: the next
+    message, waiting only when none has arrived), but one ``connection.wait`` reads a whole
+    batch: waiting once per row costs more than the rest of the export (a COPY sends every
+    row as a message of its own)."""
+    batch: list[bytes] = []
+    size = 0
+    while size < BATCH_BYTES:
+        data = yield from copy_from(pgconn)
+        if not isinstance(data, memoryview):  # the COPY's result: it is over
+            return batch, True
+        if len(data) > limit:
+            raise InvalidStoredContent(table, "row")
+        batch.append(bytes(data))
+        size += len(data)
+    return batch, False
+
+
 async def batches(conn: Conn, query: sql.Composable, params: dict[str, Any], *,
                   table: str, row_chars: int) -> AsyncGenerator[list[bytes]]:
     """The rows of ``query`` (COPY text, each ending in a newline, still escaped), in order,
     in lists of about :data:`BATCH_BYTES`. A row longer than ``row_chars`` characters can be
     is refused (:class:`InvalidStoredContent` naming the row)."""
     limit = BYTES_PER_CHAR * row_chars + 64
-    batch: list[bytes] = []
-    size = 0
     async with conn.cursor().copy(copy_of(query), params) as copy:
-        async for data in copy:
-            if len(data) > limit:
-                raise InvalidStoredContent(table, "row")
-            batch.append(bytes(data))
-            size += len(data)
-            if size >= BATCH_BYTES:
+        # The rows are read through the COPY's connection; ``copy`` sees its end as it
+        # would its own (the connection idle again) and cancels it if this fails.
+        del copy
+        done = False
+        while not done:
+            batch, done = await conn.wait(_batch(conn.pgconn, limit, table))
+            if batch:
                 yield batch
-                batch, size = [], 0
-    if batch:
-        yield batch

@@ -32,11 +32,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+import struct
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from operator import itemgetter
 from typing import Any, cast
 from uuid import UUID
 
@@ -61,7 +64,7 @@ from byodb.services.portability.columns import (
     present_columns,
     stored_specs,
 )
-from byodb.services.portability.copystream import batches, unescape
+from byodb.services.portability.copystream import BATCH_BYTES, batches, unescape
 from byodb.services.portability.pages import (
     Conn,
     PageQuery,
@@ -245,9 +248,9 @@ async def _members(conn: Conn, archive: _Archive, user_id: str,
         return
     by_name = {t.name: {s.name: s for s in stored_specs(t, present.get(t.name, ()))}
                for t in content_tables()}
-    async for chunk in _conversations_json(conn, archive, by_name, user_id):
+    async for chunk in _conversations_and_markdown(conn, archive, by_name, user_id):
         yield chunk
-    async for chunk in _markdown(conn, archive, by_name, user_id):
+    async for chunk in _note_markdown(conn, archive, by_name, user_id):
         yield chunk
 
 
@@ -274,8 +277,7 @@ async def _table(conn: Conn, archive: _Archive, table: str, specs: list[ColumnSp
     member = archive.zip.open(name)
     members = [s.name for s in specs if s.kind == "member"]
     query = PageQuery.of_columns(table, specs)
-    statement = _in_id_order(table, _flagged(query.overs, sql.SQL("{}::text").format(
-        _object(query.fields))))
+    statement = _in_id_order(table, query)
     count = 0
     async with aclosing(batches(conn, statement, {"u": user_id}, table=table,
                                 row_chars=query.row_chars)) as stream:
@@ -294,16 +296,23 @@ async def _table(conn: Conn, archive: _Archive, table: str, specs: list[ColumnSp
     archive.done(name, member.close(), count)
 
 
-def _in_id_order(table: str, value: sql.Composable) -> sql.Composed:
-    """``value`` of each of the user's rows (alias ``t``), by id. Only the ids are sorted;
-    each row is then read by its key and its text made as it is sent (``offset 0`` keeps
-    that from being done before the sort): the first rows leave at once and the database
-    builds JSON while this process writes, instead of sorting every row's JSON first."""
+def _in_id_order(table: str, query: PageQuery) -> sql.Composed:
+    """Each of the user's rows of ``table`` as its JSON object (``query``'s fields), by id,
+    or the flag of its first value over a limit (:func:`_flagged`).
+
+    The stored columns the fields need are read and sorted (no generated columns, no JSON
+    yet); each sorted row's JSON is then made by ``row_to_json`` of its fields, the cheapest
+    way PostgreSQL has to write a row as JSON (``json_build_object`` costs about twice as
+    much). The sorted rows keep the alias ``t`` the fields are written against."""
+    columns = [name for name, _ in query.fields]  # each field is its column's value
+    values = sql.SQL(", ").join(sql.SQL("{} as {}").format(value, sql.Identifier(name))
+                                for name, value in query.fields)
     return sql.SQL(
-        "select x.e from (select k.id from {real} k where k.user_id = %(u)s) k"
-        " cross join lateral (select {value} as e from {real} t"
-        "  where t.id = k.id and t.user_id = %(u)s offset 0) x order by k.id").format(
-        value=value, real=sql.Identifier(CONTENT_SCHEMA, table))
+        "select {row} from (select {columns} from {real} t where t.user_id = %(u)s"
+        " order by t.id) t cross join lateral (select {values}) v").format(
+        row=_flagged(query.overs, sql.SQL("pg_catalog.row_to_json(v)::text")),
+        columns=sql.SQL(", ").join(column(c) for c in columns), values=values,
+        real=sql.Identifier(CONTENT_SCHEMA, table))
 
 
 FLAG = "!"
@@ -398,33 +407,24 @@ def _conversation_head(specs: dict[str, ColumnSpec]) -> PageQuery:
 
 
 def _node(specs: dict[str, ColumnSpec]) -> tuple[list[sql.Composable], PageQuery]:
-    """The columns of a message's node in ``mapping`` (see :data:`_NODE`), each a JSON value
-    as PostgreSQL writes it; its parent and children come from the sorted keys
-    (:data:`_NODE_CARRIED`). The node's JSON is put together here: a template filled per row
-    costs less than the database's nested ``json_build_object``, and the database is the
-    slower of the two."""
+    """The values of a message's node in ``mapping`` (see :data:`_NODE`), each a JSON value
+    as PostgreSQL writes it. The node's JSON is put together here, with its parent and
+    children, once its whole conversation has been read (:class:`_Conversation`): a template
+    filled per row costs less than the database's nested ``json_build_object``, and the
+    children grouped by the database cost more than the rest of the query."""
     values: dict[str, sql.Composable] = {}
     overs: list[tuple[str, sql.Composable]] = []
     for name in ("role", "content", "model", "status"):
         value, over = _bounded(specs[name])
         values[name] = value
         overs.extend(over)
-    as_json = [sql.SQL("coalesce(pg_catalog.to_json({})::text, 'null')").format(v) for v in (
+    json_of = sql.SQL("coalesce(pg_catalog.to_json({})::text, 'null')")
+    as_json: list[sql.Composable] = [json_of.format(v) for v in (
         values["role"], values["content"], sql.SQL(_EPOCH).format(column("created_at")),
         sql.SQL(_EPOCH).format(column("updated_at")), values["model"], values["status"],
         column("branch_index"))]
-    columns = [sql.SQL("s.root"), sql.SQL("s.parent"), sql.SQL("s.children"), *as_json]
-    chars = (sum(json_chars(specs[n]) for n in ("content", "role", "model", "status"))
-             + MAX_CHILDREN_CHARS + 1024)
-    return columns, PageQuery("messages", (), tuple(overs), chars)
-
-
-_NODE_CARRIED = (
-    # Whether the message has no parent in the conversation: it hangs below the root.
-    ("root", sql.SQL("case when p.id is null then 't' else 'f' end")),
-    ("parent", sql.SQL("coalesce(p.id, t.conversation_id)")),
-    ("children", sql.SQL("coalesce(k.children, '[]'::json)")))
-"""What a node takes from the joins of :func:`_conversations_json` (``p``, ``k``)."""
+    chars = sum(json_chars(specs[n]) for n in ("content", "role", "model", "status")) + 1024
+    return as_json, PageQuery("messages", (), tuple(overs), chars)
 
 
 _NODE = (b'"%s": {"id" : "%s", "parent" : "%s", "children" : %s, "message" : {"id" : "%s",'
@@ -432,65 +432,78 @@ _NODE = (b'"%s": {"id" : "%s", "parent" : "%s", "children" : %s, "message" : {"i
          b' "create_time" : %s, "update_time" : %s, "status" : "finished_successfully",'
          b' "metadata" : {"model_slug" : %s, "byodb_status" : %s, "byodb_branch_index" : %s}}}, ')
 """A node of ``mapping`` with its key, as ``json_build_object`` would write it."""
-_NODE_FIELDS = 12
-"""kind, id, root flag, parent, children, role, content, create and update time, model,
-status, branch index."""
+_ROOT = (b'"%s": {"id": "%s", "parent": null, "children": [%s], "message": null}}, '
+         b'"current_node": "%s"}')
+"""The root node, the conversation's last: it ends ``mapping`` and the conversation."""
+_FIELDS = 11
+"""kind, id, then for a message: parent, role, content, create and update time, model,
+status, branch index (:data:`_NODE`'s values), Markdown section; for a conversation: its
+head in conversations.json and in Markdown."""
+_BRANCH = 9
+"""The field of a message's branch index."""
+MAX_CONVERSATION_MESSAGES = 250_000
+"""Most messages of one conversation in conversations.json: its ids are kept in memory
+until its last message is read (about 150 bytes each)."""
+CONVERSATION_MEMORY = 8 * 1024 * 1024
+"""Bytes of one conversation's rows kept in memory; the rest wait in a temporary file."""
+SPOOL_MEMORY = 8 * 1024 * 1024
+"""Bytes of Markdown kept in memory while conversations.json is written; the rest wait in
+a temporary file."""
 
 
 HEAD, ROW = b"0", b"1"
 """First field of a row of a by-conversation stream (see :func:`_by_conversation`)."""
 
 
-def _by_conversation(head: list[sql.Composable], row: list[sql.Composable], *,
-                     joins: sql.Composable = sql.SQL(""),
-                     carried: tuple[tuple[str, sql.Composable], ...] = ()) -> sql.Composed:
+_ROW_COLUMNS = ("parent_message_id", "role", "content", "model", "status", "created_at",
+                "updated_at", "branch_index", "generation_completed_at")
+"""The columns of a message that its node and Markdown section are made of."""
+
+
+def _by_conversation(head: list[sql.Composable], row: list[sql.Composable]) -> sql.Composed:
     """Every listed conversation (alias ``t``, row ``0, id, *head``) followed by its
-    messages (alias ``t``, row ``1, id, *row``) in time order: one stream for all
-    conversations, in COPY's columns (the shorter list padded with empty texts). Messages of
-    no listed conversation (only a database changed by hand has them) are left out.
+    messages (alias ``t``, row ``1, id, *row``; ``row`` reads only :data:`_ROW_COLUMNS`) in
+    time order: one stream for all conversations, in COPY's columns (the shorter list padded
+    with empty texts). Messages of no listed conversation (only a database changed by hand
+    has them) are left out.
 
-    Only the keys (and ``carried``: small values of a message's ``joins``, named ``s.<name>``
-    in ``row``) are sorted; each row's text is made after the sort from the row read by its
-    key (``offset 0`` keeps it there), so the first rows leave at once and the database
-    builds text while this process writes."""
+    The heads are made before the sort (there are few); the messages' stored columns are
+    sorted and each row's text made after the sort, so no text is sorted."""
     width = max(len(head), len(row))
-    names = [sql.Identifier(f"c{i}") for i in range(width)]
 
-    def padded(values: list[sql.Composable]) -> sql.Composable:
-        values = values + [sql.SQL("''")] * (width - len(values))
-        return sql.SQL(", ").join(sql.SQL("({})::text as {}").format(v, n)
-                                  for v, n in zip(values, names, strict=True))
+    def padded(values: list[sql.Composable]) -> list[sql.Composable]:
+        return values + [sql.SQL("''")] * (width - len(values))
 
-    conversations = sql.Identifier(CONTENT_SCHEMA, "conversations")
-    messages = sql.Identifier(CONTENT_SCHEMA, "messages")
-    carried_names = [sql.Identifier(name) for name, _ in carried]
+    heads = [sql.Identifier(f"h{i}") for i in range(width)]
+    raw = [sql.Identifier(c) for c in _ROW_COLUMNS]
+    columns = sql.SQL(", ").join(
+        sql.SQL("case when t.part = 0 then t.{} else ({})::text end").format(h, v)
+        for h, v in zip(heads, padded(row), strict=True))
     return sql.SQL(
-        "select s.kind, s.id, {columns} from ("
+        "select t.kind, t.id, {columns} from ("
         " select t.id as conversation, 0 as part, null::timestamptz as at, t.id,"
-        "  {head_kind} as kind{head_carried}"
+        "  {head_kind} as kind, {head}, {no_row}"
         " from {conversations} t where t.user_id = %(u)s"
         " union all"
-        " select t.conversation_id, 1, t.created_at, t.id, {row_kind}{row_carried}"
+        " select t.conversation_id, 1, t.created_at, t.id, {row_kind}, {no_head}, {row_raw}"
         " from {messages} t join {conversations} h on h.id = t.conversation_id"
-        " and h.user_id = %(u)s {joins} where t.user_id = %(u)s"
-        " order by 1, 2, 3, 4) s"
-        " cross join lateral ("
-        "  select {head} from {conversations} t"
-        "  where s.part = 0 and t.id = s.id and t.user_id = %(u)s"
-        "  union all"
-        "  select {row} from {messages} t"
-        "  where s.part = 1 and t.id = s.id and t.user_id = %(u)s"
-        "  offset 0) x"
-        " order by s.conversation, s.part, s.at, s.id").format(
-        columns=sql.SQL(", ").join(sql.SQL("x.{}").format(n) for n in names),
-        head=padded(head), row=padded(row), joins=joins, conversations=conversations,
-        head_kind=sql.Literal(HEAD.decode()), row_kind=sql.Literal(ROW.decode()),
-        messages=messages,
-        head_carried=sql.SQL("").join(sql.SQL(", null::text as {}").format(n)
-                                      for n in carried_names),
-        row_carried=sql.SQL("").join(sql.SQL(", ({})::text as {}").format(v, n)
-                                     for (_, v), n in zip(carried, carried_names,
-                                                          strict=True)))
+        " and h.user_id = %(u)s where t.user_id = %(u)s"
+        " order by 1, 2, 3, 4) t").format(
+        columns=columns,
+        head=sql.SQL(", ").join(sql.SQL("({})::text as {}").format(v, n)
+                                for v, n in zip(padded(head), heads, strict=True)),
+        no_row=sql.SQL(", ").join(sql.SQL("null::{} as {}").format(sql.SQL(kind), n)
+                                  for kind, n in zip(_ROW_TYPES, raw, strict=True)),
+        no_head=sql.SQL(", ").join(sql.SQL("null::text") for _ in heads),
+        row_raw=sql.SQL(", ").join(sql.SQL("t.{}").format(n) for n in raw),
+        conversations=sql.Identifier(CONTENT_SCHEMA, "conversations"),
+        messages=sql.Identifier(CONTENT_SCHEMA, "messages"),
+        head_kind=sql.Literal(HEAD.decode()), row_kind=sql.Literal(ROW.decode()))
+
+
+_ROW_TYPES = ("uuid", "text", "text", "text", "text", "timestamptz", "timestamptz", "integer",
+              "timestamptz")
+"""The types of :data:`_ROW_COLUMNS` (a union's first branch names them)."""
 
 
 _UUIDS = re.compile(rb"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})*")
@@ -516,73 +529,206 @@ def _fields(row: bytes, width: int) -> list[bytes]:
     return fields
 
 
-async def _conversations_json(conn: Conn, archive: _Archive,
-                              specs: dict[str, dict[str, ColumnSpec]],
-                              user_id: str) -> AsyncIterator[bytes]:
+def _branch(value: bytes) -> int:
+    """A branch index as the key children are ordered by (``null`` last, as SQL sorts)."""
+    if value == b"null":
+        return 2**63
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidStoredContent("messages", "branch_index") from None
+
+
+class _Conversation:
+    """The messages of one conversation, kept until its last one is read: a node of
+    ``mapping`` names its children and whether its parent is in the conversation, which
+    later rows tell. The rows wait in memory up to :data:`CONVERSATION_MEMORY`, beyond that
+    in a temporary file; only ids stay in memory (:data:`MAX_CONVERSATION_MESSAGES`)."""
+
+    def __init__(self, row_id: bytes) -> None:
+        self.id = self.current = row_id
+        self.count = 0
+        # Closed by nodes() or close() (the export's ``finally``), not by a ``with``.
+        self._rows = tempfile.SpooledTemporaryFile(max_size=CONVERSATION_MEMORY)  # noqa: SIM115
+        self._ids: set[bytes] = set()
+        self._children: dict[bytes, list[tuple[int, bytes]]] = {}
+
+    def add(self, line: bytes, fields: list[bytes]) -> None:
+        row_id, parent = fields[1], fields[2]
+        self._rows.write(line)
+        self._ids.add(row_id)
+        if parent:
+            self._children.setdefault(parent, []).append((_branch(fields[_BRANCH]), row_id))
+        self.current = row_id  # the newest (rows come in time order) is current
+        self.count += 1
+        if self.count > MAX_CONVERSATION_MESSAGES:
+            raise InvalidStoredContent("messages", "conversation_id")
+
+    def nodes(self) -> Iterator[bytes]:
+        """The conversation's nodes, root last, ending the conversation (COPY-escaped
+        pieces of about :data:`BATCH_BYTES`)."""
+        self._rows.seek(0)
+        roots: list[bytes] = []
+        out: list[bytes] = []
+        size = 0
+        for line in self._rows:
+            fields = line[:-1].split(b"\t")
+            row_id, parent = fields[1], fields[2]
+            if parent not in self._ids:
+                # No parent in the conversation: it hangs below the root (the
+                # conversation's id).
+                parent = self.id
+                roots.append(b'"%s"' % row_id)
+                if len(roots) > MAX_ROOTS:
+                    raise InvalidStoredContent("messages", "parent_message_id")
+            children = self._children.get(row_id)
+            if children:
+                if len(children) * 40 > MAX_CHILDREN_CHARS:
+                    raise InvalidStoredContent("messages", "parent_message_id")
+                # Rows come in time order and sort is stable: by branch, then time, then id.
+                children.sort(key=itemgetter(0))
+                listed = b"[" + b", ".join(b'"%s"' % c for _, c in children) + b"]"
+            else:
+                listed = b"[]"
+            node = _NODE % (row_id, row_id, parent, listed, row_id, *fields[3:_BRANCH + 1])
+            out.append(node)
+            size += len(node)
+            if size >= BATCH_BYTES:
+                yield b"".join(out)
+                out, size = [], 0
+        self._rows.close()
+        out.append(_ROOT % (self.id, self.id, b", ".join(roots), self.current))
+        yield b"".join(out)
+
+    def close(self) -> None:
+        self._rows.close()
+
+
+class _MarkdownSpool:
+    """The conversations' Markdown members, made from the same rows as conversations.json
+    while it is written (a zip is written one member at a time) and added after it. In
+    memory up to :data:`SPOOL_MEMORY`, beyond that in a temporary file."""
+
+    _RECORD = struct.Struct("<cI")
+    NAME, DATA, END = b"N", b"D", b"E"
+
+    def __init__(self) -> None:
+        # Closed by close() (the export's ``finally``), not by a ``with``.
+        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
+
+    def _record(self, kind: bytes, payload: bytes) -> None:
+        self._file.write(self._RECORD.pack(kind, len(payload)))
+        self._file.write(payload)
+
+    def start(self, name: str, header: bytes) -> None:
+        self._record(self.NAME, name.encode())
+        self._record(self.DATA, header)
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self._record(self.DATA, data)
+
+    def end(self, rows: int) -> None:
+        self._record(self.END, str(rows).encode())
+
+    def records(self) -> Iterator[tuple[bytes, bytes]]:
+        self._file.seek(0)
+        while head := self._file.read(self._RECORD.size):
+            kind, size = self._RECORD.unpack(head)
+            yield kind, self._file.read(size)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+async def _conversations_and_markdown(conn: Conn, archive: _Archive,
+                                      specs: dict[str, dict[str, ColumnSpec]],
+                                      user_id: str) -> AsyncIterator[bytes]:
+    """``conversations.json`` and the conversations' Markdown, from one read of the messages
+    by conversation and time."""
     head = _conversation_head(specs["conversations"])
-    node, lines = _node(specs["messages"])
-    messages = sql.Identifier(CONTENT_SCHEMA, "messages")
-    # The parent (when it is in the same conversation) and the children of every message
-    # are joined, the children grouped once for all messages: no query per node.
-    joins = sql.SQL(
-        " left join {m} p on p.id = t.parent_message_id and p.user_id = %(u)s"
-        " and p.conversation_id = t.conversation_id"
-        " left join (select c.parent_message_id as parent, c.conversation_id,"
-        "  pg_catalog.json_agg(c.id order by c.branch_index, c.created_at, c.id) as children"
-        "  from {m} c where c.user_id = %(u)s and c.parent_message_id is not null"
-        "  group by c.parent_message_id, c.conversation_id) k"
-        " on k.parent = t.id and k.conversation_id = t.conversation_id").format(m=messages)
+    text_head = _text_query("conversations", specs["conversations"], ("title", "model"))
+    node, node_query = _node(specs["messages"])
+    section, section_query = _section(specs["messages"])
+    # The flag of the first value names any over-limit value of the row: the text head's
+    # values are the head's, a section's are the node's.
+    parent = sql.SQL("coalesce(t.parent_message_id::text, '')")
     statement = _by_conversation(
-        [_flagged(head.overs, sql.SQL("{}::text").format(_object(head.fields)))],
-        [_flagged(lines.overs, node[0]), *node[1:]], joins=joins, carried=_NODE_CARRIED)
+        [_flagged(head.overs, sql.SQL("{}::text").format(_object(head.fields))),
+         sql.SQL("{}::text").format(_object(text_head.fields))],
+        [_flagged(node_query.overs, parent), *node, section])
+    row_chars = max(head.row_chars + text_head.row_chars,
+                    node_query.row_chars + section_query.row_chars)
     member = archive.zip.open("conversations.json")
     member.write(b"[")
+    spool = _MarkdownSpool()
     count = 0
-    roots: list[bytes] = []
-    conversation = current = b""
-
-    def end() -> bytes:
-        return (b'"%s": {"id": "%s", "parent": null, "children": [%s], "message": null}}, '
-                b'"current_node": "%s"}' % (conversation, conversation, b", ".join(roots),
-                                            current))
-
-    async with aclosing(batches(conn, statement, {"u": user_id}, table="messages",
-                                row_chars=lines.row_chars)) as stream:
-        async for batch in stream:
-            out: list[bytes] = []
-            ids: list[bytes] = []
-            for line in batch:
-                fields = _fields(line, _NODE_FIELDS)
-                kind, row_id = fields[0], fields[1]
-                ids.append(row_id)
-                if kind == ROW:
-                    # Messages with no parent in the conversation hang below the root node
-                    # (whose id is the conversation's); the newest (the last) is current.
-                    out.append(_NODE % (row_id, row_id, *fields[3:5], row_id, *fields[5:]))
-                    if fields[2] == b"t":
-                        roots.append(b'"%s"' % row_id)
-                        if len(roots) > MAX_ROOTS:
-                            raise InvalidStoredContent("messages", "parent_message_id")
-                    current = row_id
-                    continue
-                if conversation:
-                    out.append(end())
-                # The header is a JSON object; the mapping and current node are appended to it.
-                text = fields[2]
-                if not text.endswith(b"}"):
-                    raise InvalidStoredContent("conversations", "row")
-                out.append((b",\n" if count else b"\n") + text[:-1] + b', "mapping": {')
-                conversation = current = row_id
-                roots = []
-                count += 1
-            _check_ids(ids)
-            member.write(unescape(b"".join(out)))
-            if chunk := await archive.ready():
-                yield chunk
-    if conversation:
-        member.write(end())
-    member.write(b"\n]\n")
-    archive.done("conversations.json", member.close(), count)
+    conversation: _Conversation | None = None
+    try:
+        async with aclosing(batches(conn, statement, {"u": user_id}, table="messages",
+                                    row_chars=row_chars)) as stream:
+            async for batch in stream:
+                rows = [_fields(line, _FIELDS) for line in batch]
+                _check_ids([fields[1] for fields in rows])
+                out: list[bytes] = []
+                sections: list[bytes] = []
+                for line, fields in zip(batch, rows, strict=True):
+                    if fields[0] == ROW:
+                        if conversation is None:
+                            raise InvalidStoredContent("messages", "row")
+                        conversation.add(line, fields)
+                        sections.append(fields[-1])
+                        continue
+                    if conversation is not None:
+                        member.write(unescape(b"".join(out)))
+                        spool.write(unescape(b"".join(sections)))
+                        spool.end(conversation.count)
+                        out, sections = [], []
+                        for piece in conversation.nodes():
+                            member.write(unescape(piece))
+                            if chunk := await archive.ready():
+                                yield chunk
+                    # The head is a JSON object; the mapping and current node follow it.
+                    text = fields[2]
+                    if not text.endswith(b"}"):
+                        raise InvalidStoredContent("conversations", "row")
+                    out.append((b",\n" if count else b"\n") + text[:-1] + b', "mapping": {')
+                    conversation = _Conversation(fields[1])
+                    count += 1
+                    described: dict[str, Any] = json.loads(unescape(fields[3]))
+                    spool.start(markdown.member_name(
+                        "conversations", UUID(fields[1].decode()), described.get("title"),
+                        "conversation"), markdown.conversation_header(described).encode())
+                member.write(unescape(b"".join(out)))
+                spool.write(unescape(b"".join(sections)))
+                if chunk := await archive.ready():
+                    yield chunk
+        if conversation is not None:
+            spool.end(conversation.count)
+            for piece in conversation.nodes():
+                member.write(unescape(piece))
+                if chunk := await archive.ready():
+                    yield chunk
+        member.write(b"\n]\n")
+        archive.done("conversations.json", member.close(), count)
+        markdown_member: Member | None = None
+        name = ""
+        for kind, payload in spool.records():
+            if kind == spool.NAME:
+                name = payload.decode()
+                markdown_member = archive.zip.open(name)
+            elif kind == spool.DATA:
+                assert markdown_member is not None  # every member's records start with NAME
+                markdown_member.write(payload)
+            else:
+                assert markdown_member is not None
+                archive.done(name, markdown_member.close(), int(payload))
+                if chunk := await archive.ready():
+                    yield chunk
+    finally:
+        spool.close()
+        if conversation is not None:
+            conversation.close()
 
 
 # --- markdown ----------------------------------------------------------------------------
@@ -608,43 +754,11 @@ def _section(specs: dict[str, ColumnSpec]) -> tuple[sql.Composable, PageQuery]:
     return text_, PageQuery("messages", (), role_over + content_over, chars)
 
 
-async def _markdown(conn: Conn, archive: _Archive, specs: dict[str, dict[str, ColumnSpec]],
-                    user_id: str) -> AsyncIterator[bytes]:
-    head = _text_query("conversations", specs["conversations"], ("title", "model"))
-    section, lines = _section(specs["messages"])
-    statement = _by_conversation(
-        [_flagged(head.overs, sql.SQL("{}::text").format(_object(head.fields)))],
-        [_flagged(lines.overs, section)])
-    member: Member | None = None
-    name, count = "", 0
-    async with aclosing(batches(conn, statement, {"u": user_id}, table="messages",
-                                row_chars=max(lines.row_chars, head.row_chars))) as stream:
-        async for batch in stream:
-            out: list[bytes] = []
-            for line in batch:
-                kind, row_id, text = _fields(line, 3)
-                if kind == ROW and member is not None:
-                    out.append(text)
-                    count += 1
-                    continue
-                if member is not None:
-                    member.write(unescape(b"".join(out)))
-                    out = []
-                    archive.done(name, member.close(), count)
-                conversation: dict[str, Any] = json.loads(unescape(text))
-                name = markdown.member_name("conversations", UUID(row_id.decode()),
-                                            conversation.get("title"), "conversation")
-                member, count = archive.zip.open(name), 0
-                member.write(markdown.conversation_header(conversation).encode())
-            if member is not None:
-                member.write(unescape(b"".join(out)))
-            if chunk := await archive.ready():
-                yield chunk
-    if member is not None:
-        archive.done(name, member.close(), count)
+async def _note_markdown(conn: Conn, archive: _Archive,
+                         specs: dict[str, dict[str, ColumnSpec]],
+                         user_id: str) -> AsyncIterator[bytes]:
     notes = _text_query("notes", specs["notes"], ("title", "content"))
-    statement = _in_id_order("notes", _flagged(notes.overs, sql.SQL("{}::text").format(
-        _object(notes.fields))))
+    statement = _in_id_order("notes", notes)
     async with aclosing(batches(conn, statement, {"u": user_id}, table="notes",
                                 row_chars=notes.row_chars)) as stream:
         async for batch in stream:
