@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from operator import itemgetter
-from typing import Any, cast
+from typing import IO, Any, cast
 from uuid import UUID
 
 import psycopg
@@ -56,7 +56,7 @@ from byodb.errors import ByodbError
 from byodb.instances.moves import set_comparable_session
 from byodb.routing import Router
 from byodb.safetext import escaped
-from byodb.services.portability import markdown
+from byodb.services.portability import jsonlines, markdown
 from byodb.services.portability.columns import (
     ColumnSpec,
     content_tables,
@@ -277,15 +277,12 @@ async def _table(conn: Conn, archive: _Archive, table: str, specs: list[ColumnSp
     member = archive.zip.open(name)
     members = [s.name for s in specs if s.kind == "member"]
     query = PageQuery.of_columns(table, specs)
-    statement = _in_id_order(table, query)
+    lines = jsonlines.Lines(table, specs)
     count = 0
-    async with aclosing(batches(conn, statement, {"u": user_id}, table=table,
-                                row_chars=query.row_chars)) as stream:
+    async with aclosing(batches(conn, _table_rows(table, specs, query), {"u": user_id},
+                                table=table, row_chars=query.row_chars)) as stream:
         async for batch in stream:
-            for row in batch:
-                if not row.startswith(b"{"):
-                    raise InvalidStoredContent(table, _flag_of(row))
-            data = unescape(b"".join(batch))
+            data = lines.lines(batch)
             if members:
                 data = b"".join(_with_member_paths(line, members)
                                 for line in data.split(b"\n")[:-1])
@@ -294,6 +291,19 @@ async def _table(conn: Conn, archive: _Archive, table: str, specs: list[ColumnSp
             if chunk := await archive.ready():
                 yield chunk
     archive.done(name, member.close(), count)
+
+
+def _table_rows(table: str, specs: list[ColumnSpec], query: PageQuery) -> sql.Composed:
+    """The user's rows of ``table`` by id: a flag (empty, or ``!<column>`` when a value is
+    over its limit: :func:`_flagged`), then each column's value as text
+    (``jsonlines.server_value``), made after the sort (only stored columns are sorted)."""
+    return sql.SQL(
+        "select {flag}, {values} from (select {columns} from {real} t"
+        " where t.user_id = %(u)s order by t.id) t").format(
+        flag=_flagged(query.overs, sql.SQL("''")),
+        values=sql.SQL(", ").join(jsonlines.server_value(s) for s in specs),
+        columns=sql.SQL(", ").join(column(s.name) for s in specs),
+        real=sql.Identifier(CONTENT_SCHEMA, table))
 
 
 def _in_id_order(table: str, query: PageQuery) -> sql.Composed:
@@ -315,28 +325,16 @@ def _in_id_order(table: str, query: PageQuery) -> sql.Composed:
         real=sql.Identifier(CONTENT_SCHEMA, table))
 
 
-FLAG = "!"
-"""First character of a row that names a column over its limit instead of a value (no JSON
-object, kind or id starts with it)."""
-FLAG_BYTES = FLAG.encode()
-
-
 def _flagged(overs: tuple[tuple[str, sql.Composable], ...],
              value: sql.Composable) -> sql.Composable:
     """``value``, or ``!<column>`` when a value of the row is over its limit: the value
     never crosses the wire, and the reader refuses the row naming the column."""
     if not overs:
         return value
-    whens = sql.SQL(" ").join(sql.SQL("when {} then {}").format(over, sql.Literal(FLAG + name))
-                              for name, over in overs)
+    whens = sql.SQL(" ").join(
+        sql.SQL("when {} then {}").format(over, sql.Literal(jsonlines.FLAG + name))
+        for name, over in overs)
     return sql.SQL("case {} else {} end").format(whens, value)
-
-
-def _flag_of(row: bytes) -> str:
-    """The column a refused row names (see :func:`_flagged`), else the whole row."""
-    if row.startswith(FLAG_BYTES):
-        return row[1:].split(b"\t", 1)[0].strip().decode(errors="replace")[:64] or "row"
-    return "row"
 
 
 def _object(fields: tuple[tuple[str, sql.Composable], ...]) -> sql.Composable:
@@ -407,40 +405,51 @@ def _conversation_head(specs: dict[str, ColumnSpec]) -> PageQuery:
 
 
 def _node(specs: dict[str, ColumnSpec]) -> tuple[list[sql.Composable], PageQuery]:
-    """The values of a message's node in ``mapping`` (see :data:`_NODE`), each a JSON value
-    as PostgreSQL writes it. The node's JSON is put together here, with its parent and
-    children, once its whole conversation has been read (:class:`_Conversation`): a template
-    filled per row costs less than the database's nested ``json_build_object``, and the
-    children grouped by the database cost more than the rest of the query."""
+    """What a message's node in ``mapping`` (:data:`_NODE`) and its Markdown section
+    (:data:`_SECTION`) are made of, read once: its texts as stored (COPY escapes them almost
+    as JSON does; ``jsonlines.json_strings`` does the rest), its times and branch index.
+    Both are put together here: a template filled per row costs less than the database's
+    ``to_json`` of every text, a text read once crosses the wire once, and the children the
+    database would group cost more than the rest of the query (:class:`_Conversation`)."""
     values: dict[str, sql.Composable] = {}
     overs: list[tuple[str, sql.Composable]] = []
     for name in ("role", "content", "model", "status"):
         value, over = _bounded(specs[name])
         values[name] = value
         overs.extend(over)
-    json_of = sql.SQL("coalesce(pg_catalog.to_json({})::text, 'null')")
-    as_json: list[sql.Composable] = [json_of.format(v) for v in (
-        values["role"], values["content"], sql.SQL(_EPOCH).format(column("created_at")),
+    row: list[sql.Composable] = [
+        sql.SQL("coalesce(t.parent_message_id::text, '')"), values["role"],
+        values["content"], sql.SQL(_EPOCH).format(column("created_at")),
         sql.SQL(_EPOCH).format(column("updated_at")), values["model"], values["status"],
-        column("branch_index"))]
+        column("branch_index"),
+        # A reply's time is when it was written (it was created with the question, blank).
+        sql.SQL("pg_catalog.to_json(coalesce(t.generation_completed_at, t.created_at))"
+                " #>> '{{}}'")]
     chars = sum(json_chars(specs[n]) for n in ("content", "role", "model", "status")) + 1024
-    return as_json, PageQuery("messages", (), tuple(overs), chars)
+    return row, PageQuery("messages", (), tuple(overs), chars)
 
+
+# The fields of a message's row: kind, id, then (:func:`_node`) these.
+_PARENT, _ROLE, _CONTENT, _CREATED, _UPDATED, _MODEL, _STATUS, _BRANCH, _WHEN = range(2, 11)
+_FIELDS = 11
+"""Fields of every row of the stream (a conversation's: kind, id, its head in
+conversations.json, its head in Markdown, then empty ones)."""
 
 _NODE = (b'"%s": {"id" : "%s", "parent" : "%s", "children" : %s, "message" : {"id" : "%s",'
-         b' "author" : {"role" : %s}, "content" : {"content_type" : "text", "parts" : [%s]},'
-         b' "create_time" : %s, "update_time" : %s, "status" : "finished_successfully",'
-         b' "metadata" : {"model_slug" : %s, "byodb_status" : %s, "byodb_branch_index" : %s}}}, ')
-"""A node of ``mapping`` with its key, as ``json_build_object`` would write it."""
+         b' "author" : {"role" : "%s"}, "content" : {"content_type" : "text",'
+         b' "parts" : ["%s"]}, "create_time" : %s, "update_time" : %s,'
+         b' "status" : "finished_successfully", "metadata" : {"model_slug" : "%s",'
+         b' "byodb_status" : "%s", "byodb_branch_index" : %s}}}, ')
+"""A node of ``mapping`` with its key, as ``json_build_object`` would write it (a NULL is
+COPY's ``\\N`` here, made ``null`` by :func:`_nulls`)."""
 _ROOT = (b'"%s": {"id": "%s", "parent": null, "children": [%s], "message": null}}, '
          b'"current_node": "%s"}')
 """The root node, the conversation's last: it ends ``mapping`` and the conversation."""
-_FIELDS = 11
-"""kind, id, then for a message: parent, role, content, create and update time, model,
-status, branch index (:data:`_NODE`'s values), Markdown section; for a conversation: its
-head in conversations.json and in Markdown."""
-_BRANCH = 9
-"""The field of a message's branch index."""
+_SECTION = "\n## %s%s · %s\n\n%s\n".encode()
+"""A message's Markdown, as ``markdown.message_section`` writes it."""
+_TITLES = {k.encode(): v.encode() for k, v in markdown.ROLE_TITLES.items()}
+_NULL = b"\\N"
+"""COPY's NULL."""
 MAX_CONVERSATION_MESSAGES = 250_000
 """Most messages of one conversation in conversations.json: its ids are kept in memory
 until its last message is read (about 150 bytes each)."""
@@ -451,6 +460,7 @@ SPOOL_MEMORY = 8 * 1024 * 1024
 a temporary file."""
 
 
+_FLAG_BYTES = jsonlines.FLAG.encode()
 HEAD, ROW = b"0", b"1"
 """First field of a row of a by-conversation stream (see :func:`_by_conversation`)."""
 
@@ -458,6 +468,9 @@ HEAD, ROW = b"0", b"1"
 _ROW_COLUMNS = ("parent_message_id", "role", "content", "model", "status", "created_at",
                 "updated_at", "branch_index", "generation_completed_at")
 """The columns of a message that its node and Markdown section are made of."""
+_ROW_TYPES = ("uuid", "text", "text", "text", "text", "timestamptz", "timestamptz", "integer",
+              "timestamptz")
+"""The types of :data:`_ROW_COLUMNS` (a union's first branch names them)."""
 
 
 def _by_conversation(head: list[sql.Composable], row: list[sql.Composable]) -> sql.Composed:
@@ -501,19 +514,27 @@ def _by_conversation(head: list[sql.Composable], row: list[sql.Composable]) -> s
         head_kind=sql.Literal(HEAD.decode()), row_kind=sql.Literal(ROW.decode()))
 
 
-_ROW_TYPES = ("uuid", "text", "text", "text", "text", "timestamptz", "timestamptz", "integer",
-              "timestamptz")
-"""The types of :data:`_ROW_COLUMNS` (a union's first branch names them)."""
-
-
 _UUIDS = re.compile(rb"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})*")
 """Ids, one after the other: a batch's ids are checked at once (one regular expression over
 their concatenation instead of one call per row)."""
+_NUMBERS = re.compile(rb"(?:(?:-?[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?|\\N)\t)*")
+"""Times (seconds) and branch indexes, each followed by a tab (or NULL)."""
+_TIMES = re.compile(rb"(?:[0-9]{4,}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:[+-][0-9:]+)?\t)*")
+"""ISO 8601 times as ``to_json`` writes them, each followed by a tab."""
 
 
 def _check_ids(ids: list[bytes]) -> None:
     if not _UUIDS.fullmatch(b"".join(ids)):
         raise InvalidStoredContent("messages", "id")
+
+
+def _check_values(rows: list[list[bytes]]) -> None:
+    """What goes into the archive as it is read (numbers, times) is what it should be."""
+    if not _NUMBERS.fullmatch(b"".join(b"%s\t%s\t%s\t" % (f[_CREATED], f[_UPDATED], f[_BRANCH])
+                                       for f in rows)):
+        raise InvalidStoredContent("messages", "created_at")
+    if not _TIMES.fullmatch(b"".join(f[_WHEN] + b"\t" for f in rows)):
+        raise InvalidStoredContent("messages", "generation_completed_at")
 
 
 def _fields(row: bytes, width: int) -> list[bytes]:
@@ -523,39 +544,61 @@ def _fields(row: bytes, width: int) -> list[bytes]:
     fields = row[:-1].split(b"\t")
     if len(fields) != width or len(fields[1]) != 36 or fields[0] not in (HEAD, ROW):
         raise InvalidStoredContent("messages", "row")
-    if fields[2][:1] == FLAG_BYTES:
+    if fields[2][:1] == _FLAG_BYTES:
         raise InvalidStoredContent("conversations" if fields[0] == HEAD else "messages",
-                                   _flag_of(fields[2]))
+                                   jsonlines.flag_of(fields[2]))
     return fields
 
 
+def _nulls(nodes: bytes) -> bytes:
+    """COPY's NULLs in filled :data:`_NODE` templates made JSON's ``null``. A value's own
+    backslash is always doubled, so ``"\\N"`` and `` : \\N,`` are never inside a value."""
+    if _NULL not in nodes:
+        return nodes
+    return (nodes.replace(b'"\\N"', b"null").replace(b" : \\N,", b" : null,")
+            .replace(b" : \\N}", b" : null}"))
+
+
 def _branch(value: bytes) -> int:
-    """A branch index as the key children are ordered by (``null`` last, as SQL sorts)."""
-    if value == b"null":
-        return 2**63
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidStoredContent("messages", "branch_index") from None
+    """A branch index as the key children are ordered by (NULL last, as SQL sorts)."""
+    return 2**63 if value == _NULL else int(value)  # a number: _check_values
+
+
+def _section(fields: list[bytes]) -> bytes:
+    """A message's Markdown section (still COPY-escaped)."""
+    role, content, branch = fields[_ROLE], fields[_CONTENT], fields[_BRANCH]
+    alternative = (b" (alternative %d)" % (int(branch) + 1)
+                   if branch not in (b"0", _NULL) else b"")
+    return _SECTION % (_TITLES.get(role) or (b"None" if role == _NULL else role), alternative,
+                       fields[_WHEN], b"None" if content == _NULL else content)
 
 
 class _Conversation:
     """The messages of one conversation, kept until its last one is read: a node of
     ``mapping`` names its children and whether its parent is in the conversation, which
-    later rows tell. The rows wait in memory up to :data:`CONVERSATION_MEMORY`, beyond that
-    in a temporary file; only ids stay in memory (:data:`MAX_CONVERSATION_MESSAGES`)."""
+    later rows tell. The rows (texts as JSON strings, ``jsonlines.json_strings``) wait in
+    memory up to :data:`CONVERSATION_MEMORY`, beyond that in a temporary file; only ids stay
+    in memory (:data:`MAX_CONVERSATION_MESSAGES`)."""
 
     def __init__(self, row_id: bytes) -> None:
         self.id = self.current = row_id
         self.count = 0
-        # Closed by nodes() or close() (the export's ``finally``), not by a ``with``.
-        self._rows = tempfile.SpooledTemporaryFile(max_size=CONVERSATION_MEMORY)  # noqa: SIM115
+        self._rows: list[list[bytes]] = []
+        self._size = 0
+        self._file: IO[bytes] | None = None
         self._ids: set[bytes] = set()
         self._children: dict[bytes, list[tuple[int, bytes]]] = {}
 
-    def add(self, line: bytes, fields: list[bytes]) -> None:
-        row_id, parent = fields[1], fields[2]
-        self._rows.write(line)
+    def add(self, fields: list[bytes], size: int) -> None:
+        row_id, parent = fields[1], fields[_PARENT]
+        if self._size < CONVERSATION_MEMORY:
+            self._rows.append(fields)
+            self._size += size
+        else:
+            if self._file is None:
+                # Closed by close() (the export's ``finally``), not by a ``with``.
+                self._file = tempfile.TemporaryFile()  # noqa: SIM115
+            self._file.write(b"\t".join(fields) + b"\n")
         self._ids.add(row_id)
         if parent:
             self._children.setdefault(parent, []).append((_branch(fields[_BRANCH]), row_id))
@@ -564,24 +607,30 @@ class _Conversation:
         if self.count > MAX_CONVERSATION_MESSAGES:
             raise InvalidStoredContent("messages", "conversation_id")
 
+    def _all(self) -> Iterator[list[bytes]]:
+        yield from self._rows
+        if self._file is not None:
+            self._file.seek(0)
+            for line in self._file:
+                yield line[:-1].split(b"\t")
+
     def nodes(self) -> Iterator[bytes]:
-        """The conversation's nodes, root last, ending the conversation (COPY-escaped
-        pieces of about :data:`BATCH_BYTES`)."""
-        self._rows.seek(0)
+        """The conversation's nodes, root last, ending the conversation (pieces of about
+        :data:`BATCH_BYTES`)."""
         roots: list[bytes] = []
         out: list[bytes] = []
         size = 0
-        for line in self._rows:
-            fields = line[:-1].split(b"\t")
-            row_id, parent = fields[1], fields[2]
-            if parent not in self._ids:
+        ids, children_of = self._ids, self._children
+        for fields in self._all():
+            row_id, parent = fields[1], fields[_PARENT]
+            if parent not in ids:
                 # No parent in the conversation: it hangs below the root (the
                 # conversation's id).
                 parent = self.id
                 roots.append(b'"%s"' % row_id)
                 if len(roots) > MAX_ROOTS:
                     raise InvalidStoredContent("messages", "parent_message_id")
-            children = self._children.get(row_id)
+            children = children_of.get(row_id)
             if children:
                 if len(children) * 40 > MAX_CHILDREN_CHARS:
                     raise InvalidStoredContent("messages", "parent_message_id")
@@ -590,18 +639,20 @@ class _Conversation:
                 listed = b"[" + b", ".join(b'"%s"' % c for _, c in children) + b"]"
             else:
                 listed = b"[]"
-            node = _NODE % (row_id, row_id, parent, listed, row_id, *fields[3:_BRANCH + 1])
+            node = _NODE % (row_id, row_id, parent, listed, row_id, *fields[_ROLE:_WHEN])
             out.append(node)
             size += len(node)
             if size >= BATCH_BYTES:
-                yield b"".join(out)
+                yield _nulls(b"".join(out))
                 out, size = [], 0
-        self._rows.close()
         out.append(_ROOT % (self.id, self.id, b", ".join(roots), self.current))
-        yield b"".join(out)
+        yield _nulls(b"".join(out))
+        self.close()
 
     def close(self) -> None:
-        self._rows.close()
+        self._rows = []
+        if self._file is not None:
+            self._file.close()
 
 
 class _MarkdownSpool:
@@ -617,8 +668,7 @@ class _MarkdownSpool:
         self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
 
     def _record(self, kind: bytes, payload: bytes) -> None:
-        self._file.write(self._RECORD.pack(kind, len(payload)))
-        self._file.write(payload)
+        self._file.write(self._RECORD.pack(kind, len(payload)) + payload)
 
     def start(self, name: str, header: bytes) -> None:
         self._record(self.NAME, name.encode())
@@ -648,17 +698,14 @@ async def _conversations_and_markdown(conn: Conn, archive: _Archive,
     by conversation and time."""
     head = _conversation_head(specs["conversations"])
     text_head = _text_query("conversations", specs["conversations"], ("title", "model"))
-    node, node_query = _node(specs["messages"])
-    section, section_query = _section(specs["messages"])
+    row, row_query = _node(specs["messages"])
     # The flag of the first value names any over-limit value of the row: the text head's
-    # values are the head's, a section's are the node's.
-    parent = sql.SQL("coalesce(t.parent_message_id::text, '')")
+    # values are the head's.
     statement = _by_conversation(
         [_flagged(head.overs, sql.SQL("{}::text").format(_object(head.fields))),
          sql.SQL("{}::text").format(_object(text_head.fields))],
-        [_flagged(node_query.overs, parent), *node, section])
-    row_chars = max(head.row_chars + text_head.row_chars,
-                    node_query.row_chars + section_query.row_chars)
+        [_flagged(row_query.overs, row[0]), *row[1:]])
+    row_chars = max(head.row_chars + text_head.row_chars, row_query.row_chars)
     member = archive.zip.open("conversations.json")
     member.write(b"[")
     spool = _MarkdownSpool()
@@ -670,14 +717,21 @@ async def _conversations_and_markdown(conn: Conn, archive: _Archive,
             async for batch in stream:
                 rows = [_fields(line, _FIELDS) for line in batch]
                 _check_ids([fields[1] for fields in rows])
+                messages = [fields for fields in rows if fields[0] == ROW]
+                _check_values(messages)
+                # The nodes take the texts as JSON strings' insides: most rows are already.
+                plain = jsonlines.plain(b"".join(
+                    line for line, fields in zip(batch, rows, strict=True) if fields[0] == ROW))
                 out: list[bytes] = []
                 sections: list[bytes] = []
                 for line, fields in zip(batch, rows, strict=True):
                     if fields[0] == ROW:
                         if conversation is None:
                             raise InvalidStoredContent("messages", "row")
-                        conversation.add(line, fields)
-                        sections.append(fields[-1])
+                        conversation.add(
+                            fields if plain or jsonlines.plain(line)
+                            else jsonlines.json_strings(line)[:-1].split(b"\t"), len(line))
+                        sections.append(_section(fields))
                         continue
                     if conversation is not None:
                         member.write(unescape(b"".join(out)))
@@ -685,7 +739,7 @@ async def _conversations_and_markdown(conn: Conn, archive: _Archive,
                         spool.end(conversation.count)
                         out, sections = [], []
                         for piece in conversation.nodes():
-                            member.write(unescape(piece))
+                            member.write(piece)
                             if chunk := await archive.ready():
                                 yield chunk
                     # The head is a JSON object; the mapping and current node follow it.
@@ -706,7 +760,7 @@ async def _conversations_and_markdown(conn: Conn, archive: _Archive,
         if conversation is not None:
             spool.end(conversation.count)
             for piece in conversation.nodes():
-                member.write(unescape(piece))
+                member.write(piece)
                 if chunk := await archive.ready():
                     yield chunk
         member.write(b"\n]\n")
@@ -733,26 +787,6 @@ async def _conversations_and_markdown(conn: Conn, archive: _Archive,
 
 # --- markdown ----------------------------------------------------------------------------
 
-_SECTION = (
-    "E'\\n## ' || case {role} {titles} else coalesce({role}, 'None') end"
-    " || case when coalesce(t.branch_index, 0) <> 0"
-    " then ' (alternative ' || (t.branch_index + 1) || ')' else '' end"
-    " || ' · ' || (pg_catalog.to_json(coalesce(t.generation_completed_at, t.created_at))"
-    " #>> '{{}}')"
-    " || E'\\n\\n' || coalesce({content}, 'None') || E'\\n'")
-
-
-def _section(specs: dict[str, ColumnSpec]) -> tuple[sql.Composable, PageQuery]:
-    """A message's Markdown (as ``markdown.message_section`` writes it), made by the
-    database: the text goes into the archive as it arrives."""
-    role, role_over = _bounded(specs["role"])
-    content, content_over = _bounded(specs["content"])
-    titles = sql.SQL(" ").join(sql.SQL("when {} then {}").format(sql.Literal(k), sql.Literal(v))
-                               for k, v in markdown.ROLE_TITLES.items())
-    text_ = sql.SQL(_SECTION).format(role=role, content=content, titles=titles)
-    chars = json_chars(specs["role"]) + json_chars(specs["content"]) + 1024
-    return text_, PageQuery("messages", (), role_over + content_over, chars)
-
 
 async def _note_markdown(conn: Conn, archive: _Archive,
                          specs: dict[str, dict[str, ColumnSpec]],
@@ -764,7 +798,7 @@ async def _note_markdown(conn: Conn, archive: _Archive,
         async for batch in stream:
             for row in batch:
                 if not row.startswith(b"{"):
-                    raise InvalidStoredContent("notes", _flag_of(row))
+                    raise InvalidStoredContent("notes", jsonlines.flag_of(row))
                 data = json.loads(unescape(row))
                 archive.add(markdown.member_name("notes", UUID(str(data.get("id"))),
                                                  data.get("title"), "note"),
