@@ -105,49 +105,74 @@ def server_value(spec: ColumnSpec) -> sql.Composable:
 
 
 class Lines:
-    """The JSON lines of one table's rows (``specs``' columns in order, after the flag)."""
+    """The JSON lines of one table's rows (``specs``' columns in order, after the flag).
+
+    A batch is made without a loop over its rows: its fields are split at once (a newline
+    ends a row, a tab ends a field; both are escaped inside values), each column is taken
+    as a slice of them, and the lines are one ``join`` of the fields interleaved with the
+    template's pieces."""
 
     def __init__(self, table: str, specs: list[ColumnSpec]) -> None:
         self.table = table
         self.width = len(specs) + 1
-        self._template = b"%s{" + b",".join(
-            json.dumps(s.name).encode() + (b':"%s"' if s.kind in _QUOTED else b":%s")
-            for s in specs) + b"}\n"
+        # A row's pieces: the flag (always empty) first, then "{" or ",", the key and the
+        # opening quote before each value, and what closes the last one.
+        pieces: list[bytes] = [b""]
+        closing = b""
+        for i, spec in enumerate(specs):
+            quote = b'"' if spec.kind in _QUOTED else b""
+            pieces.append(closing + (b"," if i else b"{") + json.dumps(spec.name).encode()
+                          + b":" + quote)
+            closing = quote
+        self._unit = [piece for before in pieces for piece in (before, b"")] + [
+            closing + b"}\n"]
         # Fields taken as sent (their text is JSON, or a number): only COPY's escapes undone.
         self._bare = [i + 1 for i, s in enumerate(specs) if s.kind not in _QUOTED]
         self._escaped = [i + 1 for i, s in enumerate(specs) if s.kind in _AS_JSON]
         self._times = [i + 1 for i, s in enumerate(specs) if s.kind == "time"]
 
+    def _split(self, data: bytes, rows: int) -> list[bytes]:
+        fields = data.replace(b"\n", b"\t").split(b"\t")
+        fields.pop()  # after the last row's end
+        if len(fields) != rows * self.width:
+            raise InvalidStoredContent(self.table, "row")
+        return fields
+
     def lines(self, batch: list[bytes]) -> bytes:
         """The JSON lines of a batch of COPY rows (each ending in a newline)."""
-        out: list[bytes] = []
-        times: list[bytes] = []
-        template, bare, escaped, width = self._template, self._bare, self._escaped, self.width
-        # Most batches need no JSON escape at all; else each row is looked at.
-        all_plain = plain(b"".join(batch))
-        for row in batch:
-            if row[:1] != b"\t":
-                raise InvalidStoredContent(self.table, flag_of(row))
-            fields = row[:-1].split(b"\t")
-            if len(fields) != width:
-                raise InvalidStoredContent(self.table, "row")
-            if not all_plain and not plain(row):
-                strings = json_strings(row)[:-1].split(b"\t")
-                for i in bare:
-                    strings[i] = fields[i]
-                fields = strings
-            for i in escaped:
-                if fields[i] != NULL and b"\\" in fields[i]:
-                    fields[i] = unescape(fields[i])
-            for i in self._times:
-                # 2026-11-22 08:37:03.087489+00 (the session's UTC) as ISO 8601.
-                time = fields[i]
-                if time != NULL:
-                    if time[10:11] != b" " or time[-3:] != b"+00":
-                        raise InvalidStoredContent(self.table, "row")
-                    times.append(time)
-                    fields[i] = time[:10] + b"T" + time[11:] + b":00"
-            out.append(template % tuple(fields))
-        if b"".join(times).translate(None, _TIME_CHARS):
+        width = self.width
+        if {row.count(b"\t") for row in batch} != {width - 1}:
             raise InvalidStoredContent(self.table, "row")
+        data = b"".join(batch)
+        fields = self._split(data, len(batch))
+        if any(fields[0::width]):
+            raise InvalidStoredContent(
+                self.table, flag_of(next(row for row in batch if row[:1] != b"\t")))
+        # Most batches need no JSON escape at all.
+        strings = fields if plain(data) else self._split(json_strings(data), len(batch))
+        columns = {i: strings[i::width] for i in range(width)}
+        for i in self._bare:
+            columns[i] = fields[i::width]
+        for i in self._escaped:
+            columns[i] = [unescape(v) if b"\\" in v else v for v in columns[i]]
+        for i in self._times:
+            columns[i] = self._iso_times(columns[i])
+        unit = self._unit
+        out = unit * len(batch)
+        step = len(unit)
+        for i, column in columns.items():
+            out[2 * i + 1::step] = column
         return nulls(b"".join(out))
+
+    def _iso_times(self, column: list[bytes]) -> list[bytes]:
+        """Times as the session writes them (``2026-11-22 08:37:03.087489+00``, UTC) in
+        ISO 8601 (``2026-11-22T08:37:03.087489+00:00``), checked: one space and one ``+00``
+        each, nothing but digits and ``-:.`` besides."""
+        text = b"\t".join(column) + b"\t"
+        times = len(column) - text.count(b"\\N\t")
+        if (text.count(b" ") != times or text.count(b"+00\t") != times
+                or text.replace(b"\\N\t", b"").translate(None, _TIME_CHARS + b"\t")):
+            raise InvalidStoredContent(self.table, "row")
+        iso = text.replace(b" ", b"T").replace(b"+00\t", b"+00:00\t").split(b"\t")
+        iso.pop()
+        return iso
