@@ -1,12 +1,13 @@
 """Reading a user's rows as one streamed ``COPY (SELECT …) TO STDOUT`` per archive member.
 
 One statement per member instead of a page per thousand rows: the database keeps producing
-rows while this process compresses and writes the previous ones (two processors at work,
+rows while this process makes and compresses the previous ones (two processors at work,
 not one waiting for the other), and there is no round trip per page. Rows arrive in
 PostgreSQL's COPY text format, as bytes, and are handed on in batches of about
-:data:`BATCH_BYTES` still escaped: :func:`unescape` undoes COPY's escapes for a whole batch
-at once (a handful of ``bytes.replace`` over a megabyte, instead of work per row), so a row's
-bytes go into the archive without ever becoming a Python ``str``.
+:data:`BATCH_BYTES` still escaped, read a batch per wait (:func:`_batch`). What becomes text
+of the archive is unescaped a batch at a time (:func:`unescape`: a handful of
+``bytes.replace`` over a megabyte, instead of work per row), or kept escaped where COPY's
+escapes are JSON's (``portability.jsonlines``).
 
 Every row's length is checked as it arrives (the most its columns can take, however the
 database answers); values are checked on the server (``pages.over_of``) as before.

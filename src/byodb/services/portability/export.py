@@ -10,8 +10,9 @@ Order of an export (docs/export-format.md describes the result):
 2. ``tables/<table>.jsonl`` for every content table, parents first; the bytes of uploaded
    files then follow as ``files/<id>/<name>`` (one file per query, so at most one file's
    bytes are in memory).
-3. ``conversations.json`` in ChatGPT's layout, then ``markdown/…`` — left out when only the
-   tables are asked for (:class:`Contents`).
+3. ``conversations.json`` in ChatGPT's layout, then ``markdown/…``, both from one read of
+   the messages by conversation (the Markdown waits in a spool while conversations.json is
+   written) — left out when only the tables are asked for (:class:`Contents`).
 4. ``manifest.json`` last: it lists every other member with its rows and SHA-256.
 
 An export that fails once bytes have left (its deadline, the database, a stored value
@@ -21,9 +22,10 @@ words: never a server's message), and without ``manifest.json``: no tool mistake
 whole export. The log names the user (escaped) and the cause.
 
 Each member is one streamed ``COPY (SELECT …) TO STDOUT`` (``portability.copystream``): the
-database makes the text (a row's JSON, a node's values, a message's Markdown), every value
-bounded on the server and every row's length checked here (``portability.pages``), and the
-bytes go into the archive without being parsed again. Bytes leave as soon as a quarter
+database sends each value as text, bounded on its side (``portability.pages``), and this
+process makes the JSON (``portability.jsonlines`` for the tables, templates here for
+conversations.json and the Markdown), every row's length and shape checked as it arrives:
+the user's server does what ``pg_dump`` would, no more. Bytes leave as soon as a quarter
 megabyte of the archive is ready, so memory stays flat however large the export is.
 """
 
