@@ -19,9 +19,10 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.abc import PQGen
-from psycopg.generators import copy_from
+from psycopg.errors import error_from_result
+from psycopg.generators import copy_from, fetch_many
 from psycopg.pq.abc import PGconn
 
 from byodb.services.rows import InvalidStoredContent
@@ -57,22 +58,36 @@ def copy_of(query: sql.Composable) -> sql.Composed:
     return sql.SQL("copy ({}) to stdout").format(query)
 
 
-def _batch(pgconn: PGconn, limit: int, table: str) -> PQGen[tuple[list[bytes], bool]]:
+def _batch(pgconn: PGconn, encoding: str, limit: int,
+           table: str) -> PQGen[tuple[list[bytes], bool]]:
     """Rows of a running COPY until about :data:`BATCH_BYTES` are read or the COPY ends
-    (then ``True``). Each row is psycopg's own step (``generators.copy_from``: the next
-    message, waiting only when none has arrived), but one ``connection.wait`` reads a whole
-    batch: waiting once per row costs more than the rest of the export (a COPY sends every
-    row as a message of its own)."""
+    (then ``True``). The rows libpq holds already are taken in a loop of its own calls; when
+    none has arrived, psycopg's own step (``generators.copy_from``) waits for the next; at the
+    end, the COPY's result is taken as psycopg takes it (an error raised as psycopg would).
+    One ``connection.wait`` reads a whole batch: waiting once per row costs more than the rest
+    of the export (a COPY sends every row as a message of its own)."""
     batch: list[bytes] = []
     size = 0
+    get = pgconn.get_copy_data
     while size < BATCH_BYTES:
-        data = yield from copy_from(pgconn)
-        if not isinstance(data, memoryview):  # the COPY's result: it is over
+        nbytes, data = get(1)
+        if nbytes == 0:  # nothing arrived yet
+            step = yield from copy_from(pgconn)
+            if not isinstance(step, memoryview):  # the COPY's result: it is over
+                return batch, True
+            data, nbytes = step, len(step)
+        elif nbytes < 0:
+            if nbytes != -1:
+                raise psycopg.OperationalError("error receiving copy data")
+            results = yield from fetch_many(pgconn)
+            if not results or results[0].status != pq.ExecStatus.COMMAND_OK:
+                raise (error_from_result(results[0], encoding=encoding)
+                       if results else psycopg.OperationalError("no COPY result"))
             return batch, True
-        if len(data) > limit:
+        if nbytes > limit:
             raise InvalidStoredContent(table, "row")
         batch.append(bytes(data))
-        size += len(data)
+        size += nbytes
     return batch, False
 
 
@@ -88,6 +103,6 @@ async def batches(conn: Conn, query: sql.Composable, params: dict[str, Any], *,
         del copy
         done = False
         while not done:
-            batch, done = await conn.wait(_batch(conn.pgconn, limit, table))
+            batch, done = await conn.wait(_batch(conn.pgconn, conn.info.encoding, limit, table))
             if batch:
                 yield batch
