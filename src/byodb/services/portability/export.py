@@ -419,11 +419,13 @@ def _node(specs: dict[str, ColumnSpec]) -> tuple[list[sql.Composable], PageQuery
         value, over = _bounded(specs[name])
         values[name] = value
         overs.extend(over)
+    # Numbers (not quoted in a node) come as JSON, a NULL as ``null``.
+    number = sql.SQL("coalesce(({})::text, 'null')")
     row: list[sql.Composable] = [
         sql.SQL("coalesce(t.parent_message_id::text, '')"), values["role"],
-        values["content"], sql.SQL(_EPOCH).format(column("created_at")),
-        sql.SQL(_EPOCH).format(column("updated_at")), values["model"], values["status"],
-        column("branch_index"),
+        values["content"], number.format(sql.SQL(_EPOCH).format(column("created_at"))),
+        number.format(sql.SQL(_EPOCH).format(column("updated_at"))), values["model"],
+        values["status"], number.format(column("branch_index")),
         # A reply's time is when it was written (it was created with the question, blank).
         sql.SQL("pg_catalog.to_json(coalesce(t.generation_completed_at, t.created_at))"
                 " #>> '{{}}'")]
@@ -442,8 +444,8 @@ _NODE = (b'"%s": {"id" : "%s", "parent" : "%s", "children" : %s, "message" : {"i
          b' "parts" : ["%s"]}, "create_time" : %s, "update_time" : %s,'
          b' "status" : "finished_successfully", "metadata" : {"model_slug" : "%s",'
          b' "byodb_status" : "%s", "byodb_branch_index" : %s}}}, ')
-"""A node of ``mapping`` with its key, as ``json_build_object`` would write it (a NULL is
-COPY's ``\\N`` here, made ``null`` by :func:`_nulls`)."""
+"""A node of ``mapping`` with its key, as ``json_build_object`` would write it (a NULL text
+is ``"\\N"`` here, made ``null`` by ``jsonlines.nulls``)."""
 _ROOT = (b'"%s": {"id": "%s", "parent": null, "children": [%s], "message": null}}, '
          b'"current_node": "%s"}')
 """The root node, the conversation's last: it ends ``mapping`` and the conversation."""
@@ -451,7 +453,9 @@ _SECTION = "\n## %s%s · %s\n\n%s\n".encode()
 """A message's Markdown, as ``markdown.message_section`` writes it."""
 _TITLES = {k.encode(): v.encode() for k, v in markdown.ROLE_TITLES.items()}
 _NULL = b"\\N"
-"""COPY's NULL."""
+"""COPY's NULL (of a text)."""
+_NULL_NUMBER = b"null"
+"""A NULL number as the database sends it (:func:`_node`)."""
 MAX_CONVERSATION_MESSAGES = 250_000
 """Most messages of one conversation in conversations.json: its ids are kept in memory
 until its last message is read (about 150 bytes each)."""
@@ -519,7 +523,7 @@ def _by_conversation(head: list[sql.Composable], row: list[sql.Composable]) -> s
 _UUIDS = re.compile(rb"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})*")
 """Ids, one after the other: a batch's ids are checked at once (one regular expression over
 their concatenation instead of one call per row)."""
-_NUMBERS = re.compile(rb"(?:(?:-?[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?|\\N)\t)*")
+_NUMBERS = re.compile(rb"(?:(?:-?[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?|null)\t)*")
 """Times (seconds) and branch indexes, each followed by a tab (or NULL)."""
 _TIMES = re.compile(rb"(?:[0-9]{4,}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:[+-][0-9:]+)?\t)*")
 """ISO 8601 times as ``to_json`` writes them, each followed by a tab."""
@@ -552,25 +556,16 @@ def _fields(row: bytes, width: int) -> list[bytes]:
     return fields
 
 
-def _nulls(nodes: bytes) -> bytes:
-    """COPY's NULLs in filled :data:`_NODE` templates made JSON's ``null``. A value's own
-    backslash is always doubled, so ``"\\N"`` and `` : \\N,`` are never inside a value."""
-    if _NULL not in nodes:
-        return nodes
-    return (nodes.replace(b'"\\N"', b"null").replace(b" : \\N,", b" : null,")
-            .replace(b" : \\N}", b" : null}"))
-
-
 def _branch(value: bytes) -> int:
     """A branch index as the key children are ordered by (NULL last, as SQL sorts)."""
-    return 2**63 if value == _NULL else int(value)  # a number: _check_values
+    return 2**63 if value == _NULL_NUMBER else int(value)  # a number: _check_values
 
 
 def _section(fields: list[bytes]) -> bytes:
     """A message's Markdown section (still COPY-escaped)."""
     role, content, branch = fields[_ROLE], fields[_CONTENT], fields[_BRANCH]
     alternative = (b" (alternative %d)" % (int(branch) + 1)
-                   if branch not in (b"0", _NULL) else b"")
+                   if branch not in (b"0", _NULL_NUMBER) else b"")
     return _SECTION % (_TITLES.get(role) or (b"None" if role == _NULL else role), alternative,
                        fields[_WHEN], b"None" if content == _NULL else content)
 
@@ -645,10 +640,10 @@ class _Conversation:
             out.append(node)
             size += len(node)
             if size >= BATCH_BYTES:
-                yield _nulls(b"".join(out))
+                yield jsonlines.nulls(b"".join(out))
                 out, size = [], 0
         out.append(_ROOT % (self.id, self.id, b", ".join(roots), self.current))
-        yield _nulls(b"".join(out))
+        yield jsonlines.nulls(b"".join(out))
         self.close()
 
     def close(self) -> None:
