@@ -31,6 +31,7 @@ megabyte of the archive is ready, so memory stays flat however large the export 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -74,7 +75,12 @@ from byodb.services.portability.pages import (
     over_of,
     value_of,
 )
-from byodb.services.portability.zipstream import Member, MemberStats, ZipStream
+from byodb.services.portability.zipstream import (
+    Member,
+    MemberStats,
+    ZipStream,
+    compression_pool,
+)
 from byodb.services.rows import InvalidStoredContent
 
 log = logging.getLogger(__name__)
@@ -280,19 +286,26 @@ async def _table(conn: Conn, archive: _Archive, table: str, specs: list[ColumnSp
     members = [s.name for s in specs if s.kind == "member"]
     query = PageQuery.of_columns(table, specs)
     lines = jsonlines.Lines(table, specs)
+    loop, pool = asyncio.get_running_loop(), compression_pool()
     count = 0
     async with aclosing(batches(conn, _table_rows(table, specs, query), {"u": user_id},
                                 table=table, row_chars=query.row_chars)) as stream:
         async for batch in stream:
-            data = lines.lines(batch)
-            if members:
-                data = b"".join(_with_member_paths(line, members)
-                                for line in data.split(b"\n")[:-1])
+            # Made on the export's own threads, not the event loop, while the next batch
+            # arrives.
+            data = await loop.run_in_executor(pool, _json_lines, lines, batch, members)
             member.write(data)
             count += len(batch)
             if chunk := await archive.ready():
                 yield chunk
     archive.done(name, member.close(), count)
+
+
+def _json_lines(lines: jsonlines.Lines, batch: list[bytes], members: list[str]) -> bytes:
+    data = lines.lines(batch)
+    if members:
+        data = b"".join(_with_member_paths(line, members) for line in data.split(b"\n")[:-1])
+    return data
 
 
 def _table_rows(table: str, specs: list[ColumnSpec], query: PageQuery) -> sql.Composed:

@@ -56,7 +56,8 @@ _pool_lock = threading.Lock()
 
 
 def compression_pool() -> ThreadPoolExecutor:
-    """The process's export compression threads (created on first use)."""
+    """The process's export threads (created on first use): they deflate and hash, and
+    make a table's JSON lines (``export._table``)."""
     global _pool
     with _pool_lock:
         if _pool is None:
