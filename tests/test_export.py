@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from byodb.services.portability import export
 from byodb.services.portability.export import INCOMPLETE_MEMBER, ExportOutcome, export_archive
 from byodb.settings import Settings
 from tests.conftest import Api, count_rows, running_app
@@ -298,3 +299,51 @@ async def test_operator_export_past_its_deadline_says_so_and_leaves_no_file(
     assert result.returncode == 1, result.stderr
     assert "error: the export is incomplete:" in result.stderr
     assert not out.exists() and not out.with_name("rex.zip.partial").exists()
+
+
+TRICKY = ('say "hi" \\ back\\slash \\N "\\N" :\\N, tab\there new\nline cr\r vt\x0b bell\x07 '
+          'ff\x0c bs\x08 del\x7f sep\u2028 é 😀 {"x": 1}')
+"""Every character the export escapes by hand (COPY text made into JSON), and its markers."""
+
+
+async def test_every_value_is_exported_exactly_as_the_database_holds_it(
+        api: Api, user_db_url: str) -> None:
+    await connect_own_database(api, "uma", user_db_url)
+    await seed_content(api, "uma")
+    with psycopg.connect(user_db_url) as conn:
+        conn.execute(
+            "update byodb.messages set content = %s, model = null, cost = 0.000125,"
+            " metadata = %s::jsonb, generation_completed_at = '2026-11-22 08:37:03+00'"
+            " where user_id = 'uma' and content = 'How do I bleed a radiator?'",
+            (TRICKY, json.dumps({"q": TRICKY, "n": [1, 2.5, None, True], "s": "\\N"})))
+        conn.execute("set timezone = 'UTC'")
+        reference = {row["id"]: row for (row,) in conn.execute(
+            "select row_to_json(t) from byodb.messages t where user_id = 'uma'")}
+    archive = await export_zip(api, "uma")
+    assert_manifest_matches(archive)
+    messages = table_rows(archive, "messages")
+    assert len(messages) == len(reference) == 6
+    for row in messages:
+        # What PostgreSQL's own JSON says of the row (its vector would be a string there).
+        expected = {k: v for k, v in reference[row["id"]].items() if k in row}
+        assert {k: v for k, v in row.items() if k != "embedding"} == \
+            {k: v for k, v in expected.items() if k != "embedding"}
+    [tricky] = [m for m in messages if m["content"] == TRICKY]
+    assert tricky["metadata"]["q"] == TRICKY and tricky["model"] is None
+    [conversation] = json.loads(archive.read("conversations.json"))
+    node = conversation["mapping"][tricky["id"]]
+    assert node["message"]["content"]["parts"] == [TRICKY]
+    assert node["message"]["metadata"]["model_slug"] is None
+    [talk] = [n for n in archive.namelist() if n.startswith("markdown/conversations/")]
+    assert f"## You · 2026-11-22T08:37:03+00:00\n\n{TRICKY}\n" in archive.read(talk).decode()
+
+
+async def test_a_conversation_beyond_the_memory_bound_is_exported_the_same(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    await seed_content(api, "val")
+    whole = await export_zip(api, "val")
+    # Every message after the first of a conversation waits in a temporary file.
+    monkeypatch.setattr(export, "CONVERSATION_MEMORY", 1)
+    spilled = await export_zip(api, "val")
+    assert spilled.read("conversations.json") == whole.read("conversations.json")
+    assert_chatgpt_layout(spilled, "Boiler questions")

@@ -10,8 +10,9 @@ Order of an export (docs/export-format.md describes the result):
 2. ``tables/<table>.jsonl`` for every content table, parents first; the bytes of uploaded
    files then follow as ``files/<id>/<name>`` (one file per query, so at most one file's
    bytes are in memory).
-3. ``conversations.json`` in ChatGPT's layout, then ``markdown/…`` — left out when only the
-   tables are asked for (:class:`Contents`).
+3. ``conversations.json`` in ChatGPT's layout, then ``markdown/…``, both from one read of
+   the messages by conversation (the Markdown waits in a spool while conversations.json is
+   written) — left out when only the tables are asked for (:class:`Contents`).
 4. ``manifest.json`` last: it lists every other member with its rows and SHA-256.
 
 An export that fails once bytes have left (its deadline, the database, a stored value
@@ -21,23 +22,28 @@ words: never a server's message), and without ``manifest.json``: no tool mistake
 whole export. The log names the user (escaped) and the cause.
 
 Each member is one streamed ``COPY (SELECT …) TO STDOUT`` (``portability.copystream``): the
-database makes the text (a row's JSON, a node's values, a message's Markdown), every value
-bounded on the server and every row's length checked here (``portability.pages``), and the
-bytes go into the archive without being parsed again. Bytes leave as soon as a quarter
+database sends each value as text, bounded on its side (``portability.pages``), and this
+process makes the JSON (``portability.jsonlines`` for the tables, templates here for
+conversations.json and the Markdown), every row's length and shape checked as it arrives:
+the user's server does what ``pg_dump`` would, no more. Bytes leave as soon as a quarter
 megabyte of the archive is ready, so memory stays flat however large the export is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+import struct
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, cast
+from operator import itemgetter
+from typing import IO, Any, cast
 from uuid import UUID
 
 import psycopg
@@ -53,7 +59,7 @@ from byodb.errors import ByodbError
 from byodb.instances.lifecycle.move_plan import set_comparable_session
 from byodb.routing import Router
 from byodb.safetext import escaped
-from byodb.services.portability import markdown
+from byodb.services.portability import jsonlines, markdown
 from byodb.services.portability.columns import (
     ColumnSpec,
     content_tables,
@@ -61,7 +67,7 @@ from byodb.services.portability.columns import (
     present_columns,
     stored_specs,
 )
-from byodb.services.portability.copystream import batches, unescape
+from byodb.services.portability.copystream import BATCH_BYTES, batches, unescape
 from byodb.services.portability.pages import (
     Conn,
     PageQuery,
@@ -69,7 +75,12 @@ from byodb.services.portability.pages import (
     over_of,
     value_of,
 )
-from byodb.services.portability.zipstream import Member, MemberStats, ZipStream
+from byodb.services.portability.zipstream import (
+    Member,
+    MemberStats,
+    ZipStream,
+    compression_pool,
+)
 from byodb.services.rows import InvalidStoredContent
 
 log = logging.getLogger(__name__)
@@ -245,9 +256,9 @@ async def _members(conn: Conn, archive: _Archive, user_id: str,
         return
     by_name = {t.name: {s.name: s for s in stored_specs(t, present.get(t.name, ()))}
                for t in content_tables()}
-    async for chunk in _conversations_json(conn, archive, by_name, user_id):
+    async for chunk in _conversations_and_markdown(conn, archive, by_name, user_id):
         yield chunk
-    async for chunk in _markdown(conn, archive, by_name, user_id):
+    async for chunk in _note_markdown(conn, archive, by_name, user_id):
         yield chunk
 
 
@@ -274,19 +285,15 @@ async def _table(conn: Conn, archive: _Archive, table: str, specs: list[ColumnSp
     member = archive.zip.open(name)
     members = [s.name for s in specs if s.kind == "member"]
     query = PageQuery.of_columns(table, specs)
-    statement = _in_id_order(table, _flagged(query.overs, sql.SQL("{}::text").format(
-        _object(query.fields))))
+    lines = jsonlines.Lines(table, specs)
+    loop, pool = asyncio.get_running_loop(), compression_pool()
     count = 0
-    async with aclosing(batches(conn, statement, {"u": user_id}, table=table,
-                                row_chars=query.row_chars)) as stream:
+    async with aclosing(batches(conn, _table_rows(table, specs, query), {"u": user_id},
+                                table=table, row_chars=query.row_chars)) as stream:
         async for batch in stream:
-            for row in batch:
-                if not row.startswith(b"{"):
-                    raise InvalidStoredContent(table, _flag_of(row))
-            data = unescape(b"".join(batch))
-            if members:
-                data = b"".join(_with_member_paths(line, members)
-                                for line in data.split(b"\n")[:-1])
+            # Made on the export's own threads, not the event loop, while the next batch
+            # arrives.
+            data = await loop.run_in_executor(pool, _json_lines, lines, batch, members)
             member.write(data)
             count += len(batch)
             if chunk := await archive.ready():
@@ -294,22 +301,43 @@ async def _table(conn: Conn, archive: _Archive, table: str, specs: list[ColumnSp
     archive.done(name, member.close(), count)
 
 
-def _in_id_order(table: str, value: sql.Composable) -> sql.Composed:
-    """``value`` of each of the user's rows (alias ``t``), by id. Only the ids are sorted;
-    each row is then read by its key and its text made as it is sent (``offset 0`` keeps
-    that from being done before the sort): the first rows leave at once and the database
-    builds JSON while this process writes, instead of sorting every row's JSON first."""
+def _json_lines(lines: jsonlines.Lines, batch: list[bytes], members: list[str]) -> bytes:
+    data = lines.lines(batch)
+    if members:
+        data = b"".join(_with_member_paths(line, members) for line in data.split(b"\n")[:-1])
+    return data
+
+
+def _table_rows(table: str, specs: list[ColumnSpec], query: PageQuery) -> sql.Composed:
+    """The user's rows of ``table`` by id: a flag (empty, or ``!<column>`` when a value is
+    over its limit: :func:`_flagged`), then each column's value as text
+    (``jsonlines.server_value``), made after the sort (only stored columns are sorted)."""
     return sql.SQL(
-        "select x.e from (select k.id from {real} k where k.user_id = %(u)s) k"
-        " cross join lateral (select {value} as e from {real} t"
-        "  where t.id = k.id and t.user_id = %(u)s offset 0) x order by k.id").format(
-        value=value, real=sql.Identifier(CONTENT_SCHEMA, table))
+        "select {flag}, {values} from (select {columns} from {real} t"
+        " where t.user_id = %(u)s order by t.id) t").format(
+        flag=_flagged(query.overs, sql.SQL("''")),
+        values=sql.SQL(", ").join(jsonlines.server_value(s) for s in specs),
+        columns=sql.SQL(", ").join(column(s.name) for s in specs),
+        real=sql.Identifier(CONTENT_SCHEMA, table))
 
 
-FLAG = "!"
-"""First character of a row that names a column over its limit instead of a value (no JSON
-object, kind or id starts with it)."""
-FLAG_BYTES = FLAG.encode()
+def _in_id_order(table: str, query: PageQuery) -> sql.Composed:
+    """Each of the user's rows of ``table`` as its JSON object (``query``'s fields), by id,
+    or the flag of its first value over a limit (:func:`_flagged`).
+
+    The stored columns the fields need are read and sorted (no generated columns, no JSON
+    yet); each sorted row's JSON is then made by ``row_to_json`` of its fields, the cheapest
+    way PostgreSQL has to write a row as JSON (``json_build_object`` costs about twice as
+    much). The sorted rows keep the alias ``t`` the fields are written against."""
+    columns = [name for name, _ in query.fields]  # each field is its column's value
+    values = sql.SQL(", ").join(sql.SQL("{} as {}").format(value, sql.Identifier(name))
+                                for name, value in query.fields)
+    return sql.SQL(
+        "select {row} from (select {columns} from {real} t where t.user_id = %(u)s"
+        " order by t.id) t cross join lateral (select {values}) v").format(
+        row=_flagged(query.overs, sql.SQL("pg_catalog.row_to_json(v)::text")),
+        columns=sql.SQL(", ").join(column(c) for c in columns), values=values,
+        real=sql.Identifier(CONTENT_SCHEMA, table))
 
 
 def _flagged(overs: tuple[tuple[str, sql.Composable], ...],
@@ -318,16 +346,10 @@ def _flagged(overs: tuple[tuple[str, sql.Composable], ...],
     never crosses the wire, and the reader refuses the row naming the column."""
     if not overs:
         return value
-    whens = sql.SQL(" ").join(sql.SQL("when {} then {}").format(over, sql.Literal(FLAG + name))
-                              for name, over in overs)
+    whens = sql.SQL(" ").join(
+        sql.SQL("when {} then {}").format(over, sql.Literal(jsonlines.FLAG + name))
+        for name, over in overs)
     return sql.SQL("case {} else {} end").format(whens, value)
-
-
-def _flag_of(row: bytes) -> str:
-    """The column a refused row names (see :func:`_flagged`), else the whole row."""
-    if row.startswith(FLAG_BYTES):
-        return row[1:].split(b"\t", 1)[0].strip().decode(errors="replace")[:64] or "row"
-    return "row"
 
 
 def _object(fields: tuple[tuple[str, sql.Composable], ...]) -> sql.Composable:
@@ -398,109 +420,140 @@ def _conversation_head(specs: dict[str, ColumnSpec]) -> PageQuery:
 
 
 def _node(specs: dict[str, ColumnSpec]) -> tuple[list[sql.Composable], PageQuery]:
-    """The columns of a message's node in ``mapping`` (see :data:`_NODE`), each a JSON value
-    as PostgreSQL writes it; its parent and children come from the sorted keys
-    (:data:`_NODE_CARRIED`). The node's JSON is put together here: a template filled per row
-    costs less than the database's nested ``json_build_object``, and the database is the
-    slower of the two."""
+    """What a message's node in ``mapping`` (:data:`_NODE`) and its Markdown section
+    (:data:`_SECTION`) are made of, read once: its texts as stored (COPY escapes them almost
+    as JSON does; ``jsonlines.json_strings`` does the rest), its times and branch index.
+    Both are put together here: a template filled per row costs less than the database's
+    ``to_json`` of every text, a text read once crosses the wire once, and the children the
+    database would group cost more than the rest of the query (:class:`_Conversation`)."""
     values: dict[str, sql.Composable] = {}
     overs: list[tuple[str, sql.Composable]] = []
     for name in ("role", "content", "model", "status"):
         value, over = _bounded(specs[name])
         values[name] = value
         overs.extend(over)
-    as_json = [sql.SQL("coalesce(pg_catalog.to_json({})::text, 'null')").format(v) for v in (
-        values["role"], values["content"], sql.SQL(_EPOCH).format(column("created_at")),
-        sql.SQL(_EPOCH).format(column("updated_at")), values["model"], values["status"],
-        column("branch_index"))]
-    columns = [sql.SQL("s.root"), sql.SQL("s.parent"), sql.SQL("s.children"), *as_json]
-    chars = (sum(json_chars(specs[n]) for n in ("content", "role", "model", "status"))
-             + MAX_CHILDREN_CHARS + 1024)
-    return columns, PageQuery("messages", (), tuple(overs), chars)
+    # Numbers (not quoted in a node) come as JSON, a NULL as ``null``.
+    number = sql.SQL("coalesce(({})::text, 'null')")
+    row: list[sql.Composable] = [
+        sql.SQL("coalesce(t.parent_message_id::text, '')"), values["role"],
+        values["content"], number.format(sql.SQL(_EPOCH).format(column("created_at"))),
+        number.format(sql.SQL(_EPOCH).format(column("updated_at"))), values["model"],
+        values["status"], number.format(column("branch_index")),
+        # A reply's time is when it was written (it was created with the question, blank).
+        sql.SQL("pg_catalog.to_json(coalesce(t.generation_completed_at, t.created_at))"
+                " #>> '{{}}'")]
+    chars = sum(json_chars(specs[n]) for n in ("content", "role", "model", "status")) + 1024
+    return row, PageQuery("messages", (), tuple(overs), chars)
 
 
-_NODE_CARRIED = (
-    # Whether the message has no parent in the conversation: it hangs below the root.
-    ("root", sql.SQL("case when p.id is null then 't' else 'f' end")),
-    ("parent", sql.SQL("coalesce(p.id, t.conversation_id)")),
-    ("children", sql.SQL("coalesce(k.children, '[]'::json)")))
-"""What a node takes from the joins of :func:`_conversations_json` (``p``, ``k``)."""
-
+# The fields of a message's row: kind, id, then (:func:`_node`) these.
+_PARENT, _ROLE, _CONTENT, _CREATED, _UPDATED, _MODEL, _STATUS, _BRANCH, _WHEN = range(2, 11)
+_FIELDS = 11
+"""Fields of every row of the stream (a conversation's: kind, id, its head in
+conversations.json, its head in Markdown, then empty ones)."""
 
 _NODE = (b'"%s": {"id" : "%s", "parent" : "%s", "children" : %s, "message" : {"id" : "%s",'
-         b' "author" : {"role" : %s}, "content" : {"content_type" : "text", "parts" : [%s]},'
-         b' "create_time" : %s, "update_time" : %s, "status" : "finished_successfully",'
-         b' "metadata" : {"model_slug" : %s, "byodb_status" : %s, "byodb_branch_index" : %s}}}, ')
-"""A node of ``mapping`` with its key, as ``json_build_object`` would write it."""
-_NODE_FIELDS = 12
-"""kind, id, root flag, parent, children, role, content, create and update time, model,
-status, branch index."""
+         b' "author" : {"role" : "%s"}, "content" : {"content_type" : "text",'
+         b' "parts" : ["%s"]}, "create_time" : %s, "update_time" : %s,'
+         b' "status" : "finished_successfully", "metadata" : {"model_slug" : "%s",'
+         b' "byodb_status" : "%s", "byodb_branch_index" : %s}}}, ')
+"""A node of ``mapping`` with its key, as ``json_build_object`` would write it (a NULL text
+is ``"\\N"`` here, made ``null`` by ``jsonlines.nulls``)."""
+_ROOT = (b'"%s": {"id": "%s", "parent": null, "children": [%s], "message": null}}, '
+         b'"current_node": "%s"}')
+"""The root node, the conversation's last: it ends ``mapping`` and the conversation."""
+_SECTION = "\n## %s%s · %s\n\n%s\n".encode()
+"""A message's Markdown, as ``markdown.message_section`` writes it."""
+_TITLES = {k.encode(): v.encode() for k, v in markdown.ROLE_TITLES.items()}
+_NULL = b"\\N"
+"""COPY's NULL (of a text)."""
+_NULL_NUMBER = b"null"
+"""A NULL number as the database sends it (:func:`_node`)."""
+MAX_CONVERSATION_MESSAGES = 250_000
+"""Most messages of one conversation in conversations.json: its ids are kept in memory
+until its last message is read (about 150 bytes each)."""
+CONVERSATION_MEMORY = 8 * 1024 * 1024
+"""Bytes of one conversation's rows kept in memory; the rest wait in a temporary file."""
+SPOOL_MEMORY = 8 * 1024 * 1024
+"""Bytes of Markdown kept in memory while conversations.json is written; the rest wait in
+a temporary file."""
 
 
+_FLAG_BYTES = jsonlines.FLAG.encode()
 HEAD, ROW = b"0", b"1"
 """First field of a row of a by-conversation stream (see :func:`_by_conversation`)."""
 
 
-def _by_conversation(head: list[sql.Composable], row: list[sql.Composable], *,
-                     joins: sql.Composable = sql.SQL(""),
-                     carried: tuple[tuple[str, sql.Composable], ...] = ()) -> sql.Composed:
+_ROW_COLUMNS = ("parent_message_id", "role", "content", "model", "status", "created_at",
+                "updated_at", "branch_index", "generation_completed_at")
+"""The columns of a message that its node and Markdown section are made of."""
+_ROW_TYPES = ("uuid", "text", "text", "text", "text", "timestamptz", "timestamptz", "integer",
+              "timestamptz")
+"""The types of :data:`_ROW_COLUMNS` (a union's first branch names them)."""
+
+
+def _by_conversation(head: list[sql.Composable], row: list[sql.Composable]) -> sql.Composed:
     """Every listed conversation (alias ``t``, row ``0, id, *head``) followed by its
-    messages (alias ``t``, row ``1, id, *row``) in time order: one stream for all
-    conversations, in COPY's columns (the shorter list padded with empty texts). Messages of
-    no listed conversation (only a database changed by hand has them) are left out.
+    messages (alias ``t``, row ``1, id, *row``; ``row`` reads only :data:`_ROW_COLUMNS`) in
+    time order: one stream for all conversations, in COPY's columns (the shorter list padded
+    with empty texts). Messages of no listed conversation (only a database changed by hand
+    has them) are left out.
 
-    Only the keys (and ``carried``: small values of a message's ``joins``, named ``s.<name>``
-    in ``row``) are sorted; each row's text is made after the sort from the row read by its
-    key (``offset 0`` keeps it there), so the first rows leave at once and the database
-    builds text while this process writes."""
+    The heads are made before the sort (there are few); the messages' stored columns are
+    sorted and each row's text made after the sort, so no text is sorted."""
     width = max(len(head), len(row))
-    names = [sql.Identifier(f"c{i}") for i in range(width)]
 
-    def padded(values: list[sql.Composable]) -> sql.Composable:
-        values = values + [sql.SQL("''")] * (width - len(values))
-        return sql.SQL(", ").join(sql.SQL("({})::text as {}").format(v, n)
-                                  for v, n in zip(values, names, strict=True))
+    def padded(values: list[sql.Composable]) -> list[sql.Composable]:
+        return values + [sql.SQL("''")] * (width - len(values))
 
-    conversations = sql.Identifier(CONTENT_SCHEMA, "conversations")
-    messages = sql.Identifier(CONTENT_SCHEMA, "messages")
-    carried_names = [sql.Identifier(name) for name, _ in carried]
+    heads = [sql.Identifier(f"h{i}") for i in range(width)]
+    raw = [sql.Identifier(c) for c in _ROW_COLUMNS]
+    columns = sql.SQL(", ").join(
+        sql.SQL("case when t.part = 0 then t.{} else ({})::text end").format(h, v)
+        for h, v in zip(heads, padded(row), strict=True))
     return sql.SQL(
-        "select s.kind, s.id, {columns} from ("
+        "select t.kind, t.id, {columns} from ("
         " select t.id as conversation, 0 as part, null::timestamptz as at, t.id,"
-        "  {head_kind} as kind{head_carried}"
+        "  {head_kind} as kind, {head}, {no_row}"
         " from {conversations} t where t.user_id = %(u)s"
         " union all"
-        " select t.conversation_id, 1, t.created_at, t.id, {row_kind}{row_carried}"
+        " select t.conversation_id, 1, t.created_at, t.id, {row_kind}, {no_head}, {row_raw}"
         " from {messages} t join {conversations} h on h.id = t.conversation_id"
-        " and h.user_id = %(u)s {joins} where t.user_id = %(u)s"
-        " order by 1, 2, 3, 4) s"
-        " cross join lateral ("
-        "  select {head} from {conversations} t"
-        "  where s.part = 0 and t.id = s.id and t.user_id = %(u)s"
-        "  union all"
-        "  select {row} from {messages} t"
-        "  where s.part = 1 and t.id = s.id and t.user_id = %(u)s"
-        "  offset 0) x"
-        " order by s.conversation, s.part, s.at, s.id").format(
-        columns=sql.SQL(", ").join(sql.SQL("x.{}").format(n) for n in names),
-        head=padded(head), row=padded(row), joins=joins, conversations=conversations,
-        head_kind=sql.Literal(HEAD.decode()), row_kind=sql.Literal(ROW.decode()),
-        messages=messages,
-        head_carried=sql.SQL("").join(sql.SQL(", null::text as {}").format(n)
-                                      for n in carried_names),
-        row_carried=sql.SQL("").join(sql.SQL(", ({})::text as {}").format(v, n)
-                                     for (_, v), n in zip(carried, carried_names,
-                                                          strict=True)))
+        " and h.user_id = %(u)s where t.user_id = %(u)s"
+        " order by 1, 2, 3, 4) t").format(
+        columns=columns,
+        head=sql.SQL(", ").join(sql.SQL("({})::text as {}").format(v, n)
+                                for v, n in zip(padded(head), heads, strict=True)),
+        no_row=sql.SQL(", ").join(sql.SQL("null::{} as {}").format(sql.SQL(kind), n)
+                                  for kind, n in zip(_ROW_TYPES, raw, strict=True)),
+        no_head=sql.SQL(", ").join(sql.SQL("null::text") for _ in heads),
+        row_raw=sql.SQL(", ").join(sql.SQL("t.{}").format(n) for n in raw),
+        conversations=sql.Identifier(CONTENT_SCHEMA, "conversations"),
+        messages=sql.Identifier(CONTENT_SCHEMA, "messages"),
+        head_kind=sql.Literal(HEAD.decode()), row_kind=sql.Literal(ROW.decode()))
 
 
 _UUIDS = re.compile(rb"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})*")
 """Ids, one after the other: a batch's ids are checked at once (one regular expression over
 their concatenation instead of one call per row)."""
+_NUMBERS = re.compile(rb"(?:(?:-?[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?|null)\t)*")
+"""Times (seconds) and branch indexes, each followed by a tab (or NULL)."""
+_TIMES = re.compile(rb"(?:[0-9]{4,}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:[+-][0-9:]+)?\t)*")
+"""ISO 8601 times as ``to_json`` writes them, each followed by a tab."""
 
 
 def _check_ids(ids: list[bytes]) -> None:
     if not _UUIDS.fullmatch(b"".join(ids)):
         raise InvalidStoredContent("messages", "id")
+
+
+def _check_values(rows: list[list[bytes]]) -> None:
+    """What goes into the archive as it is read (numbers, times) is what it should be."""
+    if not _NUMBERS.fullmatch(b"".join(b"%s\t%s\t%s\t" % (f[_CREATED], f[_UPDATED], f[_BRANCH])
+                                       for f in rows)):
+        raise InvalidStoredContent("messages", "created_at")
+    if not _TIMES.fullmatch(b"".join(f[_WHEN] + b"\t" for f in rows)):
+        raise InvalidStoredContent("messages", "generation_completed_at")
 
 
 def _fields(row: bytes, width: int) -> list[bytes]:
@@ -510,147 +563,252 @@ def _fields(row: bytes, width: int) -> list[bytes]:
     fields = row[:-1].split(b"\t")
     if len(fields) != width or len(fields[1]) != 36 or fields[0] not in (HEAD, ROW):
         raise InvalidStoredContent("messages", "row")
-    if fields[2][:1] == FLAG_BYTES:
+    if fields[2][:1] == _FLAG_BYTES:
         raise InvalidStoredContent("conversations" if fields[0] == HEAD else "messages",
-                                   _flag_of(fields[2]))
+                                   jsonlines.flag_of(fields[2]))
     return fields
 
 
-async def _conversations_json(conn: Conn, archive: _Archive,
-                              specs: dict[str, dict[str, ColumnSpec]],
-                              user_id: str) -> AsyncIterator[bytes]:
+def _branch(value: bytes) -> int:
+    """A branch index as the key children are ordered by (NULL last, as SQL sorts)."""
+    return 2**63 if value == _NULL_NUMBER else int(value)  # a number: _check_values
+
+
+def _section(fields: list[bytes]) -> bytes:
+    """A message's Markdown section (still COPY-escaped)."""
+    role, content, branch = fields[_ROLE], fields[_CONTENT], fields[_BRANCH]
+    alternative = (b" (alternative %d)" % (int(branch) + 1)
+                   if branch not in (b"0", _NULL_NUMBER) else b"")
+    return _SECTION % (_TITLES.get(role) or (b"None" if role == _NULL else role), alternative,
+                       fields[_WHEN], b"None" if content == _NULL else content)
+
+
+class _Conversation:
+    """The messages of one conversation, kept until its last one is read: a node of
+    ``mapping`` names its children and whether its parent is in the conversation, which
+    later rows tell. The rows (texts as JSON strings, ``jsonlines.json_strings``) wait in
+    memory up to :data:`CONVERSATION_MEMORY`, beyond that in a temporary file; only ids stay
+    in memory (:data:`MAX_CONVERSATION_MESSAGES`)."""
+
+    def __init__(self, row_id: bytes) -> None:
+        self.id = self.current = row_id
+        self.count = 0
+        self._rows: list[list[bytes]] = []
+        self._size = 0
+        self._file: IO[bytes] | None = None
+        self._ids: set[bytes] = set()
+        self._children: dict[bytes, list[tuple[int, bytes]]] = {}
+
+    def add(self, fields: list[bytes], size: int) -> None:
+        row_id, parent = fields[1], fields[_PARENT]
+        if self._size < CONVERSATION_MEMORY:
+            self._rows.append(fields)
+            self._size += size
+        else:
+            if self._file is None:
+                # Closed by close() (the export's ``finally``), not by a ``with``.
+                self._file = tempfile.TemporaryFile()  # noqa: SIM115
+            self._file.write(b"\t".join(fields) + b"\n")
+        self._ids.add(row_id)
+        if parent:
+            self._children.setdefault(parent, []).append((_branch(fields[_BRANCH]), row_id))
+        self.current = row_id  # the newest (rows come in time order) is current
+        self.count += 1
+        if self.count > MAX_CONVERSATION_MESSAGES:
+            raise InvalidStoredContent("messages", "conversation_id")
+
+    def _all(self) -> Iterator[list[bytes]]:
+        yield from self._rows
+        if self._file is not None:
+            self._file.seek(0)
+            for line in self._file:
+                yield line[:-1].split(b"\t")
+
+    def nodes(self) -> Iterator[bytes]:
+        """The conversation's nodes, root last, ending the conversation (pieces of about
+        :data:`BATCH_BYTES`)."""
+        roots: list[bytes] = []
+        out: list[bytes] = []
+        size = 0
+        ids, children_of = self._ids, self._children
+        for fields in self._all():
+            row_id, parent = fields[1], fields[_PARENT]
+            if parent not in ids:
+                # No parent in the conversation: it hangs below the root (the
+                # conversation's id).
+                parent = self.id
+                roots.append(b'"%s"' % row_id)
+                if len(roots) > MAX_ROOTS:
+                    raise InvalidStoredContent("messages", "parent_message_id")
+            children = children_of.get(row_id)
+            if children:
+                if len(children) * 40 > MAX_CHILDREN_CHARS:
+                    raise InvalidStoredContent("messages", "parent_message_id")
+                # Rows come in time order and sort is stable: by branch, then time, then id.
+                children.sort(key=itemgetter(0))
+                listed = b"[" + b", ".join(b'"%s"' % c for _, c in children) + b"]"
+            else:
+                listed = b"[]"
+            node = _NODE % (row_id, row_id, parent, listed, row_id, *fields[_ROLE:_WHEN])
+            out.append(node)
+            size += len(node)
+            if size >= BATCH_BYTES:
+                yield jsonlines.nulls(b"".join(out))
+                out, size = [], 0
+        out.append(_ROOT % (self.id, self.id, b", ".join(roots), self.current))
+        yield jsonlines.nulls(b"".join(out))
+        self.close()
+
+    def close(self) -> None:
+        self._rows = []
+        if self._file is not None:
+            self._file.close()
+
+
+class _MarkdownSpool:
+    """The conversations' Markdown members, made from the same rows as conversations.json
+    while it is written (a zip is written one member at a time) and added after it. In
+    memory up to :data:`SPOOL_MEMORY`, beyond that in a temporary file."""
+
+    _RECORD = struct.Struct("<cI")
+    NAME, DATA, END = b"N", b"D", b"E"
+
+    def __init__(self) -> None:
+        # Closed by close() (the export's ``finally``), not by a ``with``.
+        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
+
+    def _record(self, kind: bytes, payload: bytes) -> None:
+        self._file.write(self._RECORD.pack(kind, len(payload)) + payload)
+
+    def start(self, name: str, header: bytes) -> None:
+        self._record(self.NAME, name.encode())
+        self._record(self.DATA, header)
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self._record(self.DATA, data)
+
+    def end(self, rows: int) -> None:
+        self._record(self.END, str(rows).encode())
+
+    def records(self) -> Iterator[tuple[bytes, bytes]]:
+        self._file.seek(0)
+        while head := self._file.read(self._RECORD.size):
+            kind, size = self._RECORD.unpack(head)
+            yield kind, self._file.read(size)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+async def _conversations_and_markdown(conn: Conn, archive: _Archive,
+                                      specs: dict[str, dict[str, ColumnSpec]],
+                                      user_id: str) -> AsyncIterator[bytes]:
+    """``conversations.json`` and the conversations' Markdown, from one read of the messages
+    by conversation and time."""
     head = _conversation_head(specs["conversations"])
-    node, lines = _node(specs["messages"])
-    messages = sql.Identifier(CONTENT_SCHEMA, "messages")
-    # The parent (when it is in the same conversation) and the children of every message
-    # are joined, the children grouped once for all messages: no query per node.
-    joins = sql.SQL(
-        " left join {m} p on p.id = t.parent_message_id and p.user_id = %(u)s"
-        " and p.conversation_id = t.conversation_id"
-        " left join (select c.parent_message_id as parent, c.conversation_id,"
-        "  pg_catalog.json_agg(c.id order by c.branch_index, c.created_at, c.id) as children"
-        "  from {m} c where c.user_id = %(u)s and c.parent_message_id is not null"
-        "  group by c.parent_message_id, c.conversation_id) k"
-        " on k.parent = t.id and k.conversation_id = t.conversation_id").format(m=messages)
+    text_head = _text_query("conversations", specs["conversations"], ("title", "model"))
+    row, row_query = _node(specs["messages"])
+    # The flag of the first value names any over-limit value of the row: the text head's
+    # values are the head's.
     statement = _by_conversation(
-        [_flagged(head.overs, sql.SQL("{}::text").format(_object(head.fields)))],
-        [_flagged(lines.overs, node[0]), *node[1:]], joins=joins, carried=_NODE_CARRIED)
+        [_flagged(head.overs, sql.SQL("{}::text").format(_object(head.fields))),
+         sql.SQL("{}::text").format(_object(text_head.fields))],
+        [_flagged(row_query.overs, row[0]), *row[1:]])
+    row_chars = max(head.row_chars + text_head.row_chars, row_query.row_chars)
     member = archive.zip.open("conversations.json")
     member.write(b"[")
+    spool = _MarkdownSpool()
     count = 0
-    roots: list[bytes] = []
-    conversation = current = b""
-
-    def end() -> bytes:
-        return (b'"%s": {"id": "%s", "parent": null, "children": [%s], "message": null}}, '
-                b'"current_node": "%s"}' % (conversation, conversation, b", ".join(roots),
-                                            current))
-
-    async with aclosing(batches(conn, statement, {"u": user_id}, table="messages",
-                                row_chars=lines.row_chars)) as stream:
-        async for batch in stream:
-            out: list[bytes] = []
-            ids: list[bytes] = []
-            for line in batch:
-                fields = _fields(line, _NODE_FIELDS)
-                kind, row_id = fields[0], fields[1]
-                ids.append(row_id)
-                if kind == ROW:
-                    # Messages with no parent in the conversation hang below the root node
-                    # (whose id is the conversation's); the newest (the last) is current.
-                    out.append(_NODE % (row_id, row_id, *fields[3:5], row_id, *fields[5:]))
-                    if fields[2] == b"t":
-                        roots.append(b'"%s"' % row_id)
-                        if len(roots) > MAX_ROOTS:
-                            raise InvalidStoredContent("messages", "parent_message_id")
-                    current = row_id
-                    continue
-                if conversation:
-                    out.append(end())
-                # The header is a JSON object; the mapping and current node are appended to it.
-                text = fields[2]
-                if not text.endswith(b"}"):
-                    raise InvalidStoredContent("conversations", "row")
-                out.append((b",\n" if count else b"\n") + text[:-1] + b', "mapping": {')
-                conversation = current = row_id
-                roots = []
-                count += 1
-            _check_ids(ids)
-            member.write(unescape(b"".join(out)))
-            if chunk := await archive.ready():
-                yield chunk
-    if conversation:
-        member.write(end())
-    member.write(b"\n]\n")
-    archive.done("conversations.json", member.close(), count)
+    conversation: _Conversation | None = None
+    try:
+        async with aclosing(batches(conn, statement, {"u": user_id}, table="messages",
+                                    row_chars=row_chars)) as stream:
+            async for batch in stream:
+                rows = [_fields(line, _FIELDS) for line in batch]
+                _check_ids([fields[1] for fields in rows])
+                messages = [fields for fields in rows if fields[0] == ROW]
+                _check_values(messages)
+                # The nodes take the texts as JSON strings' insides: most rows are already.
+                plain = jsonlines.plain(b"".join(
+                    line for line, fields in zip(batch, rows, strict=True) if fields[0] == ROW))
+                out: list[bytes] = []
+                sections: list[bytes] = []
+                for line, fields in zip(batch, rows, strict=True):
+                    if fields[0] == ROW:
+                        if conversation is None:
+                            raise InvalidStoredContent("messages", "row")
+                        conversation.add(
+                            fields if plain or jsonlines.plain(line)
+                            else jsonlines.json_strings(line)[:-1].split(b"\t"), len(line))
+                        sections.append(_section(fields))
+                        continue
+                    if conversation is not None:
+                        member.write(unescape(b"".join(out)))
+                        spool.write(unescape(b"".join(sections)))
+                        spool.end(conversation.count)
+                        out, sections = [], []
+                        for piece in conversation.nodes():
+                            member.write(piece)
+                            if chunk := await archive.ready():
+                                yield chunk
+                    # The head is a JSON object; the mapping and current node follow it.
+                    text = fields[2]
+                    if not text.endswith(b"}"):
+                        raise InvalidStoredContent("conversations", "row")
+                    out.append((b",\n" if count else b"\n") + text[:-1] + b', "mapping": {')
+                    conversation = _Conversation(fields[1])
+                    count += 1
+                    described: dict[str, Any] = json.loads(unescape(fields[3]))
+                    spool.start(markdown.member_name(
+                        "conversations", UUID(fields[1].decode()), described.get("title"),
+                        "conversation"), markdown.conversation_header(described).encode())
+                member.write(unescape(b"".join(out)))
+                spool.write(unescape(b"".join(sections)))
+                if chunk := await archive.ready():
+                    yield chunk
+        if conversation is not None:
+            spool.end(conversation.count)
+            for piece in conversation.nodes():
+                member.write(piece)
+                if chunk := await archive.ready():
+                    yield chunk
+        member.write(b"\n]\n")
+        archive.done("conversations.json", member.close(), count)
+        markdown_member: Member | None = None
+        name = ""
+        for kind, payload in spool.records():
+            if kind == spool.NAME:
+                name = payload.decode()
+                markdown_member = archive.zip.open(name)
+            elif kind == spool.DATA:
+                assert markdown_member is not None  # every member's records start with NAME
+                markdown_member.write(payload)
+            else:
+                assert markdown_member is not None
+                archive.done(name, markdown_member.close(), int(payload))
+                if chunk := await archive.ready():
+                    yield chunk
+    finally:
+        spool.close()
+        if conversation is not None:
+            conversation.close()
 
 
 # --- markdown ----------------------------------------------------------------------------
 
-_SECTION = (
-    "E'\\n## ' || case {role} {titles} else coalesce({role}, 'None') end"
-    " || case when coalesce(t.branch_index, 0) <> 0"
-    " then ' (alternative ' || (t.branch_index + 1) || ')' else '' end"
-    " || ' · ' || (pg_catalog.to_json(coalesce(t.generation_completed_at, t.created_at))"
-    " #>> '{{}}')"
-    " || E'\\n\\n' || coalesce({content}, 'None') || E'\\n'")
 
-
-def _section(specs: dict[str, ColumnSpec]) -> tuple[sql.Composable, PageQuery]:
-    """A message's Markdown (as ``markdown.message_section`` writes it), made by the
-    database: the text goes into the archive as it arrives."""
-    role, role_over = _bounded(specs["role"])
-    content, content_over = _bounded(specs["content"])
-    titles = sql.SQL(" ").join(sql.SQL("when {} then {}").format(sql.Literal(k), sql.Literal(v))
-                               for k, v in markdown.ROLE_TITLES.items())
-    text_ = sql.SQL(_SECTION).format(role=role, content=content, titles=titles)
-    chars = json_chars(specs["role"]) + json_chars(specs["content"]) + 1024
-    return text_, PageQuery("messages", (), role_over + content_over, chars)
-
-
-async def _markdown(conn: Conn, archive: _Archive, specs: dict[str, dict[str, ColumnSpec]],
-                    user_id: str) -> AsyncIterator[bytes]:
-    head = _text_query("conversations", specs["conversations"], ("title", "model"))
-    section, lines = _section(specs["messages"])
-    statement = _by_conversation(
-        [_flagged(head.overs, sql.SQL("{}::text").format(_object(head.fields)))],
-        [_flagged(lines.overs, section)])
-    member: Member | None = None
-    name, count = "", 0
-    async with aclosing(batches(conn, statement, {"u": user_id}, table="messages",
-                                row_chars=max(lines.row_chars, head.row_chars))) as stream:
-        async for batch in stream:
-            out: list[bytes] = []
-            for line in batch:
-                kind, row_id, text = _fields(line, 3)
-                if kind == ROW and member is not None:
-                    out.append(text)
-                    count += 1
-                    continue
-                if member is not None:
-                    member.write(unescape(b"".join(out)))
-                    out = []
-                    archive.done(name, member.close(), count)
-                conversation: dict[str, Any] = json.loads(unescape(text))
-                name = markdown.member_name("conversations", UUID(row_id.decode()),
-                                            conversation.get("title"), "conversation")
-                member, count = archive.zip.open(name), 0
-                member.write(markdown.conversation_header(conversation).encode())
-            if member is not None:
-                member.write(unescape(b"".join(out)))
-            if chunk := await archive.ready():
-                yield chunk
-    if member is not None:
-        archive.done(name, member.close(), count)
+async def _note_markdown(conn: Conn, archive: _Archive,
+                         specs: dict[str, dict[str, ColumnSpec]],
+                         user_id: str) -> AsyncIterator[bytes]:
     notes = _text_query("notes", specs["notes"], ("title", "content"))
-    statement = _in_id_order("notes", _flagged(notes.overs, sql.SQL("{}::text").format(
-        _object(notes.fields))))
+    statement = _in_id_order("notes", notes)
     async with aclosing(batches(conn, statement, {"u": user_id}, table="notes",
                                 row_chars=notes.row_chars)) as stream:
         async for batch in stream:
             for row in batch:
                 if not row.startswith(b"{"):
-                    raise InvalidStoredContent("notes", _flag_of(row))
+                    raise InvalidStoredContent("notes", jsonlines.flag_of(row))
                 data = json.loads(unescape(row))
                 archive.add(markdown.member_name("notes", UUID(str(data.get("id"))),
                                                  data.get("title"), "note"),

@@ -1,12 +1,13 @@
-"""How a user's rows are read for an export: each value as JSON, bounded on the server.
+"""How a user's rows are read for an export: each value bounded on the server.
 
-Each row is built as JSON text by PostgreSQL (exact numbers, ISO 8601 times in UTC, base64
-bytes) with every variable-size value replaced by NULL when it is over the API's limit and
-the column named in a flag, so an over-limit value never crosses the wire; the reader then
+Every variable-size value is replaced by NULL when it is over the API's limit and the
+column named in a flag, so an over-limit value never crosses the wire; the reader then
 refuses the row (:class:`~byodb.services.rows.InvalidStoredContent`, like every API read)
 and checks each row's length against the most its columns can take
-(:attr:`PageQuery.row_chars`), which holds even if the database lies. The rows are streamed
-by ``portability.copystream``, inside the caller's snapshot transaction.
+(:attr:`PageQuery.row_chars`), which holds even if the database lies. The values are sent
+as text (``portability.jsonlines`` makes the JSON) or, for a few small members (notes'
+Markdown, conversation heads), as JSON made by PostgreSQL; the rows are streamed by
+``portability.copystream``, inside the caller's snapshot transaction.
 """
 
 from __future__ import annotations

@@ -56,7 +56,8 @@ _pool_lock = threading.Lock()
 
 
 def compression_pool() -> ThreadPoolExecutor:
-    """The process's export compression threads (created on first use)."""
+    """The process's export threads (created on first use): they deflate and hash, and
+    make a table's JSON lines (``export._table``)."""
     global _pool
     with _pool_lock:
         if _pool is None:
@@ -307,7 +308,10 @@ class ZipStream:
         so far (the previous hand-off). ``wait``: also wait for this one (the archive's
         end)."""
         if self._inflight is not None:
-            self._collect(await self._inflight)
+            # Shielded: a deadline that cancels the export while it waits here must not
+            # cancel the hand-off (its thread runs to the end anyway), or the archive could
+            # not be closed with what it holds (``export._Archive.incomplete``).
+            self._collect(await asyncio.shield(self._inflight))
             self._inflight = None
         if self._ops:
             ops, self._ops, self._queued = self._ops, [], 0
@@ -320,7 +324,7 @@ class ZipStream:
 
             self._inflight = asyncio.get_running_loop().run_in_executor(self._executor, run)
             if wait:
-                self._collect(await self._inflight)
+                self._collect(await asyncio.shield(self._inflight))
                 self._inflight = None
         return self._take_ready()
 
