@@ -4,24 +4,12 @@ instances list/show/check — redacted, with clear errors for bad input."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from byodb.maindb.embedded import PostgresCluster
 from byodb.settings import Settings
 from byodb.vault.keys import load_key_ring
 from tests.cli_support import CliResult, arun_cli
 from tests.conftest import Api, count_rows
 from tests.providers import provider_database
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster(tmp_path / "own").start()
-    yield cluster
-    cluster.stop("immediate")
 
 
 async def byodb(settings: Settings, main_url: str, *args: str) -> CliResult:
