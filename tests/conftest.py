@@ -20,6 +20,7 @@ from byodb.maindb.migrate import upgrade_main
 from byodb.settings import Settings
 from byodb.web.app import create_app
 from byodb.web.auth import issue_dev_token
+from tests.clusters import started_copy, template_root
 from tests.pgbouncer import PgBouncer, pgbouncer_available, running_pgbouncer
 from tests.providers import ProviderDatabase, provider_database
 from tests.tcp_proxy import FreezableProxy
@@ -37,16 +38,31 @@ def pg_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def main_server(pg_root: Path) -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster(pg_root / "main").start()
+def cluster_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data directory every cluster of the run is copied from (tests/clusters.py)."""
+    return template_root(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def main_server(pg_root: Path, cluster_template: Path) -> Iterator[PostgresCluster]:
+    cluster = started_copy(cluster_template, pg_root / "main")
     yield cluster
     cluster.stop("immediate")
 
 
 @pytest.fixture(scope="session")
-def user_server(pg_root: Path) -> Iterator[PostgresCluster]:
+def user_server(pg_root: Path, cluster_template: Path) -> Iterator[PostgresCluster]:
     """A separate server playing the users' own PostgreSQL (Neon, RDS, a box at home)."""
-    cluster = PostgresCluster(pg_root / "user").start()
+    cluster = started_copy(cluster_template, pg_root / "user")
+    yield cluster
+    cluster.stop("immediate")
+
+
+@pytest.fixture
+def own_server(tmp_path: Path, cluster_template: Path) -> Iterator[PostgresCluster]:
+    """A user's server on a cluster of its own, which the test may stop and start (restart
+    it with ``PostgresCluster(own_server.root, port=own_server.port).start()``)."""
+    cluster = started_copy(cluster_template, tmp_path / "own")
     yield cluster
     cluster.stop("immediate")
 

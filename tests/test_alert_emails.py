@@ -116,8 +116,8 @@ async def test_hostile_user_ids_arrive_as_byodbs_headers_and_one_body(
 
 
 async def test_a_user_whose_id_holds_encoded_words_gets_a_plain_alert_from_a_real_sweep(
-        api: Api, inbox: Inbox, tmp_path: Path) -> None:
-    server = PostgresCluster(tmp_path / "own").start()
+        api: Api, inbox: Inbox, own_server: PostgresCluster) -> None:
+    server = own_server
     try:
         create_database(server, "hostile")
         saved = await api.put("/api/byod", ENCODED_WORDS, json={"url": server.url("hostile")})
@@ -135,7 +135,7 @@ async def test_a_user_whose_id_holds_encoded_words_gets_a_plain_alert_from_a_rea
 
 
 async def test_a_poisoned_alert_stops_neither_the_others_nor_the_sweep(
-        api: Api, inbox: Inbox, main_url: str, tmp_path: Path) -> None:
+        api: Api, inbox: Inbox, main_url: str, own_server: PostgresCluster) -> None:
     # An alert as byodb wrote them before issue 17: the user id in the subject. It cannot
     # be sent safely (Python refuses the header, or would fold a forged one).
     with psycopg.connect(main_url) as conn:
@@ -144,7 +144,7 @@ async def test_a_poisoned_alert_stops_neither_the_others_nor_the_sweep(
             "(gen_random_uuid(), 'database_down', %s, %s, 'old body', now() - interval '1 h')",
             ("ann\u2028X-Injected: yes",
              "[byodb] the database of user ann\u2028X-Injected: yes went down"))
-    server = PostgresCluster(tmp_path / "own").start()
+    server = own_server
     try:
         await connect_users(api, server, ("hal",))
     finally:

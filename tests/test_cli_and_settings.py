@@ -19,25 +19,27 @@ from byodb.errors import ConfigurationError
 from byodb.jobs.queue import WORKER_CONCURRENCY
 from byodb.settings import Settings
 from byodb.web.auth import Authenticator, ensure_dev_secret
+from tests.cli_support import run_cli
 
 BYODB = [sys.executable, "-m", "byodb.cli.main"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``serve`` as an operator starts it: a process of its own (it is about the process)."""
     return subprocess.run([*BYODB, *args], capture_output=True, text=True, timeout=60,
                           env={**os.environ, **(env or {})})
 
 
 def test_keygen_prints_a_fresh_64_hex_key() -> None:
-    first, second = run("keygen").stdout.strip(), run("keygen").stdout.strip()
+    first, second = run_cli("keygen").stdout.strip(), run_cli("keygen").stdout.strip()
     assert re.fullmatch(r"[0-9a-f]{64}", first) and first != second
 
 
 async def test_token_is_accepted_by_the_app_and_admin_flag_maps(tmp_path: Path) -> None:
     env = {"BYODB_DATA_DIR": str(tmp_path)}
     ensure_dev_secret(Settings(BYODB_DATA_DIR=tmp_path))  # as `byodb serve` / `init` do
-    user_token = run("token", "alice", env=env).stdout.strip()
-    admin_token = run("token", "root", "--admin", env=env).stdout.strip()
+    user_token = run_cli("token", "alice", env=env).stdout.strip()
+    admin_token = run_cli("token", "root", "--admin", env=env).stdout.strip()
     auth = Authenticator(Settings(BYODB_DATA_DIR=tmp_path))
     user = await auth.verify(user_token)
     admin = await auth.verify(admin_token)
@@ -47,9 +49,9 @@ async def test_token_is_accepted_by_the_app_and_admin_flag_maps(tmp_path: Path) 
 
 
 def test_token_is_refused_in_production(tmp_path: Path) -> None:
-    result = run("token", "alice", env={"BYODB_ENV": "production",
-                                        "BYODB_DATA_DIR": str(tmp_path)})
-    assert result.returncode != 0 and "production" in result.stderr
+    result = run_cli("token", "alice", env={"BYODB_ENV": "production",
+                                            "BYODB_DATA_DIR": str(tmp_path)})
+    assert result.exit_code != 0 and "production" in result.stderr
 
 
 def test_production_refuses_to_start_without_key_and_issuer(tmp_path: Path) -> None:
@@ -75,15 +77,16 @@ def test_production_settings_refuse_private_hosts_and_require_tls() -> None:
 
 def test_development_is_the_default_and_says_so(tmp_path: Path) -> None:
     assert Settings().is_production is False
-    result = run("serve", "--port", "1", env={"BYODB_DATABASE_URL": "postgresql://x:y@"
-                                              "127.0.0.1:1/none",
-                                              "BYODB_DATA_DIR": str(tmp_path)})
+    with _listening_socket() as taken:  # serve says so first, then stops at the taken port
+        result = run("serve", "--port", str(taken.getsockname()[1]),
+                     env={"BYODB_DATABASE_URL": "postgresql://x:y@127.0.0.1:1/none",
+                          "BYODB_DATA_DIR": str(tmp_path)})
     assert "DEVELOPMENT MODE" in result.stderr
 
 
 def test_schema_sql_prints_the_full_ddl() -> None:
-    result = run("schema", "sql")
-    assert result.returncode == 0
+    result = run_cli("schema", "sql")
+    assert result.exit_code == 0
     assert "CREATE TABLE byodb.conversations" in result.stdout
     assert "USING hnsw" in result.stdout
 
@@ -111,15 +114,15 @@ def test_rotate_key_reencrypts_stored_credentials(tmp_path: Path, main_url: str)
     asyncio.run(save())
     env = {"BYODB_DATABASE_URL": main_url, "BYOD_ENCRYPTION_KEY": new,
            "BYOD_PREVIOUS_ENCRYPTION_KEYS": old, "BYODB_DATA_DIR": str(tmp_path)}
-    result = run("rotate-key", env=env)
-    assert result.returncode == 0, result.stderr
+    result = run_cli("rotate-key", env=env)
+    assert result.exit_code == 0, result.stderr
     assert "re-encrypted 1" in result.stdout
     with psycopg.connect(main_url) as conn:
         stored = conn.execute("select encrypted_url from user_database_config").fetchone()
     assert stored is not None
     assert Vault(KeyRing.from_hex(new)).decrypt(stored[0], user_id="ann",
                                                 field="database_url").reveal() == url
-    assert "re-encrypted 0" in run("rotate-key", env=env).stdout  # idempotent
+    assert "re-encrypted 0" in run_cli("rotate-key", env=env).stdout  # idempotent
 
 
 def _listening_socket() -> socket.socket:
@@ -167,24 +170,24 @@ def test_development_banner_fits_80_columns_without_breaking_a_sentence(
 
 def test_export_into_a_missing_folder_is_a_one_line_error(tmp_path: Path) -> None:
     out = tmp_path / "missing-dir" / "x.zip"
-    result = run("project", "export", str(out))
-    assert result.returncode == 2
+    result = run_cli("project", "export", str(out))
+    assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
         f"error: cannot write {out}: the folder {out.parent} does not exist"]
     assert not out.parent.exists()
-    written = run("project", "export", str(tmp_path / "x.zip"))
-    assert written.returncode == 0 and (tmp_path / "x.zip").stat().st_size > 0
+    written = run_cli("project", "export", str(tmp_path / "x.zip"))
+    assert written.exit_code == 0 and (tmp_path / "x.zip").stat().st_size > 0
 
 
 def test_devdb_stop_of_an_unknown_sandbox_says_so(tmp_path: Path) -> None:
     env = {"BYODB_DATA_DIR": str(tmp_path)}
-    result = run("devdb", "stop", "nosuch", env=env)
-    assert result.returncode == 2
+    result = run_cli("devdb", "stop", "nosuch", env=env)
+    assert result.exit_code == 2
     assert result.stderr.startswith("error: no sandbox database named 'nosuch'")
     assert "byodb devdb start nosuch" in result.stderr
     assert "stopped" not in result.stdout
-    escape = run("devdb", "stop", "../../etc", env=env)
-    assert escape.returncode == 2 and "invalid sandbox name" in escape.stderr
+    escape = run_cli("devdb", "stop", "../../etc", env=env)
+    assert escape.exit_code == 2 and "invalid sandbox name" in escape.stderr
 
 
 def test_worker_says_what_it_serves_and_from_where_without_the_password(

@@ -7,9 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import subprocess
-import sys
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from byodb.web.auth import (
     issue_dev_token,
 )
 from byodb.web.pages.rendering import adds_to
+from tests.cli_support import run_cli
 from tests.conftest import Api, count_rows, running_app
 from tests.providers import provider_database
 
@@ -211,11 +209,9 @@ def test_an_error_page_says_its_problem_once() -> None:
 
 
 async def test_byodb_token_premium_mints_a_premium_user(tmp_path: Path) -> None:
-    env = {**os.environ, "BYODB_DATA_DIR": str(tmp_path)}
+    env = {"BYODB_DATA_DIR": str(tmp_path)}
     ensure_dev_secret(Settings(BYODB_DATA_DIR=tmp_path))  # as `byodb serve` / `init` do
-    minted = {flag: subprocess.run([sys.executable, "-m", "byodb.cli.main", "token", "pia",
-                                    *([flag] if flag else [])], capture_output=True,
-                                   text=True, timeout=60, env=env).stdout.strip()
+    minted = {flag: run_cli("token", "pia", *([flag] if flag else []), env=env).stdout.strip()
               for flag in ("", "--premium")}
     auth = Authenticator(Settings(BYODB_DATA_DIR=tmp_path))
     assert (await auth.verify(minted[""])).is_premium is False

@@ -4,7 +4,6 @@ the middle of a step, and the automatic rollout when the app starts."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,6 +22,7 @@ from byodb.maindb.embedded import PostgresCluster
 from byodb.runtime import Runtime, build_runtime
 from byodb.settings import Settings
 from byodb.web.app import create_app
+from tests.cli_support import CliResult, arun_cli
 from tests.conftest import count_rows
 from tests.fleet_support import (
     connected_at_v1,
@@ -50,19 +50,19 @@ async def runtime(settings: Settings, main_url: str) -> AsyncIterator[Runtime]:
     await rt.close()
 
 
-def _env(settings: Settings, main_url: str, **extra: str) -> dict[str, str]:
-    return {**os.environ, "BYODB_DATABASE_URL": main_url,
+def _env(settings: Settings, main_url: str, *, inherited: bool = True) -> dict[str, str]:
+    """The operator's environment: on top of this process's for a process of its own."""
+    return {**(os.environ if inherited else {}), "BYODB_DATABASE_URL": main_url,
             "BYODB_DATA_DIR": str(settings.data_dir), "BYODB_ALLOW_PRIVATE_HOSTS": "1",
-            "BYODB_AUTO_MIGRATE": "0", **extra}
+            "BYODB_AUTO_MIGRATE": "0"}
 
 
-def _byodb(settings: Settings, main_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BYODB, *args], capture_output=True, text=True, timeout=300,
-                          env=_env(settings, main_url))
+async def _byodb(settings: Settings, main_url: str, *args: str) -> CliResult:
+    return await arun_cli(*args, env=_env(settings, main_url, inherited=False))
 
 
-def _summary(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
-    parsed: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
+def _summary(result: CliResult) -> dict[str, object]:
+    parsed: dict[str, object] = result.last_json()
     return parsed
 
 
@@ -80,16 +80,16 @@ async def test_migrate_all_prints_its_summary_and_exits_by_what_it_reached(
     _poison(urls["cl3"])
 
     # A bad option: a clear error, exit 2, no run recorded.
-    bad = _byodb(settings, main_url, "migrate-all", "--max-failure-ratio", "2", "--json")
-    assert bad.returncode == 2, bad.stderr
+    bad = await _byodb(settings, main_url, "migrate-all", "--max-failure-ratio", "2", "--json")
+    assert bad.exit_code == 2, bad.stderr
     assert "error: max_failure_ratio must be between 0 and 1" in bad.stderr
-    too_new = _byodb(settings, main_url, "migrate-all", "--to", "99")
-    assert too_new.returncode == 2 and "to_version must be between" in too_new.stderr
+    too_new = await _byodb(settings, main_url, "migrate-all", "--to", "99")
+    assert too_new.exit_code == 2 and "to_version must be between" in too_new.stderr
     assert count_rows(main_url, "select count(*) from migrations") == 0
 
     # No worker is running: the command does the work itself. One instance fails.
-    first = _byodb(settings, main_url, "migrate-all", "--json", "--max-failure-ratio", "1")
-    assert first.returncode == 1, first.stderr
+    first = await _byodb(settings, main_url, "migrate-all", "--json", "--max-failure-ratio", "1")
+    assert first.exit_code == 1, first.stderr
     summary = _summary(first)
     assert set(summary) == SUMMARY_KEYS
     assert (summary["to_version"], summary["total"], summary["completed"], summary["failed"],
@@ -99,23 +99,23 @@ async def test_migrate_all_prints_its_summary_and_exits_by_what_it_reached(
     # The cause fixed, the next run tries the failed one again and exits 0.
     with psycopg.connect(urls["cl3"], autocommit=True) as conn:
         conn.execute("alter table byodb.messages drop column embedding_model")
-    second = _byodb(settings, main_url, "migrate-all", "--json")
-    assert second.returncode == 0, second.stdout
+    second = await _byodb(settings, main_url, "migrate-all", "--json")
+    assert second.exit_code == 0, second.stdout
     assert (_summary(second)["completed"], _summary(second)["already_current"]) == (1, 2)
     assert all(meta_version(url) == 2 for url in urls.values())
     assert main_version(main_url, "cl3") == 2
 
     # Nothing left to do: decided from main's records, exit 0.
-    third = _summary(_byodb(settings, main_url, "migrate-all", "--json"))
+    third = _summary(await _byodb(settings, main_url, "migrate-all", "--json"))
     assert (third["total"], third["already_current"]) == (0, 3)
     # Without --json: a progress bar (stderr) and a summary line for people (stdout).
-    plain = _byodb(settings, main_url, "migrate-all")
-    assert plain.returncode == 0, plain.stderr
+    plain = await _byodb(settings, main_url, "migrate-all")
+    assert plain.exit_code == 0, plain.stderr
     assert plain.stdout.strip().startswith("migrated 0 to v2, 3 already current (skipped), "
                                            "0 failed, 0 pending, in ")
 
-    status = _byodb(settings, main_url, "migrations", "status", "--json")
-    assert status.returncode == 0, status.stderr
+    status = await _byodb(settings, main_url, "migrations", "status", "--json")
+    assert status.exit_code == 0, status.stderr
     report = _summary(status)
     runs = report["runs"]
     assert isinstance(runs, list) and len(runs) == 4

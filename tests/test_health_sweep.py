@@ -52,14 +52,6 @@ def settings(tmp_path: Path, inbox: Inbox) -> Settings:
                     BYODB_HEALTH_TIMEOUT=HEALTH_TIMEOUT_S)
 
 
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[PostgresCluster]:
-    """A server holding several users' databases, which the test stops and starts."""
-    cluster = PostgresCluster(tmp_path / "own").start()
-    yield cluster
-    cluster.stop("immediate")
-
-
 async def connect_users(api: Api, server: PostgresCluster,
                         users: tuple[str, ...]) -> dict[str, ProviderDatabase]:
     """Connect each user to a database of their own, made as providers make it; then

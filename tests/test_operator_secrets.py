@@ -28,6 +28,7 @@ from byodb.instances.connection.guard import (
 from byodb.instances.connection.handle import UserDatabase
 from byodb.instances.connection.hostenv import NO_FILE, forget_host_libpq_environment
 from byodb.maindb.embedded import PostgresCluster
+from tests.clusters import started_copy
 from tests.conftest import Api, count_rows
 from tests.test_guard import resolver_to
 
@@ -36,13 +37,14 @@ ROLE = "victim_role"
 
 
 @pytest.fixture(scope="module")
-def victim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
+def victim(tmp_path_factory: pytest.TempPathFactory,
+           cluster_template: Path) -> Iterator[PostgresCluster]:
     """A server of our own: password (SCRAM) auth for TCP, every connection logged.
 
     byodb only gets a plain login role's URL (with CREATE on the database, pgvector in
     ``public`` as an administrator enables it); the superuser is needed here to turn on
     ``log_connections`` (ALTER SYSTEM), which is how the test sees every connection."""
-    cluster = PostgresCluster(tmp_path_factory.mktemp("victim")).start()
+    cluster = started_copy(cluster_template, tmp_path_factory.mktemp("victim"))
     with psycopg.connect(cluster.url(), autocommit=True) as conn:
         conn.execute(f"create role {ROLE} login password '{SECRET}'")
         # What the connection test's preflight needs, so a good URL tests ok.

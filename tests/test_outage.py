@@ -4,11 +4,8 @@ down, and recovers on retry once it is back."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
-import pytest
 
 from byodb.instances.connection.handle import PING_AFTER_IDLE_S
 from byodb.maindb.embedded import PostgresCluster
@@ -24,14 +21,6 @@ async def background_jobs_finished(main_url: str, timeout_s: float = 30) -> None
             return
         await asyncio.sleep(0.1)
     raise AssertionError("background jobs still running")
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[PostgresCluster]:
-    """A user's server that this test may stop and start."""
-    cluster = PostgresCluster(tmp_path / "own").start()
-    yield cluster
-    cluster.stop("immediate")
 
 
 async def test_blocked_user_writes_nothing_to_main_and_recovers_on_retry(

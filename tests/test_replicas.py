@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import psycopg
@@ -33,14 +32,6 @@ async def api_b(settings: Settings, main_url: str, api: Api) -> AsyncIterator[Ap
         async with httpx.AsyncClient(transport=transport, base_url="http://byodb-b.test",
                                      timeout=60) as client:
             yield Api(app, client, settings)
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[PostgresCluster]:
-    """The user's server, which this test stops and starts."""
-    cluster = PostgresCluster(tmp_path / "own").start()
-    yield cluster
-    cluster.stop("immediate")
 
 
 def count_user(url: str, table: str) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -16,12 +15,12 @@ import pytest
 
 from byodb.content import CONTENT_SCHEMA_VERSION, content_table_names
 from byodb.maindb.embedded import PostgresCluster
+from tests.cli_support import run_cli
 from tests.conftest import Api, count_rows
 from tests.lifecycle_support import CHAT, Connection, chat, connect, search
 from tests.providers import ProviderDatabase, VectorSchema, provider_database
 
 DEBIAN_PSQL = Path("/usr/bin/psql")
-BYODB = [sys.executable, "-m", "byodb.cli.main"]
 
 
 def psql(url: str, script: str) -> subprocess.CompletedProcess[str]:
@@ -34,9 +33,8 @@ def psql(url: str, script: str) -> subprocess.CompletedProcess[str]:
 
 
 def printed_schema() -> str:
-    result = subprocess.run([*BYODB, "schema", "sql"], capture_output=True, text=True,
-                            timeout=60)
-    assert result.returncode == 0, result.stderr
+    result = run_cli("schema", "sql")
+    assert result.exit_code == 0, result.stderr
     return result.stdout
 
 

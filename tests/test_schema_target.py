@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -22,21 +19,19 @@ from byodb.content import (
 from byodb.content.package import build_package, full_schema_script
 from byodb.errors import ConfigurationError
 from byodb.settings import Settings
+from tests.cli_support import CliResult, run_cli
 
-BYODB = [sys.executable, "-m", "byodb.cli.main"]
 FROZEN_V1 = Path(__file__).parent.parent / "src" / "byodb" / "content" / "frozen" / "v1.sql"
 OUTSIDE = [MIN_SUPPORTED_SCHEMA_VERSION - 1, CONTENT_SCHEMA_VERSION + 1, 99]
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "BYODB_SCHEMA_TARGET"}
-    return subprocess.run([*BYODB, *args], capture_output=True, text=True, timeout=60,
-                          env={**environment, **(env or {})})
+def run(*args: str, env: dict[str, str] | None = None) -> CliResult:
+    return run_cli(*args, env={"BYODB_SCHEMA_TARGET": None, **(env or {})})
 
 
 def test_schema_sql_prints_the_frozen_ddl_of_version_1() -> None:
     result = run("schema", "sql", "--version", "1")
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     # The frozen DDL, byte for byte, inside the script that applies it (one transaction,
     # pgvector found first, the byodb_meta record last).
     assert FROZEN_V1.read_text(encoding="utf-8") in result.stdout
@@ -46,7 +41,7 @@ def test_schema_sql_prints_the_frozen_ddl_of_version_1() -> None:
 
 def test_schema_sql_prints_the_latest_by_default_and_on_request() -> None:
     latest = run("schema", "sql", "--version", str(CONTENT_SCHEMA_VERSION))
-    assert latest.returncode == 0, latest.stderr
+    assert latest.exit_code == 0, latest.stderr
     assert latest.stdout == full_schema_script() == run("schema", "sql").stdout
     assert content_schema_sql() in latest.stdout
     assert "uq_tags_user_lower_name" in latest.stdout
@@ -54,14 +49,14 @@ def test_schema_sql_prints_the_latest_by_default_and_on_request() -> None:
 
 def test_schema_sql_follows_the_target_when_no_version_is_given() -> None:
     held = run("schema", "sql", env={"BYODB_SCHEMA_TARGET": "1"})
-    assert held.returncode == 0, held.stderr
+    assert held.exit_code == 0, held.stderr
     assert held.stdout == full_schema_script(1)
 
 
 @pytest.mark.parametrize("version", ["99", "0"])
 def test_schema_sql_of_an_unknown_version_is_a_one_line_error(version: str) -> None:
     result = run("schema", "sql", "--version", version)
-    assert result.returncode == 2
+    assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: unknown content schema version")
@@ -86,11 +81,11 @@ def test_a_command_refuses_a_target_outside_the_supported_versions(tmp_path: Pat
     env = {"BYODB_SCHEMA_TARGET": str(CONTENT_SCHEMA_VERSION + 1),
            "BYODB_DATA_DIR": str(tmp_path)}
     exported = run("project", "export", str(out), env=env)
-    assert exported.returncode == 2 and not out.exists()
+    assert exported.exit_code == 2 and not out.exists()
     assert exported.stderr.startswith("error: BYODB_SCHEMA_TARGET=")
     assert exported.stderr.count("\n") == 1
     printed = run("schema", "sql", env=env)
-    assert printed.returncode == 2 and printed.stdout == ""
+    assert printed.exit_code == 2 and printed.stdout == ""
 
 
 def test_the_target_defaults_to_the_latest_and_may_hold_any_supported_version() -> None:

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,12 +28,12 @@ from psycopg import sql
 from byodb.content.package import full_schema_script
 from byodb.maindb.embedded import PostgresCluster
 from byodb.settings import Settings
+from tests.cli_support import CliResult, arun_cli
 from tests.conftest import Api, count_rows
 from tests.lifecycle_support import Connection, connect, rows
 from tests.providers import ProviderDatabase, provider_database
 from tests.test_pages import page
 
-BYODB = [sys.executable, "-m", "byodb.cli.main"]
 ADMIN = "root"
 # Sign-in refuses line separators and control characters in a user id; quotes and format
 # specifiers remain, and in a log line the id must appear quoted, never as log structure.
@@ -79,12 +76,10 @@ def refuse_creating(db: ProviderDatabase, table: str, message: str) -> None:
                      "when tag in ('CREATE TABLE') execute function public.refuse_table()")
 
 
-def byodb_cli(settings: Settings, main_url: str, *args: str
-              ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BYODB_DATABASE_URL": main_url,
+async def byodb_cli(settings: Settings, main_url: str, *args: str) -> CliResult:
+    env = {"BYODB_DATABASE_URL": main_url,
            "BYODB_DATA_DIR": str(settings.data_dir), "BYODB_ALLOW_PRIVATE_HOSTS": "true"}
-    return subprocess.run([*BYODB, *args], capture_output=True, text=True, timeout=120,
-                          env=env)
+    return await arun_cli(*args, env=env)
 
 
 async def test_a_refused_deploy_step_is_named_with_its_sqlstate_and_words_everywhere(
@@ -126,8 +121,8 @@ async def test_a_refused_deploy_step_is_named_with_its_sqlstate_and_words_everyw
     listed = (await api.client.get("/api/admin/byod", headers=admin)).json()
     [item] = [i for i in listed["instances"] if i["user_id"] == user]
     assert item["connection_error"] == error
-    shown = byodb_cli(settings, main_url, "instances", "show", user)
-    assert shown.returncode == 0, shown.stderr
+    shown = await byodb_cli(settings, main_url, "instances", "show", user)
+    assert shown.exit_code == 0, shown.stderr
     assert f"connection_error: {error}" in shown.stdout.splitlines()
     assert db.password not in shown.stdout
 

@@ -25,6 +25,7 @@ import psycopg
 import pytest
 
 from byodb.maindb.embedded import PostgresCluster
+from tests.clusters import started_copy
 from tests.providers import create_login_role, enable_vector
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -148,9 +149,9 @@ class OwnDatabase:
     name = "mine"
     owner = "owner"
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, template: Path):
         self.root = root
-        self.cluster = PostgresCluster(root).start()
+        self.cluster = started_copy(template, root)
         self.port = self.cluster.port
         self.password = secrets.token_urlsafe(18)
         create_login_role(self.cluster, self.owner, self.password)
@@ -176,7 +177,7 @@ class OwnDatabase:
 
 
 @pytest.fixture
-def own_database(tmp_path: Path) -> Iterator[OwnDatabase]:
-    database = OwnDatabase(tmp_path / "own-postgres")
+def own_database(tmp_path: Path, cluster_template: Path) -> Iterator[OwnDatabase]:
+    database = OwnDatabase(tmp_path / "own-postgres", cluster_template)
     yield database
     database.cluster.stop("immediate")
