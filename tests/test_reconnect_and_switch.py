@@ -113,6 +113,14 @@ async def settle(api: Api, user: str, response: Any, timeout_s: float = 30) -> d
     if response.status_code == 200 and body.get("connection_status") in TERMINAL and \
             body.get("deployment_status") != "deploying":
         return body
+    if response.status_code == 202:
+        # Work was queued: the answer is the state before it ran, which may already look
+        # final (a retry from ``error``). Wait for the job to write the row first.
+        deadline = time.monotonic() + timeout_s
+        while (await api.get("/api/byod", user)).json()["updated_at"] == body["updated_at"]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the queued work never began: {body}")
+            await asyncio.sleep(0.05)
     return await api.wait_for_state(user, *TERMINAL, timeout_s=timeout_s)
 
 
