@@ -78,6 +78,7 @@ async def test_workers_stopped_just_as_they_start_still_stop(settings: Settings,
         async with bound_job_app(main_url) as app:
             for step in range(30):
                 serving = asyncio.create_task(run_workers(app, runtime.lifecycle, name="t",
+                                                          main=runtime.main,
                                                           migrator=runtime.migrator))
                 await asyncio.sleep(step * 0.01)
                 serving.cancel()

@@ -36,7 +36,8 @@ def worker() -> None:
         async with open_process(settings, Role.worker, url) as process:
             runtime = process.runtime
             workers = asyncio.create_task(run_workers(
-                process.job_app, runtime.lifecycle, migrator=runtime.migrator, name="worker",
+                process.job_app, runtime.lifecycle, main=runtime.main, migrator=runtime.migrator,
+                name="worker",
                 health=runtime.health,
                 reembedder=runtime.reembedder))
             stopping = asyncio.create_task(stop.wait())

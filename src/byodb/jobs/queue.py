@@ -57,8 +57,9 @@ async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) 
     Every byodb job is idempotent (deploy is a no-op once done, moves resume), so running
     an interrupted one again completes it instead of leaving a user stuck in ``deploying``.
     """
-    return await requeue_stalled_jobs(context.app.job_manager,
-                                      instance_jobs.lifecycle_of(context).main)
+    return await requeue_stalled_jobs(
+        context.app.job_manager, instance_jobs.in_context(context, "main", AsyncEngine,
+                                                          "main database"))
 
 
 def new_job_app(connector: procrastinate.PsycopgConnector) -> procrastinate.App:
@@ -114,14 +115,15 @@ async def requeue_stalled_jobs(manager: procrastinate.manager.JobManager,
 
 
 async def run_workers(app: procrastinate.App, lifecycle: InstanceLifecycle, *,
-                      migrator: SchemaMigrator, name: str,
+                      main: AsyncEngine, migrator: SchemaMigrator, name: str,
                       health: health_jobs.HealthContext | None = None,
                       reembedder: Reembedder | None = None) -> None:
     """Serve every queue, each with a worker of its own, until cancelled (see
     :func:`run_until_stopped`)."""
     await run_until_stopped([
         queue_worker(app, queue, concurrency=concurrency, name=f"{name}-{queue}",
-                     context={"lifecycle": lifecycle, "fleet": migrator, "health": health,
+                     context={"main": main, "lifecycle": lifecycle, "fleet": migrator,
+                              "health": health,
                               "reembed": reembedder})
         for queue, concurrency in WORKER_CONCURRENCY.items()],
         on_stop=None if health is None else health.stopping.set)

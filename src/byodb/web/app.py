@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
             if with_worker:
                 tasks.append(asyncio.create_task(
                     run_workers(job_app, runtime.lifecycle, name="inline",
-                                migrator=runtime.migrator,
+                                main=runtime.main, migrator=runtime.migrator,
                                 health=runtime.health,
                                 reembedder=runtime.reembedder)))
             try:
