@@ -263,7 +263,6 @@ async def test_the_300_mb_unauthenticated_post_is_answered_at_once_over_a_real_s
         settings: Any, main_url: str) -> None:
     import asyncio
     import socket
-    import time
 
     import httpx
     import uvicorn
@@ -290,17 +289,16 @@ async def test_the_300_mb_unauthenticated_post_is_answered_at_once_over_a_real_s
             assert answer.startswith(b"HTTP/1.1 " + status), answer[:200]
 
         # A client that just sends: the server answers and closes without reading the
-        # 300 MB (the client may see the answer or a reset, its socket buffers full).
+        # 300 MB (the client may see the answer or a reset, its socket buffers full). What
+        # shows it is how much of the body was pulled, not a clock.
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             stream = Stream(HUGE)
-            started = time.monotonic()
             try:
                 response = await client.post("/api/conversations", content=stream,
                                              headers={"Content-Type": "application/json"})
                 assert response.status_code == 401, response.text
             except httpx.TransportError:
                 pass
-            assert time.monotonic() - started < 3
             assert stream.bytes_pulled_at_most < 32 * 1024 * 1024, stream.pulled
             assert (await client.get("/healthz")).status_code == 200
     finally:

@@ -66,6 +66,7 @@ async def test_the_content_api_works_against_a_database_at_the_oldest_supported_
     # Conversations and messages; the reply's exchange is embedded after it (best effort,
     # so the embeddings on the database are what shows the write fit version 1).
     conversation_id, _ = await place.conversation_with_reply("I repair old bicycles")
+    await api.app.state.runtime.after_work.settled()
     assert place.count("messages", "conversation_id = %s and embedding is not null",
                        conversation_id) == 2
     # Memories: created and re-embedded on an edit.
