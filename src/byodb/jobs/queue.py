@@ -148,8 +148,9 @@ async def run_until_stopped(workers: list[Worker],
     Workers are stopped with :meth:`Worker.stop`, never cancelled: a cancellation that
     lands while a worker registers itself on main can be swallowed on the way, and that
     worker then never stops; a second one cuts a worker's shutdown short and leaves its
-    running jobs behind. ``stop`` is asked again every second, because a worker that had
-    not started yet clears a stop request when it starts.
+    running jobs behind. ``stop`` is asked again (soon at first, then up to every second),
+    because a worker that had not started yet clears a stop request when it starts; asking
+    again costs nothing once a worker's stop is under way.
     """
     # (procrastinate's Worker is not annotated.)
     runs = [asyncio.create_task(worker.run(),  # type: ignore[no-untyped-call]
@@ -161,10 +162,12 @@ async def run_until_stopped(workers: list[Worker],
         if on_stop is not None:
             on_stop()  # e.g. a health tick waiting for its next sweep ends now
         pending = set(runs)
+        again_s = 0.05
         while pending:
             for worker in workers:
                 worker.stop()  # type: ignore[no-untyped-call]
-            _, pending = await asyncio.wait(pending, timeout=1.0)
+            _, pending = await asyncio.wait(pending, timeout=again_s)
+            again_s = min(again_s * 2, 1.0)
     for run in runs:
         if not run.cancelled() and (error := run.exception()) is not None:
             raise error

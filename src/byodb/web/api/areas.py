@@ -5,6 +5,8 @@ import: building the request models takes a noticeable part of a second)."""
 
 from __future__ import annotations
 
+import functools
+
 from fastapi import APIRouter
 
 from byodb.services import areas
@@ -53,8 +55,11 @@ LINKS = (
 """The links between areas: (link, left path, right segment, tag, reverse route or None)."""
 
 
+@functools.cache
 def build_router() -> APIRouter:
-    """Every content area's routes, on one new router."""
+    """Every content area's routes, on one router built by the first ``create_app`` of the
+    process and shared by later ones (the routes depend on nothing but the specs; each app
+    copies them when it includes the router)."""
     router = APIRouter()
     for spec, path, tag, operations in RESOURCES:
         router.include_router(resource_router(spec, path, tag=tag,
