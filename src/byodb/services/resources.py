@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import math
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -154,6 +155,17 @@ class Resource:
 
     def column(self, name: str) -> Column[Any]:
         return self.table.c[name]
+
+    @functools.cached_property
+    def order_by(self) -> tuple[Any, ...]:
+        """The listing's ORDER BY clauses (the id last, so pages are stable); built once."""
+        clauses = []
+        for item in (*self.order, Order("id", descending=True)):
+            key: Any = self.column(item.column) if item.otherwise is None \
+                else func.coalesce(self.column(item.column), self.column(item.otherwise))
+            clause = key.desc() if item.descending else key.asc()
+            clauses.append(clause.nulls_last() if item.nulls_last else clause)
+        return tuple(clauses)
 
 
 # --- field rules: shared by the services' checks and the API's request models -----------
@@ -434,9 +446,16 @@ async def _clear_exclusive(conn: AsyncConnection, user_id: str, res: Resource,
 
 def _reader(res: Resource, *, with_bytes: bool = False) -> Reader:
     """What a response shows, bounded; bytes only when one row is fetched (as base64)."""
-    columns = public_columns(res.table)
-    if with_bytes and res.bytes_when_got:
-        columns += [c for c in res.table.columns if isinstance(c.type, LargeBinary)]
+    return _table_reader(res.table, with_bytes and res.bytes_when_got)
+
+
+@functools.cache
+def _table_reader(table: Table, with_bytes: bool) -> Reader:
+    # Built once per table: a reader is immutable, and building one (and the new select
+    # expressions it holds) on every request cost a tenth of a millisecond per call.
+    columns = public_columns(table)
+    if with_bytes:
+        columns += [c for c in table.columns if isinstance(c.type, LargeBinary)]
     return Reader.of(columns)
 
 
@@ -524,13 +543,8 @@ async def list_rows(router: Router, user_id: str, res: Resource, *, owner_id: An
             if column_name in parents:
                 await fetch_owned(conn, user_id, parents[column_name], value)
             query = query.where(res.column(column_name) == value)
-        order = []
-        for item in (*res.order, Order("id", descending=True)):
-            key: Any = res.column(item.column) if item.otherwise is None \
-                else func.coalesce(res.column(item.column), res.column(item.otherwise))
-            clause = key.desc() if item.descending else key.asc()
-            order.append(clause.nulls_last() if item.nulls_last else clause)
-        rows = (await conn.execute(query.order_by(*order).limit(limit).offset(offset))).all()
+        rows = (await conn.execute(
+            query.order_by(*res.order_by).limit(limit).offset(offset))).all()
     return [to_json(reader, r) for r in rows]
 
 
