@@ -12,8 +12,9 @@ another user's connection test on ``localhost`` answer ``dns_failure``). So:
   process forked for it: it never holds this process's GIL, so the event loop keeps
   answering, and the memory the call used goes back to the system when it ends. At most
   ``size`` at once (``BYODB_IMPORT_WORKERS``); callers admit work before they submit it.
-* :class:`IoThreads` — file reads and writes that feed an async consumer (an import's
-  checked rows on their way to ``COPY``), on a small thread pool of their own.
+* :class:`IoThreads` — blocking I/O on a small thread pool of its own: file reads and
+  writes that feed an async consumer (an import's checked rows on their way to ``COPY``),
+  and main's schema upgrade when the app starts (Alembic is synchronous).
 """
 
 from __future__ import annotations
@@ -214,7 +215,8 @@ async def _reaped(pid: int) -> int:
 
 
 class IoThreads:
-    """A thread pool of ``size`` threads for file I/O that an async caller waits on."""
+    """A thread pool of ``size`` threads for blocking I/O (files, a synchronous driver)
+    that an async caller waits on."""
 
     def __init__(self, size: int, *, name: str) -> None:
         self._pool = ThreadPoolExecutor(size, thread_name_prefix=name)

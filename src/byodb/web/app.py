@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from byodb import __version__
 from byodb.assistant import ChatModel
+from byodb.executors import IoThreads
 from byodb.instances.connection.addresses import Resolver, system_resolver
 from byodb.jobs.queue import run_workers
 from byodb.maindb.migrate import upgrade_main
@@ -61,7 +62,12 @@ def create_app(settings: Settings | None = None, *, main_url: str | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
-            await asyncio.to_thread(upgrade_main, url)
+            # Alembic is synchronous: a thread of its own, not the default pool (DESIGN §7).
+            migrating = IoThreads(1, name="byodb-upgrade-main")
+            try:
+                await migrating.run(upgrade_main, url)
+            finally:
+                migrating.close()
         tasks: list[asyncio.Task[None]] = []
         async with open_process(settings, Role.web, url, resolver=resolver,
                                 chat_model=chat_model) as process:
