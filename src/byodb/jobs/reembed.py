@@ -17,6 +17,7 @@ import logging
 import procrastinate
 from procrastinate.exceptions import AlreadyEnqueued
 
+from byodb.instances.lifecycle.jobs import in_context
 from byodb.services.reembed import Reembedder, due_users
 
 log = logging.getLogger(__name__)
@@ -27,11 +28,7 @@ USERS_PER_TICK = 50
 
 
 def reembedder_of(context: procrastinate.JobContext) -> Reembedder:
-    reembedder = context.additional_context.get("reembed")
-    if not isinstance(reembedder, Reembedder):
-        raise RuntimeError("no re-embedder in the worker context: run the worker through "
-                           "byodb serve or byodb worker")
-    return reembedder
+    return in_context(context, "reembed", Reembedder, "re-embedder")
 
 
 async def reembed_tick(context: procrastinate.JobContext, timestamp: int) -> int:
