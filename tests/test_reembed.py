@@ -118,9 +118,11 @@ async def test_the_durable_job_re_embeds_a_users_rows_and_records_its_progress(
     user = f"sam-{uuid.uuid4().hex[:6]}"
     created = await api.post("/api/memories", user, json={"content": "I grow chillies"})
     assert created.status_code == 201, created.text
-    # As an older model left it.
+    # As an older model left it (and no run recorded since).
     count_rows(main_url, "update byodb.memories set embedding_model = %s where user_id = %s "
                "returning 1", OLD_MODEL, user)
+    count_rows(main_url, "delete from jobs where kind = 'reembed' and user_id = %s "
+               "returning 1", user)
     assert await queue_user(api.app.state.job_app, user)
     deadline = time.monotonic() + 60
     status = None

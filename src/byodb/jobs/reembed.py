@@ -2,10 +2,11 @@
 with a per-minute tick that queues one job per due user, and that job.
 
 Bounded: a tick queues at most :data:`USERS_PER_TICK` users, a user's job is queued once
-(its queueing lock) and runs under the user's lock (``user-database:<id>``, shared with the
-lifecycle's jobs, so it never runs during the user's move or deploy), each run ends after
-its time budget, and :data:`REEMBED_QUEUE` has its own workers. Durable and resumable: jobs
-live on main, and what is left to do is read from the rows themselves. The worker finds the
+(its queueing lock), asks again whether the user is due when it starts, and runs under the
+user's lock (``user-database:<id>``, shared with the lifecycle's jobs, so it never runs
+during the user's move or deploy); each run ends after its time budget, and
+:data:`REEMBED_QUEUE` has its own workers. Durable and resumable: jobs live on main, and
+what is left to do is read from the rows themselves. The worker finds the
 :class:`~byodb.services.reembed.Reembedder` in its context (``additional_context["reembed"]``).
 """
 
@@ -18,7 +19,7 @@ import procrastinate
 from procrastinate.exceptions import AlreadyEnqueued
 
 from byodb.instances.lifecycle.jobs import in_context
-from byodb.services.reembed import Reembedder, due_users
+from byodb.services.reembed import Reembedder, due_users, is_due
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,11 @@ async def reembed_tick(context: procrastinate.JobContext, timestamp: int) -> int
 
 
 async def reembed_user(context: procrastinate.JobContext, user_id: str) -> None:
-    await reembedder_of(context).run(user_id)
+    """Run the user's re-embedding if they are still due when the job starts: it may have
+    waited behind others while their database went to sleep or another run did the work."""
+    reembedder = reembedder_of(context)
+    if await is_due(reembedder.main, reembedder.embedder.name, user_id):
+        await reembedder.run(user_id)
 
 
 def blueprint() -> procrastinate.Blueprint:

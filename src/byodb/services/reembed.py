@@ -227,7 +227,7 @@ LAST_AWAKE_SQL = ("greatest(c.last_health_check_at, c.last_connection_test, "
                   "c.last_schema_deploy)")
 """When byodb last used the user's database, as main knows it (NULLs are ignored)."""
 
-DUE_USERS_SQL = f"""
+_DUE_SQL = f"""
 select u.id from users u
 left join user_database_config c on c.user_id = u.id
 left join jobs j on j.user_id = u.id and j.kind = '{JOB_KIND}'
@@ -237,8 +237,6 @@ where (c.user_id is null or coalesce(c.content_placement, 'main') = 'main'
   and not coalesce(j.status in ('done', 'waiting')
                     and (j.detail::jsonb ->> 'model') = :model
                     and (j.detail::jsonb ->> 'place') = {PLACE_SQL}, false)
-order by j.updated_at nulls first, u.id
-limit :limit
 """
 """Users whose rows may hold vectors of another model: no ``done`` (or ``waiting``, for a
 version-1 database) record for the current model at their current place. Users whose
@@ -247,8 +245,15 @@ not used for :data:`AWAKE_S`: the re-embedding never wakes a database that may b
 (a scale-to-zero provider bills it awake). Its turn comes when it is awake anyway — the
 user's next request, or the health sweep's check, which visits an idle user once per idle
 interval (``BYODB_HEALTH_IDLE_INTERVAL``, an hour by default). A new place is always
-awake: a connection, a move or a migration just used the database. The least recently
-handled come first, so a few failing users cannot starve the rest."""
+awake: a connection, a move or a migration just used the database."""
+
+DUE_USERS_SQL = _DUE_SQL + "order by j.updated_at nulls first, u.id\nlimit :limit\n"
+"""Up to ``:limit`` due users, the least recently handled first, so a few failing users
+cannot starve the rest."""
+
+USER_DUE_SQL = _DUE_SQL + "and u.id = :user\n"
+"""The one user ``:user`` if still due: a queued run asks again when it starts, since by
+then the database may have gone to sleep, or another run may have done the work."""
 
 
 async def due_users(main: AsyncEngine, model: str, limit: int) -> list[str]:
@@ -257,6 +262,14 @@ async def due_users(main: AsyncEngine, model: str, limit: int) -> list[str]:
                                    {"model": model, "limit": limit,
                                     "awake_s": AWAKE_S})).all()
     return [str(r[0]) for r in rows]
+
+
+async def is_due(main: AsyncEngine, model: str, user_id: str) -> bool:
+    """Whether the user is still due (see :data:`USER_DUE_SQL`)."""
+    async with main.connect() as conn:
+        row = (await conn.execute(text(USER_DUE_SQL), {"model": model, "user": user_id,
+                                                       "awake_s": AWAKE_S})).first()
+    return row is not None
 
 
 async def progress_summary(main: AsyncEngine) -> dict[str, Any]:
