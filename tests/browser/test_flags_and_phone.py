@@ -114,6 +114,44 @@ async def test_a_message_sent_in_one_tab_appears_in_the_other(
     await context.close()
 
 
+async def test_a_message_sent_while_the_chats_still_load_stays_on_screen(
+        server: Server, browser: Any) -> None:
+    """On a slow start the user may send before the page has loaded their chats; the
+    page's start must not then replace the exchange on screen with a stale load."""
+    from playwright.async_api import Route, expect
+
+    context = await browser.new_context(viewport=DESKTOP)
+    page = await context.new_page()
+    await sign_in(page, server, "una")
+    list_asked, list_free, reply_free = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def hold_list(route: Route) -> None:
+        list_asked.set()
+        await list_free.wait()
+        await route.continue_()
+
+    async def hold_reply(route: Route) -> None:
+        await reply_free.wait()
+        await route.continue_()
+
+    await page.route(re.compile(r"/api/conversations\?limit="), hold_list)
+    await page.route(re.compile(r"/messages/stream$"), hold_reply)
+    await page.reload()
+    await asyncio.wait_for(list_asked.wait(), TIMEOUT_MS / 1000)
+    await page.get_by_role("textbox", name="Message").fill("Sent before the list came")
+    await page.get_by_role("button", name="Send").click()
+    await page.wait_for_url(re.compile(r"/\?c="))  # the chat exists; its reply is held
+
+    list_free.set()  # the start's list arrives while the reply is still on its way
+    await expect(page.locator(".conversation-link")).to_have_count(1)
+    reply_free.set()
+    await expect(page.locator(".message-user")).to_have_text(
+        re.compile("Sent before the list came"))
+    await expect(page.locator(".message-assistant:not(.is-streaming)")).to_have_count(1)
+    await expect(page.locator(".message-assistant .message-content")).not_to_have_text("")
+    await context.close()
+
+
 NAV_FITS = """
 () => {
   const width = document.documentElement.clientWidth;

@@ -38,7 +38,14 @@ const state = {
   showArchived: false,
   current: null,      // the open conversation (object) or null for a new chat
   streaming: false,
+  view: 0,            // bumped by each open, new chat and send: a load that finds it
+                      // changed when it returns was overtaken and shows nothing
 };
+
+function nextView() {
+  state.view += 1;
+  return state.view;
+}
 
 // ---- conversation list ---------------------------------------------------------------
 
@@ -190,6 +197,7 @@ function renderHeader() {
 }
 
 async function openConversation(id, { push = false } = {}) {
+  const view = nextView();
   ui.messages.setAttribute("aria-busy", "true");
   replaceChildren(ui.messages, h("p", { class: "muted loading-line" },
     h("span", { class: "spinner", "aria-hidden": "true" }), " Loading messages…"));
@@ -198,6 +206,7 @@ async function openConversation(id, { push = false } = {}) {
       api("GET", `/api/conversations/${encodeURIComponent(id)}`),
       api("GET", `/api/conversations/${encodeURIComponent(id)}/messages`),
     ]);
+    if (view !== state.view) return;  // the user opened another chat or sent meanwhile
     state.current = conversation;
     if (push) history.pushState({ c: id }, "", `/?c=${encodeURIComponent(id)}`);
     renderHeader();
@@ -205,6 +214,7 @@ async function openConversation(id, { push = false } = {}) {
     renderList();
     closeSidebar();
   } catch (error) {
+    if (view !== state.view) return;
     if (error.status === 404) {
       toast("That conversation no longer exists.", "error");
       newChat({ push: true });
@@ -218,6 +228,7 @@ async function openConversation(id, { push = false } = {}) {
 }
 
 function newChat({ push = false } = {}) {
+  nextView();
   state.current = null;
   if (push) history.pushState({ c: null }, "", "/");
   renderHeader();
@@ -264,6 +275,7 @@ function setStreaming(on) {
 
 async function send(content) {
   if (state.streaming || isBlocked()) return;
+  nextView();  // a chat still loading must not replace what is sent here
   setStreaming(true);
   const userNode = messageNode({ role: "user", content });
   userNode.classList.add("is-pending");
@@ -547,7 +559,10 @@ window.addEventListener("popstate", () => {
 });
 
 async function start() {
+  const view = state.view;
   await loadConversations();
+  // Sent or opened a chat while the list loaded (a slow start): that view stays.
+  if (view !== state.view) return;
   const id = conversationFromUrl();
   if (id) await openConversation(id); else newChat();
 }
