@@ -311,12 +311,14 @@ def _json_lines(lines: jsonlines.Lines, batch: list[bytes], members: list[str]) 
 def _table_rows(table: str, specs: list[ColumnSpec], query: PageQuery) -> sql.Composed:
     """The user's rows of ``table`` by id: a flag (empty, or ``!<column>`` when a value is
     over its limit: :func:`_flagged`), then each column's value as text
-    (``jsonlines.server_value``), made after the sort (only stored columns are sorted)."""
+    (``jsonlines.server_value``), made after the sort (only stored columns are sorted),
+    then ``jsonlines.ROW_END``."""
     return sql.SQL(
-        "select {flag}, {values} from (select {columns} from {real} t"
+        "select {flag}, {values}, {end} from (select {columns} from {real} t"
         " where t.user_id = %(u)s order by t.id) t").format(
         flag=_flagged(query.overs, sql.SQL("''")),
         values=sql.SQL(", ").join(jsonlines.server_value(s) for s in specs),
+        end=jsonlines.ROW_END,
         columns=sql.SQL(", ").join(column(s.name) for s in specs),
         real=sql.Identifier(CONTENT_SCHEMA, table))
 

@@ -104,65 +104,82 @@ def server_value(spec: ColumnSpec) -> sql.Composable:
     return sql.SQL("coalesce(({})::text, 'null')").format(value)
 
 
-class Lines:
-    """The JSON lines of one table's rows (``specs``' columns in order, after the flag).
+ROW_END = sql.SQL("''")
+"""The last column of a table's row as the database sends it (after the flag and the
+values): empty, so that a row's newline and the next row's flag make one field when the
+batch is split at its tabs (:meth:`Lines.lines`)."""
 
-    A batch is made without a loop over its rows: its fields are split at once (a newline
-    ends a row, a tab ends a field; both are escaped inside values), each column is taken
-    as a slice of them, and the lines are one ``join`` of the fields interleaved with the
-    template's pieces."""
+
+class Lines:
+    """The JSON lines of one table's rows (``specs``' columns in order, after the flag and
+    before :data:`ROW_END`).
+
+    A batch is made without a loop over its rows. It is split at its tabs once (tabs and
+    newlines inside values are escaped): a row's newline and the next row's flag then make
+    one field, ``"\\n"`` unless that row is flagged, at every ``width``-th place — which
+    also proves every row had its columns. The columns that need it are converted a slice
+    at a time, and the lines are one ``%`` of the batch's template (the row's template
+    repeated) with all the fields: one C loop writes every byte."""
 
     def __init__(self, table: str, specs: list[ColumnSpec]) -> None:
         self.table = table
         self.width = len(specs) + 1
-        # A row's pieces: the flag (always empty) first, then "{" or ",", the key and the
-        # opening quote before each value, and what closes the last one.
-        pieces: list[bytes] = [b""]
+        # A row's template: the newline and flag before it ("%.0s" writes nothing of
+        # them), then "{" or ",", the key and the opening quote before each value, and
+        # what closes the last one. Keys are the code's column names; a "%" is escaped.
+        pieces: list[bytes] = [b"%.0s"]
         closing = b""
         for i, spec in enumerate(specs):
             quote = b'"' if spec.kind in _QUOTED else b""
-            pieces.append(closing + (b"," if i else b"{") + json.dumps(spec.name).encode()
-                          + b":" + quote)
+            key = json.dumps(spec.name).encode().replace(b"%", b"%%")
+            pieces.append(closing + (b"," if i else b"{") + key + b":" + quote + b"%s")
             closing = quote
-        self._unit = [piece for before in pieces for piece in (before, b"")] + [
-            closing + b"}\n"]
+        pieces.append(closing + b"}\n")
+        self._row = b"".join(pieces)
         # Fields taken as sent (their text is JSON, or a number): only COPY's escapes undone.
         self._bare = [i + 1 for i, s in enumerate(specs) if s.kind not in _QUOTED]
         self._escaped = [i + 1 for i, s in enumerate(specs) if s.kind in _AS_JSON]
         self._times = [i + 1 for i, s in enumerate(specs) if s.kind == "time"]
 
     def _split(self, data: bytes, rows: int) -> list[bytes]:
-        fields = data.replace(b"\n", b"\t").split(b"\t")
-        fields.pop()  # after the last row's end
-        if len(fields) != rows * self.width:
-            raise InvalidStoredContent(self.table, "row")
+        """The batch's fields, ``width`` per row (the first of each: newline and flag),
+        checked to be that many in every row and no row flagged."""
+        width = self.width
+        fields = data.split(b"\t")
+        ends = fields[width::width]  # every row's newline, with the next row's flag
+        if (len(fields) != rows * width + 1 or data.count(b"\n") != rows
+                or fields[0] or ends.count(b"\n") != rows):
+            raise InvalidStoredContent(self.table, self._failure(data))
+        fields.pop()  # the last row's newline
         return fields
+
+    def _failure(self, data: bytes) -> str:
+        """What a batch that is not rows of the table's columns names: the column of the
+        first flagged row, else the row."""
+        for row in data.split(b"\n"):
+            if row.startswith(_FLAG):
+                return flag_of(row)
+        return "row"
 
     def lines(self, batch: list[bytes]) -> bytes:
         """The JSON lines of a batch of COPY rows (each ending in a newline)."""
-        width = self.width
-        if {row.count(b"\t") for row in batch} != {width - 1}:
-            raise InvalidStoredContent(self.table, "row")
+        width, rows = self.width, len(batch)
         data = b"".join(batch)
-        fields = self._split(data, len(batch))
-        if any(fields[0::width]):
-            raise InvalidStoredContent(
-                self.table, flag_of(next(row for row in batch if row[:1] != b"\t")))
-        # Most batches need no JSON escape at all.
-        strings = fields if plain(data) else self._split(json_strings(data), len(batch))
-        columns = {i: strings[i::width] for i in range(width)}
-        for i in self._bare:
-            columns[i] = fields[i::width]
+        fields = self._split(data, rows)
+        # Most batches need no JSON escape at all; where some do, the quoted columns take
+        # the escaped text and the others stay as sent.
+        if not plain(data):
+            strings = self._split(json_strings(data), rows)
+            for i in self._bare:
+                strings[i::width] = fields[i::width]
+            fields = strings
         for i in self._escaped:
-            columns[i] = [unescape(v) if b"\\" in v else v for v in columns[i]]
+            column = fields[i::width]
+            if b"\\" in b"".join(column):
+                fields[i::width] = [unescape(v) if b"\\" in v else v for v in column]
         for i in self._times:
-            columns[i] = self._iso_times(columns[i])
-        unit = self._unit
-        out = unit * len(batch)
-        step = len(unit)
-        for i, column in columns.items():
-            out[2 * i + 1::step] = column
-        return nulls(b"".join(out))
+            fields[i::width] = self._iso_times(fields[i::width])
+        return nulls((self._row * rows) % tuple(fields))
 
     def _iso_times(self, column: list[bytes]) -> list[bytes]:
         """Times as the session writes them (``2026-11-22 08:37:03.087489+00``, UTC) in
