@@ -47,6 +47,11 @@ export async function checked(response) {
 }
 
 export async function api(method, path, body = undefined) {
+  return (await request(method, path, body)).data;
+}
+
+// Like api(), with the response's status too (202: the server queued the work).
+export async function request(method, path, body = undefined) {
   const init = { method, headers: { Accept: "application/json", "X-Byodb-Tab": TAB_ID },
                  credentials: "same-origin" };
   if (body !== undefined) {
@@ -60,9 +65,10 @@ export async function api(method, path, body = undefined) {
     throw new ApiError(0, "network", "byodb could not be reached. Check your connection and try again.");
   }
   await checked(response);
-  if (response.status === 204) return null;
   const type = response.headers.get("content-type") || "";
-  return type.includes("application/json") ? response.json() : null;
+  const data = response.status !== 204 && type.includes("application/json")
+    ? await response.json() : null;
+  return { status: response.status, data };
 }
 
 // Build an element: h("p", {class: "x", onclick: fn}, "text", child, ...). Strings become text.

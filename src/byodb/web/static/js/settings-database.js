@@ -1,8 +1,8 @@
 // Settings → Database: status, test / save & deploy with live progress, retry, update
 // credentials, disconnect. The URL typed here is sent to the server and then cleared from
 // the page; the server never sends it back (only the redacted form).
-import { api, busy, h, openDialog, readJson, replaceChildren, showError, timeElement,
-         toast } from "./api.js";
+import { api, busy, h, openDialog, readJson, replaceChildren, request, showError,
+         timeElement, toast } from "./api.js";
 
 const $ = (selector) => document.querySelector(selector);
 const ui = {
@@ -388,14 +388,17 @@ ui.cancelUpdate.addEventListener("click", () => {
 
 ui.retry.addEventListener("click", async () => {
   try {
-    const next = await busy(ui.retry, () => api("POST", "/api/byod/retry"), "Retrying…");
-    const settledBefore = !IN_FLIGHT(next);
-    if (IN_FLIGHT(next) || next.deployment_status === "failed") startFlow("deploy");
+    const { status, data: next } = await busy(
+      ui.retry, () => request("POST", "/api/byod/retry"), "Retrying…");
+    // 202: a deployment or a move was queued. Its answer may still show the old, settled
+    // state (the job has not begun): follow the changes after it, not that state.
+    const queued = status === 202;
+    if (IN_FLIGHT(next) || queued) startFlow("deploy");
     apply(next);
     if (next.connection_status === "connected") {
       toast("Connected again.", "success");
-    } else if (settledBefore && next.deployment_status === "failed") {
-      follow(next.updated_at);  // a new deployment was queued; wait for it to start
+    } else if (queued && !IN_FLIGHT(next)) {
+      follow(next.updated_at);
     } else if (IN_FLIGHT(next)) {
       follow();
     } else {
