@@ -67,7 +67,7 @@ from byodb.services.portability.columns import (
     present_columns,
     stored_specs,
 )
-from byodb.services.portability.copystream import BATCH_BYTES, batches, unescape
+from byodb.services.portability.copystream import batches, unescape
 from byodb.services.portability.pages import (
     Conn,
     PageQuery,
@@ -484,6 +484,12 @@ a temporary file."""
 _FLAG_BYTES = jsonlines.FLAG.encode()
 HEAD, ROW = b"0", b"1"
 """First field of a row of a by-conversation stream (see :func:`_by_conversation`)."""
+_NEXT_KINDS = frozenset({b"\n" + HEAD, b"\n" + ROW})
+"""A row's end and the next row's kind, as a batch split at tabs has them."""
+_FLAGGED = b"\t" + _FLAG_BYTES
+_NODE_FIELDS = _NODE.count(b"%s")
+_FIRST_BRANCH = (b"0", _NULL_NUMBER)
+"""Branch indexes of a message that is no alternative (its Markdown says nothing)."""
 
 
 _ROW_COLUMNS = ("parent_message_id", "role", "content", "model", "status", "created_at",
@@ -498,8 +504,9 @@ def _by_conversation(head: list[sql.Composable], row: list[sql.Composable]) -> s
     """Every listed conversation (alias ``t``, row ``0, id, *head``) followed by its
     messages (alias ``t``, row ``1, id, *row``; ``row`` reads only :data:`_ROW_COLUMNS`) in
     time order: one stream for all conversations, in COPY's columns (the shorter list padded
-    with empty texts). Messages of no listed conversation (only a database changed by hand
-    has them) are left out.
+    with empty texts), each row ending with ``jsonlines.ROW_END`` (:func:`_split_rows`).
+    Messages of no listed conversation (only a database changed by hand has them) are left
+    out.
 
     The heads are made before the sort (there are few); the messages' stored columns are
     sorted and each row's text made after the sort, so no text is sorted."""
@@ -514,7 +521,7 @@ def _by_conversation(head: list[sql.Composable], row: list[sql.Composable]) -> s
         sql.SQL("case when t.part = 0 then t.{} else ({})::text end").format(h, v)
         for h, v in zip(heads, padded(row), strict=True))
     return sql.SQL(
-        "select t.kind, t.id, {columns} from ("
+        "select t.kind, t.id, {columns}, {end} from ("
         " select t.id as conversation, 0 as part, null::timestamptz as at, t.id,"
         "  {head_kind} as kind, {head}, {no_row}"
         " from {conversations} t where t.user_id = %(u)s"
@@ -523,7 +530,7 @@ def _by_conversation(head: list[sql.Composable], row: list[sql.Composable]) -> s
         " from {messages} t join {conversations} h on h.id = t.conversation_id"
         " and h.user_id = %(u)s where t.user_id = %(u)s"
         " order by 1, 2, 3, 4) t").format(
-        columns=columns,
+        columns=columns, end=jsonlines.ROW_END,
         head=sql.SQL(", ").join(sql.SQL("({})::text as {}").format(v, n)
                                 for v, n in zip(padded(head), heads, strict=True)),
         no_row=sql.SQL(", ").join(sql.SQL("null::{} as {}").format(sql.SQL(kind), n)
@@ -545,30 +552,40 @@ _TIMES = re.compile(rb"(?:[0-9]{4,}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:[+-][0-9:]+)?\t
 
 
 def _check_ids(ids: list[bytes]) -> None:
-    if not _UUIDS.fullmatch(b"".join(ids)):
+    if set(map(len, ids)) != {36} or not _UUIDS.fullmatch(b"".join(ids)):
         raise InvalidStoredContent("messages", "id")
 
 
-def _check_values(rows: list[list[bytes]]) -> None:
-    """What goes into the archive as it is read (numbers, times) is what it should be."""
-    if not _NUMBERS.fullmatch(b"".join(b"%s\t%s\t%s\t" % (f[_CREATED], f[_UPDATED], f[_BRANCH])
-                                       for f in rows)):
+def _check_values(rows: list[bytes]) -> None:
+    """What goes into the archive as it is read (numbers, times) is what it should be:
+    ``rows`` are message rows' fields, :data:`_FIELDS` per row."""
+    numbers = rows[_CREATED::_FIELDS] + rows[_UPDATED::_FIELDS] + rows[_BRANCH::_FIELDS]
+    if not _NUMBERS.fullmatch(b"\t".join(numbers) + b"\t"):
         raise InvalidStoredContent("messages", "created_at")
-    if not _TIMES.fullmatch(b"".join(f[_WHEN] + b"\t" for f in rows)):
+    if not _TIMES.fullmatch(b"\t".join(rows[_WHEN::_FIELDS]) + b"\t"):
         raise InvalidStoredContent("messages", "generation_completed_at")
 
 
-def _fields(row: bytes, width: int) -> list[bytes]:
-    """The ``width`` fields of a by-conversation row (kind, id, …; the last without its
-    newline), checked (the id is 36 characters here; that they are UUIDs is checked a batch
-    at a time, :func:`_check_ids`)."""
-    fields = row[:-1].split(b"\t")
-    if len(fields) != width or len(fields[1]) != 36 or fields[0] not in (HEAD, ROW):
+def _split_rows(data: bytes, rows: int) -> tuple[list[bytes], list[bytes]]:
+    """A batch of by-conversation rows (:func:`_by_conversation`) split at its tabs once:
+    its fields, :data:`_FIELDS` per row, and the rows' kinds. A row's newline and the next
+    row's kind make one field (the row's last column is empty), which shows every row had
+    its columns; the kinds, the ids' length and the flags are checked here (that the ids
+    are UUIDs by :func:`_check_ids`)."""
+    fields = data.split(b"\t")
+    ends = fields[_FIELDS::_FIELDS]  # each row's newline, with the next row's kind
+    if (len(fields) != rows * _FIELDS + 1 or data.count(b"\n") != rows
+            or ends.pop() != b"\n" or not set(ends) <= _NEXT_KINDS
+            or fields[0] not in (HEAD, ROW)):
         raise InvalidStoredContent("messages", "row")
-    if fields[2][:1] == _FLAG_BYTES:
-        raise InvalidStoredContent("conversations" if fields[0] == HEAD else "messages",
-                                   jsonlines.flag_of(fields[2]))
-    return fields
+    fields.pop()
+    kinds = [fields[0], *(end[1:] for end in ends)]
+    firsts = fields[2::_FIELDS]
+    if _FLAGGED in b"\t" + b"\t".join(firsts):
+        row = next(i for i, first in enumerate(firsts) if first[:1] == _FLAG_BYTES)
+        raise InvalidStoredContent("conversations" if kinds[row] == HEAD else "messages",
+                                   jsonlines.flag_of(firsts[row]))
+    return fields, kinds
 
 
 def _branch(value: bytes) -> int:
@@ -576,93 +593,115 @@ def _branch(value: bytes) -> int:
     return 2**63 if value == _NULL_NUMBER else int(value)  # a number: _check_values
 
 
-def _section(fields: list[bytes]) -> bytes:
-    """A message's Markdown section (still COPY-escaped)."""
-    role, content, branch = fields[_ROLE], fields[_CONTENT], fields[_BRANCH]
-    alternative = (b" (alternative %d)" % (int(branch) + 1)
-                   if branch not in (b"0", _NULL_NUMBER) else b"")
-    return _SECTION % (_TITLES.get(role) or (b"None" if role == _NULL else role), alternative,
-                       fields[_WHEN], b"None" if content == _NULL else content)
+def _sections(rows: list[bytes]) -> bytes:
+    """The Markdown sections of message rows (still COPY-escaped), as
+    ``markdown.message_section`` writes them: one ``%`` of the rows' template."""
+    count = len(rows) // _FIELDS
+    pieces: list[bytes] = [b""] * (4 * count)
+    pieces[0::4] = [_TITLES.get(role) or (b"None" if role == _NULL else role)
+                    for role in rows[_ROLE::_FIELDS]]
+    pieces[1::4] = [b"" if branch in _FIRST_BRANCH else b" (alternative %d)" % (int(branch) + 1)
+                    for branch in rows[_BRANCH::_FIELDS]]
+    pieces[2::4] = rows[_WHEN::_FIELDS]
+    pieces[3::4] = [b"None" if content == _NULL else content
+                    for content in rows[_CONTENT::_FIELDS]]
+    return (_SECTION * count) % tuple(pieces)
+
+
+def _children(children: list[tuple[int, bytes]] | None) -> bytes:
+    """A node's ``children``: by branch, then time, then id (rows come in time order, by id
+    among equal times, and the sort is stable)."""
+    if not children:
+        return b"[]"
+    if len(children) == 1:
+        return b'["%s"]' % children[0][1]
+    if len(children) * 40 > MAX_CHILDREN_CHARS:
+        raise InvalidStoredContent("messages", "parent_message_id")
+    children.sort(key=itemgetter(0))
+    return b"[" + b", ".join(b'"%s"' % child for _, child in children) + b"]"
 
 
 class _Conversation:
     """The messages of one conversation, kept until its last one is read: a node of
     ``mapping`` names its children and whether its parent is in the conversation, which
-    later rows tell. The rows (texts as JSON strings, ``jsonlines.json_strings``) wait in
-    memory up to :data:`CONVERSATION_MEMORY`, beyond that in a temporary file; only ids stay
-    in memory (:data:`MAX_CONVERSATION_MESSAGES`)."""
+    later rows tell. The rows' fields (texts as JSON strings, ``jsonlines.json_strings``)
+    wait in memory up to :data:`CONVERSATION_MEMORY` bytes, beyond that in a temporary
+    file; only ids stay in memory (:data:`MAX_CONVERSATION_MESSAGES`). Rows come and go a
+    run of rows at a time (:data:`_FIELDS` fields each), never one by one."""
+
+    _LENGTH = struct.Struct("<I")
 
     def __init__(self, row_id: bytes) -> None:
         self.id = self.current = row_id
         self.count = 0
-        self._rows: list[list[bytes]] = []
+        self._runs: list[list[bytes]] = []
         self._size = 0
         self._file: IO[bytes] | None = None
         self._ids: set[bytes] = set()
         self._children: dict[bytes, list[tuple[int, bytes]]] = {}
 
-    def add(self, fields: list[bytes], size: int) -> None:
-        row_id, parent = fields[1], fields[_PARENT]
+    def add(self, rows: list[bytes], size: int) -> None:
+        """Message rows of the conversation, in time order (``size``: their bytes)."""
+        ids = rows[1::_FIELDS]
         if self._size < CONVERSATION_MEMORY:
-            self._rows.append(fields)
+            self._runs.append(rows)
             self._size += size
         else:
             if self._file is None:
                 # Closed by close() (the export's ``finally``), not by a ``with``.
                 self._file = tempfile.TemporaryFile()  # noqa: SIM115
-            self._file.write(b"\t".join(fields) + b"\n")
-        self._ids.add(row_id)
-        if parent:
-            self._children.setdefault(parent, []).append((_branch(fields[_BRANCH]), row_id))
-        self.current = row_id  # the newest (rows come in time order) is current
-        self.count += 1
+            run = b"\t".join(rows)
+            self._file.write(self._LENGTH.pack(len(run)) + run)
+        self._ids.update(ids)
+        children_of = self._children
+        for parent, branch, row_id in zip(rows[_PARENT::_FIELDS], rows[_BRANCH::_FIELDS], ids,
+                                          strict=True):
+            if parent:
+                children_of.setdefault(parent, []).append((_branch(branch), row_id))
+        self.current = ids[-1]  # the newest (rows come in time order) is current
+        self.count += len(ids)
         if self.count > MAX_CONVERSATION_MESSAGES:
             raise InvalidStoredContent("messages", "conversation_id")
 
     def _all(self) -> Iterator[list[bytes]]:
-        yield from self._rows
+        yield from self._runs
         if self._file is not None:
             self._file.seek(0)
-            for line in self._file:
-                yield line[:-1].split(b"\t")
+            while head := self._file.read(self._LENGTH.size):
+                (size,) = self._LENGTH.unpack(head)
+                yield self._file.read(size).split(b"\t")
 
     def nodes(self) -> Iterator[bytes]:
-        """The conversation's nodes, root last, ending the conversation (pieces of about
-        :data:`BATCH_BYTES`)."""
+        """The conversation's nodes, root last, ending the conversation (a piece per run
+        of rows)."""
         roots: list[bytes] = []
-        out: list[bytes] = []
-        size = 0
         ids, children_of = self._ids, self._children
-        for fields in self._all():
-            row_id, parent = fields[1], fields[_PARENT]
-            if parent not in ids:
-                # No parent in the conversation: it hangs below the root (the
-                # conversation's id).
-                parent = self.id
-                roots.append(b'"%s"' % row_id)
-                if len(roots) > MAX_ROOTS:
-                    raise InvalidStoredContent("messages", "parent_message_id")
-            children = children_of.get(row_id)
-            if children:
-                if len(children) * 40 > MAX_CHILDREN_CHARS:
-                    raise InvalidStoredContent("messages", "parent_message_id")
-                # Rows come in time order and sort is stable: by branch, then time, then id.
-                children.sort(key=itemgetter(0))
-                listed = b"[" + b", ".join(b'"%s"' % c for _, c in children) + b"]"
-            else:
-                listed = b"[]"
-            node = _NODE % (row_id, row_id, parent, listed, row_id, *fields[_ROLE:_WHEN])
-            out.append(node)
-            size += len(node)
-            if size >= BATCH_BYTES:
-                yield jsonlines.nulls(b"".join(out))
-                out, size = [], 0
-        out.append(_ROOT % (self.id, self.id, b", ".join(roots), self.current))
-        yield jsonlines.nulls(b"".join(out))
+        for rows in self._all():
+            row_ids = rows[1::_FIELDS]
+            parents = rows[_PARENT::_FIELDS]
+            # A row whose parent is not in the conversation hangs below the root (the
+            # conversation's id).
+            roots += [b'"%s"' % row_id for parent, row_id in zip(parents, row_ids, strict=True)
+                      if parent not in ids]
+            if len(roots) > MAX_ROOTS:
+                raise InvalidStoredContent("messages", "parent_message_id")
+            count = len(row_ids)
+            pieces: list[bytes] = [b""] * (_NODE_FIELDS * count)
+            pieces[0::_NODE_FIELDS] = row_ids
+            pieces[1::_NODE_FIELDS] = row_ids
+            pieces[2::_NODE_FIELDS] = [parent if parent in ids else self.id
+                                       for parent in parents]
+            pieces[3::_NODE_FIELDS] = [_children(children_of.get(row_id))
+                                       for row_id in row_ids]
+            pieces[4::_NODE_FIELDS] = row_ids
+            for place, field in enumerate(range(_ROLE, _WHEN), start=5):
+                pieces[place::_NODE_FIELDS] = rows[field::_FIELDS]
+            yield jsonlines.nulls((_NODE * count) % tuple(pieces))
+        yield _ROOT % (self.id, self.id, b", ".join(roots), self.current)
         self.close()
 
     def close(self) -> None:
-        self._rows = []
+        self._runs = []
         if self._file is not None:
             self._file.close()
 
@@ -727,46 +766,47 @@ async def _conversations_and_markdown(conn: Conn, archive: _Archive,
         async with aclosing(batches(conn, statement, {"u": user_id}, table="messages",
                                     row_chars=row_chars)) as stream:
             async for batch in stream:
-                rows = [_fields(line, _FIELDS) for line in batch]
-                _check_ids([fields[1] for fields in rows])
-                messages = [fields for fields in rows if fields[0] == ROW]
-                _check_values(messages)
-                # The nodes take the texts as JSON strings' insides: most rows are already.
-                plain = jsonlines.plain(b"".join(
-                    line for line, fields in zip(batch, rows, strict=True) if fields[0] == ROW))
-                out: list[bytes] = []
-                sections: list[bytes] = []
-                for line, fields in zip(batch, rows, strict=True):
-                    if fields[0] == ROW:
+                data = b"".join(batch)
+                fields, kinds = _split_rows(data, len(batch))
+                _check_ids(fields[1::_FIELDS])
+                plain = jsonlines.plain(data)
+                heads = [at for at, kind in enumerate(kinds) if kind == HEAD]
+                start = 0
+                for at in [*heads, len(kinds)]:
+                    if at > start:  # messages of the open conversation
                         if conversation is None:
                             raise InvalidStoredContent("messages", "row")
-                        conversation.add(
-                            fields if plain or jsonlines.plain(line)
-                            else jsonlines.json_strings(line)[:-1].split(b"\t"), len(line))
-                        sections.append(_section(fields))
-                        continue
+                        rows = fields[start * _FIELDS:at * _FIELDS]
+                        _check_values(rows)
+                        spool.write(unescape(_sections(rows)))
+                        # The nodes take the texts as JSON strings' insides: most rows are
+                        # already.
+                        run = b"\t".join(rows)
+                        conversation.add(rows if plain or jsonlines.plain(run)
+                                         else jsonlines.json_strings(run).split(b"\t"),
+                                         len(run))
+                    if at == len(kinds):
+                        break
                     if conversation is not None:
-                        member.write(unescape(b"".join(out)))
-                        spool.write(unescape(b"".join(sections)))
                         spool.end(conversation.count)
-                        out, sections = [], []
                         for piece in conversation.nodes():
                             member.write(piece)
                             if chunk := await archive.ready():
                                 yield chunk
                     # The head is a JSON object; the mapping and current node follow it.
-                    text = fields[2]
+                    head_row = fields[at * _FIELDS:(at + 1) * _FIELDS]
+                    text = head_row[2]
                     if not text.endswith(b"}"):
                         raise InvalidStoredContent("conversations", "row")
-                    out.append((b",\n" if count else b"\n") + text[:-1] + b', "mapping": {')
-                    conversation = _Conversation(fields[1])
+                    member.write(unescape((b",\n" if count else b"\n") + text[:-1]
+                                          + b', "mapping": {'))
+                    conversation = _Conversation(head_row[1])
                     count += 1
-                    described: dict[str, Any] = json.loads(unescape(fields[3]))
+                    described: dict[str, Any] = json.loads(unescape(head_row[3]))
                     spool.start(markdown.member_name(
-                        "conversations", UUID(fields[1].decode()), described.get("title"),
+                        "conversations", UUID(head_row[1].decode()), described.get("title"),
                         "conversation"), markdown.conversation_header(described).encode())
-                member.write(unescape(b"".join(out)))
-                spool.write(unescape(b"".join(sections)))
+                    start = at + 1
                 if chunk := await archive.ready():
                     yield chunk
         if conversation is not None:
