@@ -10,6 +10,7 @@ the real main database and real user databases made as providers hand them out."
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from byodb.alerts import AlertSettings
 from byodb.assistant.embeddings import HashingEmbeddingModel, hashing_embedding
 from byodb.errors import ByodUnavailable
 from byodb.ids import new_id
+from byodb.instances.connection.guard import GuardPolicy, parse_database_url
+from byodb.instances.connection.handle import UserDatabase
 from byodb.instances.health.checks import HealthChecks, HealthLimits
 from byodb.instances.health.passive import PassiveHealth
 from byodb.instances.health.sweep import HealthSweeper, SweepSummary, SweepTrigger
@@ -197,6 +200,29 @@ async def test_connections_to_users_servers_close_once_users_are_idle(
     # Asleep is not gone: the next request opens a connection again and finds everything.
     listed = await api.get("/api/conversations", "amy")
     assert listed.status_code == 200 and len(listed.json()["items"]) == 1
+
+
+async def test_a_connection_in_use_when_its_pool_is_disposed_closes_when_it_is_returned(
+        user_server: PostgresCluster) -> None:
+    """A user's pool is disposed (new credentials, an eviction, shutdown) while one of its
+    connections serves a request: when the request ends, that connection is closed, not
+    left idle in a pool nobody uses, keeping the database awake until garbage collection."""
+    database = provider_database(user_server)
+    handle = UserDatabase(parse_database_url(database.url),
+                          GuardPolicy(allow_private=True, tls_required=False),
+                          idle_timeout_s=IDLE_TIMEOUT_S)
+    gc.disable()  # what is shown must not depend on a collection happening to run
+    try:
+        async with handle.engine.connect() as conn:
+            await conn.execute(text("select 1"))
+            await handle.dispose()
+            assert byodb_connections(user_server, [database.name]) == 1  # still serving
+        deadline = time.monotonic() + 10  # a closed connection's backend takes a moment
+        while byodb_connections(user_server, [database.name]) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert byodb_connections(user_server, [database.name]) == 0
+    finally:
+        gc.enable()
 
 
 async def test_re_embedding_waits_for_a_sleeping_database_to_wake_then_lets_it_sleep(

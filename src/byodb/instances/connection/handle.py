@@ -152,8 +152,11 @@ class UserDatabase:
             return await deployed_schema(conn)
 
     async def dispose(self) -> None:
+        """Close the pooled connections. One still serving a request is closed when it is
+        handed back (:meth:`_IdleCloser.retire`): SQLAlchemy would return it to the old
+        pool, open until garbage collection, keeping a database that could sleep awake."""
         if self._idle is not None:
-            self._idle.cancel()
+            self._idle.retire()
             self._idle = None
         if self._engine is not None:
             await self._engine.dispose()
@@ -176,16 +179,25 @@ def _begin_with_settings(conn: Connection) -> None:
 
 class _IdleCloser:
     """Closes a pool's connections once none was used for ``idle_s`` (a timer re-armed at
-    every check-in; nothing is sent to the server while waiting)."""
+    every check-in; nothing is sent to the server while waiting); once retired (its engine
+    disposed), closes each connection as it is checked in."""
 
     def __init__(self, engine: AsyncEngine, idle_s: float) -> None:
         self._engine = engine
         self._idle_s = idle_s
         self._timer: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._retired = False
+        # The listener stays with the pools that dispose() makes from this one (SQLAlchemy
+        # hands a pool's events to its successor) and with the old pool, to which a
+        # connection out at the time is checked in.
         event.listen(engine.sync_engine.pool, "checkin", self._arm)
 
     def _arm(self, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        if self._retired:
+            if dbapi_connection is not None:
+                record.invalidate()  # closes it now (the pool keeps an empty record)
+            return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -203,10 +215,12 @@ class _IdleCloser:
             # that comes later opens a new connection (and wakes the database) as usual.
             self._closing = asyncio.create_task(self._engine.dispose())
 
-    def cancel(self) -> None:
+    def retire(self) -> None:
+        """The engine was disposed: no more timers; close what comes back."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._retired = True
 
 
 def _sever(conn: psycopg.AsyncConnection) -> None:
