@@ -54,6 +54,27 @@ def unescape(data: bytes) -> bytes:
     return data.replace(b"\x00", b"\\")
 
 
+ROW_END = sql.SQL("''")
+"""A last, empty column for a query whose rows are split a batch at a time
+(:func:`split_rows`)."""
+
+
+def split_rows(data: bytes, rows: int, width: int) -> tuple[list[bytes], list[bytes]] | None:
+    """``rows`` COPY rows (``data``: each ends in a newline) of ``width`` columns followed
+    by :data:`ROW_END`, split at their tabs once (tabs and newlines inside values are
+    escaped). A row's newline and the next row's first column then make one field, so the
+    fields are ``width`` per row, and every row's first after the first row's is prefixed
+    with the newline before it. Returns the fields and those prefixed firsts (one per row
+    after the first): a caller that finds each of them to be a newline and a first column
+    it expects knows every row had its columns. None when the count of fields or newlines
+    is not that of ``rows`` such rows."""
+    fields = data.split(b"\t")
+    if len(fields) != rows * width + 1 or data.count(b"\n") != rows or fields[-1] != b"\n":
+        return None
+    fields.pop()  # the last row's newline
+    return fields, fields[width::width]
+
+
 def copy_of(query: sql.Composable) -> sql.Composed:
     return sql.SQL("copy ({}) to stdout").format(query)
 

@@ -67,7 +67,7 @@ from byodb.services.portability.columns import (
     present_columns,
     stored_specs,
 )
-from byodb.services.portability.copystream import batches, unescape
+from byodb.services.portability.copystream import ROW_END, batches, split_rows, unescape
 from byodb.services.portability.pages import (
     Conn,
     PageQuery,
@@ -312,13 +312,13 @@ def _table_rows(table: str, specs: list[ColumnSpec], query: PageQuery) -> sql.Co
     """The user's rows of ``table`` by id: a flag (empty, or ``!<column>`` when a value is
     over its limit: :func:`_flagged`), then each column's value as text
     (``jsonlines.server_value``), made after the sort (only stored columns are sorted),
-    then ``jsonlines.ROW_END``."""
+    then ``copystream.ROW_END``."""
     return sql.SQL(
         "select {flag}, {values}, {end} from (select {columns} from {real} t"
         " where t.user_id = %(u)s order by t.id) t").format(
         flag=_flagged(query.overs, sql.SQL("''")),
         values=sql.SQL(", ").join(jsonlines.server_value(s) for s in specs),
-        end=jsonlines.ROW_END,
+        end=ROW_END,
         columns=sql.SQL(", ").join(column(s.name) for s in specs),
         real=sql.Identifier(CONTENT_SCHEMA, table))
 
@@ -504,7 +504,7 @@ def _by_conversation(head: list[sql.Composable], row: list[sql.Composable]) -> s
     """Every listed conversation (alias ``t``, row ``0, id, *head``) followed by its
     messages (alias ``t``, row ``1, id, *row``; ``row`` reads only :data:`_ROW_COLUMNS`) in
     time order: one stream for all conversations, in COPY's columns (the shorter list padded
-    with empty texts), each row ending with ``jsonlines.ROW_END`` (:func:`_split_rows`).
+    with empty texts), each row ending with ``copystream.ROW_END`` (:func:`_split_rows`).
     Messages of no listed conversation (only a database changed by hand has them) are left
     out.
 
@@ -530,7 +530,7 @@ def _by_conversation(head: list[sql.Composable], row: list[sql.Composable]) -> s
         " from {messages} t join {conversations} h on h.id = t.conversation_id"
         " and h.user_id = %(u)s where t.user_id = %(u)s"
         " order by 1, 2, 3, 4) t").format(
-        columns=columns, end=jsonlines.ROW_END,
+        columns=columns, end=ROW_END,
         head=sql.SQL(", ").join(sql.SQL("({})::text as {}").format(v, n)
                                 for v, n in zip(padded(head), heads, strict=True)),
         no_row=sql.SQL(", ").join(sql.SQL("null::{} as {}").format(sql.SQL(kind), n)
@@ -568,18 +568,16 @@ def _check_values(rows: list[bytes]) -> None:
 
 def _split_rows(data: bytes, rows: int) -> tuple[list[bytes], list[bytes]]:
     """A batch of by-conversation rows (:func:`_by_conversation`) split at its tabs once:
-    its fields, :data:`_FIELDS` per row, and the rows' kinds. A row's newline and the next
-    row's kind make one field (the row's last column is empty), which shows every row had
-    its columns; the kinds, the ids' length and the flags are checked here (that the ids
-    are UUIDs by :func:`_check_ids`)."""
-    fields = data.split(b"\t")
-    ends = fields[_FIELDS::_FIELDS]  # each row's newline, with the next row's kind
-    if (len(fields) != rows * _FIELDS + 1 or data.count(b"\n") != rows
-            or ends.pop() != b"\n" or not set(ends) <= _NEXT_KINDS
-            or fields[0] not in (HEAD, ROW)):
+    its fields, :data:`_FIELDS` per row (``copystream.split_rows``), and the rows' kinds,
+    checked (which shows every row had its columns) with the flags (the ids by
+    :func:`_check_ids`)."""
+    split = split_rows(data, rows, _FIELDS)
+    if split is None:
         raise InvalidStoredContent("messages", "row")
-    fields.pop()
-    kinds = [fields[0], *(end[1:] for end in ends)]
+    fields, firsts = split
+    if fields[0] not in (HEAD, ROW) or not set(firsts) <= _NEXT_KINDS:
+        raise InvalidStoredContent("messages", "row")
+    kinds = [fields[0], *(first[1:] for first in firsts)]
     firsts = fields[2::_FIELDS]
     if _FLAGGED in b"\t" + b"\t".join(firsts):
         row = next(i for i, first in enumerate(firsts) if first[:1] == _FLAG_BYTES)
@@ -769,7 +767,6 @@ async def _conversations_and_markdown(conn: Conn, archive: _Archive,
                 data = b"".join(batch)
                 fields, kinds = _split_rows(data, len(batch))
                 _check_ids(fields[1::_FIELDS])
-                plain = jsonlines.plain(data)
                 heads = [at for at, kind in enumerate(kinds) if kind == HEAD]
                 start = 0
                 for at in [*heads, len(kinds)]:
@@ -782,7 +779,7 @@ async def _conversations_and_markdown(conn: Conn, archive: _Archive,
                         # The nodes take the texts as JSON strings' insides: most rows are
                         # already.
                         run = b"\t".join(rows)
-                        conversation.add(rows if plain or jsonlines.plain(run)
+                        conversation.add(rows if jsonlines.plain(run)
                                          else jsonlines.json_strings(run).split(b"\t"),
                                          len(run))
                     if at == len(kinds):

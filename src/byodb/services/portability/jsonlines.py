@@ -33,7 +33,7 @@ import re
 from psycopg import sql
 
 from byodb.services.portability.columns import ColumnSpec
-from byodb.services.portability.copystream import unescape
+from byodb.services.portability.copystream import split_rows, unescape
 from byodb.services.portability.pages import value_of
 from byodb.services.rows import InvalidStoredContent
 
@@ -104,22 +104,15 @@ def server_value(spec: ColumnSpec) -> sql.Composable:
     return sql.SQL("coalesce(({})::text, 'null')").format(value)
 
 
-ROW_END = sql.SQL("''")
-"""The last column of a table's row as the database sends it (after the flag and the
-values): empty, so that a row's newline and the next row's flag make one field when the
-batch is split at its tabs (:meth:`Lines.lines`)."""
-
-
 class Lines:
     """The JSON lines of one table's rows (``specs``' columns in order, after the flag and
-    before :data:`ROW_END`).
+    before ``copystream.ROW_END``).
 
-    A batch is made without a loop over its rows. It is split at its tabs once (tabs and
-    newlines inside values are escaped): a row's newline and the next row's flag then make
-    one field, ``"\\n"`` unless that row is flagged, at every ``width``-th place — which
-    also proves every row had its columns. The columns that need it are converted a slice
-    at a time, and the lines are one ``%`` of the batch's template (the row's template
-    repeated) with all the fields: one C loop writes every byte."""
+    A batch is made without a loop over its rows. It is split at its tabs once
+    (``copystream.split_rows``): every row's first field is its flag, empty unless a value
+    is over its limit, after the newline that ends the row before. The columns that need it
+    are converted a slice at a time, and the lines are one ``%`` of the batch's template
+    (the row's template repeated) with all the fields: one C loop writes every byte."""
 
     def __init__(self, table: str, specs: list[ColumnSpec]) -> None:
         self.table = table
@@ -144,14 +137,12 @@ class Lines:
     def _split(self, data: bytes, rows: int) -> list[bytes]:
         """The batch's fields, ``width`` per row (the first of each: newline and flag),
         checked to be that many in every row and no row flagged."""
-        width = self.width
-        fields = data.split(b"\t")
-        ends = fields[width::width]  # every row's newline, with the next row's flag
-        if (len(fields) != rows * width + 1 or data.count(b"\n") != rows
-                or fields[0] or ends.count(b"\n") != rows):
+        split = split_rows(data, rows, self.width)
+        # Every row's first field is its newline and an empty flag, or a row is flagged or
+        # out of step.
+        if split is None or split[0][0] or split[1].count(b"\n") != rows - 1:
             raise InvalidStoredContent(self.table, self._failure(data))
-        fields.pop()  # the last row's newline
-        return fields
+        return split[0]
 
     def _failure(self, data: bytes) -> str:
         """What a batch that is not rows of the table's columns names: the column of the
