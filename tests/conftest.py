@@ -18,6 +18,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from byodb.jobs.reembed import NAMESPACE as REEMBED_NAMESPACE
 from byodb.maindb.embedded import PostgresCluster
 from byodb.maindb.migrate import upgrade_main
 from byodb.settings import Settings
@@ -183,23 +184,26 @@ class Api:
     async def put(self, path: str, user: str | None = None, **kw: Any) -> httpx.Response:
         return await self.request("PUT", path, user, **kw)
 
-    async def settle_reembedding(self, user: str, timeout_s: float = 60) -> None:
+    async def queued_reembedding_ended(self, user: str, timeout_s: float = 60) -> None:
+        """Return once no re-embedding run of ``user`` is queued or running."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            async with self.app.state.runtime.main.connect() as conn:
+                waiting = (await conn.execute(text(
+                    "select count(*) from procrastinate_jobs where task_name = :task and "
+                    "args ->> 'user_id' = :u and status in ('todo', 'doing')"),
+                    {"task": f"{REEMBED_NAMESPACE}:reembed_user", "u": user})).scalar_one()
+            if not waiting:
+                return
+            assert time.monotonic() < deadline, f"{user}'s queued re-embedding never ended"
+            await asyncio.sleep(0.1)
+
+    async def settle_reembedding(self, user: str) -> None:
         """Let a re-embedding run the worker queued for ``user`` end, then run one now (as
         the worker's next tick would): afterwards no background job visits the user's
         database for the current model, so a test can count its sessions or stop it."""
-        runtime = self.app.state.runtime
-        deadline = time.monotonic() + timeout_s
-        while True:
-            async with runtime.main.connect() as conn:
-                waiting = (await conn.execute(text(
-                    "select count(*) from procrastinate_jobs where task_name = "
-                    "'embeddings:reembed_user' and args ->> 'user_id' = :u and "
-                    "status in ('todo', 'doing')"), {"u": user})).scalar_one()
-            if not waiting:
-                break
-            assert time.monotonic() < deadline, f"{user}'s queued re-embedding never ended"
-            await asyncio.sleep(0.1)
-        await runtime.reembedder.run(user)
+        await self.queued_reembedding_ended(user)
+        await self.app.state.runtime.reembedder.run(user)
 
     async def wait_for_state(self, user: str, *statuses: str,
                              timeout_s: float = 30) -> dict[str, Any]:
