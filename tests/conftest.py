@@ -205,6 +205,22 @@ class Api:
         await self.queued_reembedding_ended(user)
         await self.app.state.runtime.reembedder.run(user)
 
+    async def worker_swept_once(self, timeout_s: float = 90) -> None:
+        """Return once the worker's first scheduled sweep has ended. It is due when the
+        worker starts (no sweep on record yet) and may start late on a busy machine; after
+        it, the next is BYODB_HEALTH_INTERVAL away, so a test that stops a user's server
+        sees only the checks it makes itself."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            async with self.app.state.runtime.main.connect() as conn:
+                swept = (await conn.execute(text(
+                    "select count(*) from health_sweeps where trigger = 'schedule' "
+                    "and finished_at is not null"))).scalar_one()
+            if swept:
+                return
+            assert time.monotonic() < deadline, "the worker never swept"
+            await asyncio.sleep(0.1)
+
     async def wait_for_state(self, user: str, *statuses: str,
                              timeout_s: float = 30) -> dict[str, Any]:
         """Poll GET /api/byod until connection_status is one of ``statuses``."""

@@ -19,7 +19,7 @@ from byodb.alerts.outbox import MAX_ATTEMPTS, deliver_pending, record_alerts
 from byodb.errors import ConfigurationError
 from byodb.maindb.embedded import PostgresCluster
 from byodb.settings import Settings
-from tests.conftest import Api, count_rows, create_database, running_app
+from tests.conftest import Api, count_rows, running_app
 from tests.smtp_support import Inbox, smtp_inbox
 from tests.test_health_sweep import connect_users, sweep
 
@@ -119,11 +119,7 @@ async def test_a_user_whose_id_holds_encoded_words_gets_a_plain_alert_from_a_rea
         api: Api, inbox: Inbox, own_server: PostgresCluster) -> None:
     server = own_server
     try:
-        create_database(server, "hostile")
-        saved = await api.put("/api/byod", ENCODED_WORDS, json={"url": server.url("hostile")})
-        assert saved.status_code == 202, saved.text
-        state = await api.wait_for_state(ENCODED_WORDS, "connected", "error")
-        assert state["connection_status"] == "connected"
+        await connect_users(api, server, (ENCODED_WORDS,))
     finally:
         server.stop("immediate")
     summary = await sweep(api)

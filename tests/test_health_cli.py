@@ -28,6 +28,8 @@ async def test_operator_commands_show_the_fleet_redacted(
     for user in ("ivy", "jon"):
         assert (await api.wait_for_state(user, "connected", "error"))["connection_status"] \
             == "connected"
+        await api.settle_reembedding(user)
+    await api.worker_swept_once()  # the sweeps counted below are the operator's
     own_server.stop("immediate")
     outputs: list[str] = []
 

@@ -55,8 +55,8 @@ def settings(tmp_path: Path, inbox: Inbox) -> Settings:
 async def connect_users(api: Api, server: PostgresCluster,
                         users: tuple[str, ...]) -> dict[str, ProviderDatabase]:
     """Connect each user to a database of their own, made as providers make it; then
-    settle their re-embedding (nothing to do), so no background job visits their
-    databases while a test counts the connections a sweep makes."""
+    settle their re-embedding (nothing to do) and let the worker's start-up sweep end, so
+    no background job visits their databases while a test counts what its sweeps do."""
     databases = {user: provider_database(server, prefix="sweep") for user in users}
     for user, database in databases.items():
         saved = await api.put("/api/byod", user, json={"url": database.url})
@@ -65,6 +65,7 @@ async def connect_users(api: Api, server: PostgresCluster,
         assert (await api.wait_for_state(user, "connected", "error"))["connection_status"] \
             == "connected"
         await api.settle_reembedding(user)
+    await api.worker_swept_once()
     return databases
 
 
