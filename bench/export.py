@@ -18,7 +18,10 @@ Usage: ``.venv/bin/python bench/export.py [--count 100000]``. Prints one JSON li
 ``rows``, ``seconds`` and ``tables_seconds``, ``mb_per_s`` (uncompressed archive content per
 second), ``zip_mb``, ``peak_rss_mb`` (this process: runtime plus both exports),
 ``pg_dump_seconds``, ``ratio_vs_pg_dump`` (pg_dump's seconds / the whole export's: 1 = as
-fast as pg_dump) and ``ratio_tables_vs_pg_dump`` (the same for the tables-only export).
+fast as pg_dump) and ``ratio_tables_vs_pg_dump`` (the same for the tables-only export), and
+``loop_stall_ms``: the longest the event loop, which serves every other user of the process,
+waited while the whole archive was made, beside ``idle_loop_stall_ms``, the same watch over
+an idle loop for as long, in the same run.
 Targets (issue 17): whole ≥ 0.25, tables only ≥ 0.5, peak RSS under 200 MB.
 """
 
@@ -92,23 +95,55 @@ def generate(user_url: str, count: int, per_conversation: int) -> None:
         conn.execute("checkpoint")
 
 
+class LoopWatch:
+    """The longest the event loop was late to wake a task that sleeps a millisecond at a
+    time: how long another user's request would have waited for it."""
+
+    def __init__(self) -> None:
+        self.worst_s = 0.0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LoopWatch:
+        self._task = asyncio.create_task(self._watch())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._task is not None
+        await self._task
+
+    async def _watch(self) -> None:
+        while not self._stop.is_set():
+            start = time.perf_counter()
+            await asyncio.sleep(0.001)
+            self.worst_s = max(self.worst_s, time.perf_counter() - start - 0.001)
+
+
 async def timed_exports(settings: Settings, main_url: str, user_url: str, out: Path,
                         tables_out: Path, count: int, per_conversation: int
-                        ) -> tuple[float, float]:
+                        ) -> dict[str, float]:
     rt = build_runtime(settings, main_url, jobs=InlineJobs())
     try:
         saved = await rt.lifecycle.save(USER, user_url)
         await rt.lifecycle.provision(USER, saved.credential_version)
         generate(user_url, count, per_conversation)
         seconds = []
+        stalls = []
         for contents, path in ((Contents.all, out), (Contents.tables, tables_out)):
             start = time.perf_counter()
-            with path.open("wb") as handle:
-                async for chunk in export_archive(rt.router, USER, timeout_s=3600,
-                                                  contents=contents):
-                    handle.write(chunk)
+            async with LoopWatch() as watch:
+                with path.open("wb") as handle:
+                    async for chunk in export_archive(rt.router, USER, timeout_s=3600,
+                                                      contents=contents):
+                        handle.write(chunk)
             seconds.append(time.perf_counter() - start)
-        return seconds[0], seconds[1]
+            stalls.append(watch.worst_s)
+        async with LoopWatch() as idle:
+            await asyncio.sleep(seconds[0])
+        return {"seconds": seconds[0], "tables_seconds": seconds[1],
+                "loop_stall_s": stalls[0], "idle_loop_stall_s": idle.worst_s}
     finally:
         await rt.close()
 
@@ -130,9 +165,10 @@ def main() -> None:
     with servers() as (main_url, user_url, scratch):
         settings = Settings(BYODB_DATA_DIR=scratch / "data", BYODB_ALLOW_PRIVATE_HOSTS=True)
         archive, tables_archive = scratch / "export.zip", scratch / "tables.zip"
-        seconds, tables_seconds = asyncio.run(timed_exports(
+        timed = asyncio.run(timed_exports(
             settings, main_url, user_url, archive, tables_archive, args.count,
             args.per_conversation))
+        seconds, tables_seconds = timed["seconds"], timed["tables_seconds"]
         zip_bytes = archive.stat().st_size
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         with zipfile.ZipFile(archive) as opened:
@@ -154,6 +190,8 @@ def main() -> None:
             "pg_dump_mb": round(dump.stat().st_size / 1e6, 2),
             "ratio_vs_pg_dump": round(ratio, 3),
             "ratio_tables_vs_pg_dump": round(tables_ratio, 3),
+            "loop_stall_ms": round(timed["loop_stall_s"] * 1000, 1),
+            "idle_loop_stall_ms": round(timed["idle_loop_stall_s"] * 1000, 1),
             "targets_met": ratio >= TARGET_RATIO and tables_ratio >= TARGET_TABLES_RATIO
             and peak_rss_mb < TARGET_RSS_MB}),
             flush=True)

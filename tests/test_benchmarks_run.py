@@ -45,7 +45,7 @@ def test_export_benchmark_prints_its_figures() -> None:
     figures = _last_json(str(BENCH / "export.py"), "--count", "500")
     assert figures["benchmark"] == "export" and figures["rows"] == 500
     assert {"seconds", "mb_per_s", "peak_rss_mb", "ratio_vs_pg_dump",
-            "ratio_tables_vs_pg_dump"} <= set(figures)
+            "ratio_tables_vs_pg_dump", "loop_stall_ms", "idle_loop_stall_ms"} <= set(figures)
     assert float(str(figures["ratio_vs_pg_dump"])) > 0
     assert float(str(figures["ratio_tables_vs_pg_dump"])) > 0
 

@@ -37,13 +37,13 @@ import logging
 import re
 import struct
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from operator import itemgetter
-from typing import IO, Any, cast
+from typing import IO, Any, TypeVar, cast
 from uuid import UUID
 
 import psycopg
@@ -84,6 +84,8 @@ from byodb.services.portability.zipstream import (
 from byodb.services.rows import InvalidStoredContent
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 FORMAT_NAME = "byodb-export"
 FORMAT_VERSION = 1
@@ -286,14 +288,13 @@ async def _table(conn: Conn, archive: _Archive, table: str, specs: list[ColumnSp
     members = [s.name for s in specs if s.kind == "member"]
     query = PageQuery.of_columns(table, specs)
     lines = jsonlines.Lines(table, specs)
-    loop, pool = asyncio.get_running_loop(), compression_pool()
     count = 0
     async with aclosing(batches(conn, _table_rows(table, specs, query), {"u": user_id},
                                 table=table, row_chars=query.row_chars)) as stream:
         async for batch in stream:
             # Made on the export's own threads, not the event loop, while the next batch
             # arrives.
-            data = await loop.run_in_executor(pool, _json_lines, lines, batch, members)
+            data = await _off_loop(_json_lines, lines, batch, members)
             member.write(data)
             count += len(batch)
             if chunk := await archive.ready():
@@ -740,6 +741,117 @@ class _MarkdownSpool:
         self._file.close()
 
 
+class _ConversationsJson:
+    """``conversations.json``'s bytes, and the conversations' Markdown into ``spool``, made
+    from the by-conversation rows (:func:`_by_conversation`) a batch at a time. Pure work on
+    bytes: it runs on the export's threads (:func:`_off_loop`), never on the event loop."""
+
+    def __init__(self, spool: _MarkdownSpool) -> None:
+        self.spool = spool
+        self.count = 0
+        self.conversation: _Conversation | None = None
+
+    def batch(self, batch: list[bytes]) -> Iterator[list[bytes]]:
+        """The pieces of conversations.json a batch of rows completes, in lists of about
+        :data:`FLUSH_BYTES` (a large conversation's nodes come in several)."""
+        pieces = _Pieces()
+        data = b"".join(batch)
+        fields, kinds = _split_rows(data, len(batch))
+        _check_ids(fields[1::_FIELDS])
+        heads = [at for at, kind in enumerate(kinds) if kind == HEAD]
+        start = 0
+        for at in [*heads, len(kinds)]:
+            if at > start:  # messages of the open conversation
+                if self.conversation is None:
+                    raise InvalidStoredContent("messages", "row")
+                rows = fields[start * _FIELDS:at * _FIELDS]
+                _check_values(rows)
+                self.spool.write(unescape(_sections(rows)))
+                # The nodes take the texts as JSON strings' insides: most rows are already.
+                run = b"\t".join(rows)
+                self.conversation.add(rows if jsonlines.plain(run)
+                                      else jsonlines.json_strings(run).split(b"\t"), len(run))
+            if at == len(kinds):
+                break
+            yield from self._close(pieces)
+            # The head is a JSON object; the mapping and current node follow it.
+            head_row = fields[at * _FIELDS:(at + 1) * _FIELDS]
+            text = head_row[2]
+            if not text.endswith(b"}"):
+                raise InvalidStoredContent("conversations", "row")
+            pieces.add(unescape((b",\n" if self.count else b"\n") + text[:-1]
+                                + b', "mapping": {'))
+            self.conversation = _Conversation(head_row[1])
+            self.count += 1
+            described: dict[str, Any] = json.loads(unescape(head_row[3]))
+            self.spool.start(markdown.member_name(
+                "conversations", UUID(head_row[1].decode()), described.get("title"),
+                "conversation"), markdown.conversation_header(described).encode())
+            start = at + 1
+        yield pieces.take()
+
+    def end(self) -> Iterator[list[bytes]]:
+        """The last conversation's nodes and the end of the list."""
+        pieces = _Pieces()
+        yield from self._close(pieces)
+        pieces.add(b"\n]\n")
+        yield pieces.take()
+
+    def _close(self, pieces: _Pieces) -> Iterator[list[bytes]]:
+        """The open conversation's nodes, the Markdown's end of it."""
+        conversation, self.conversation = self.conversation, None
+        if conversation is None:
+            return
+        self.spool.end(conversation.count)
+        for piece in conversation.nodes():
+            pieces.add(piece)
+            if pieces.size >= FLUSH_BYTES:
+                yield pieces.take()
+
+    def close(self) -> None:
+        if self.conversation is not None:
+            self.conversation.close()
+
+
+class _Pieces:
+    """Bytes made for a member, handed to the event loop a list at a time."""
+
+    def __init__(self) -> None:
+        self.items: list[bytes] = []
+        self.size = 0
+
+    def add(self, piece: bytes) -> None:
+        self.items.append(piece)
+        self.size += len(piece)
+
+    def take(self) -> list[bytes]:
+        items, self.items, self.size = self.items, [], 0
+        return items
+
+
+async def _off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on the export's threads. A thread cannot be stopped: when the export
+    is cancelled meanwhile (its deadline, the client gone), the call is waited for before
+    the cancellation goes on, so nothing it writes to (a spool) is closed under it."""
+    future = asyncio.get_running_loop().run_in_executor(compression_pool(), fn, *args)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        raise
+
+
+async def _written(member: Member, archive: _Archive,
+                   made: Iterator[list[bytes]]) -> AsyncIterator[bytes]:
+    """Write what ``made`` makes (on the export's threads) into ``member``, sending the
+    archive's bytes as they are ready."""
+    while (pieces := await _off_loop(next, made, None)) is not None:
+        for piece in pieces:
+            member.write(piece)
+        if chunk := await archive.ready():
+            yield chunk
+
+
 async def _conversations_and_markdown(conn: Conn, archive: _Archive,
                                       specs: dict[str, dict[str, ColumnSpec]],
                                       user_id: str) -> AsyncIterator[bytes]:
@@ -758,80 +870,47 @@ async def _conversations_and_markdown(conn: Conn, archive: _Archive,
     member = archive.zip.open("conversations.json")
     member.write(b"[")
     spool = _MarkdownSpool()
-    count = 0
-    conversation: _Conversation | None = None
+    made = _ConversationsJson(spool)
     try:
         async with aclosing(batches(conn, statement, {"u": user_id}, table="messages",
                                     row_chars=row_chars)) as stream:
             async for batch in stream:
-                data = b"".join(batch)
-                fields, kinds = _split_rows(data, len(batch))
-                _check_ids(fields[1::_FIELDS])
-                heads = [at for at, kind in enumerate(kinds) if kind == HEAD]
-                start = 0
-                for at in [*heads, len(kinds)]:
-                    if at > start:  # messages of the open conversation
-                        if conversation is None:
-                            raise InvalidStoredContent("messages", "row")
-                        rows = fields[start * _FIELDS:at * _FIELDS]
-                        _check_values(rows)
-                        spool.write(unescape(_sections(rows)))
-                        # The nodes take the texts as JSON strings' insides: most rows are
-                        # already.
-                        run = b"\t".join(rows)
-                        conversation.add(rows if jsonlines.plain(run)
-                                         else jsonlines.json_strings(run).split(b"\t"),
-                                         len(run))
-                    if at == len(kinds):
-                        break
-                    if conversation is not None:
-                        spool.end(conversation.count)
-                        for piece in conversation.nodes():
-                            member.write(piece)
-                            if chunk := await archive.ready():
-                                yield chunk
-                    # The head is a JSON object; the mapping and current node follow it.
-                    head_row = fields[at * _FIELDS:(at + 1) * _FIELDS]
-                    text = head_row[2]
-                    if not text.endswith(b"}"):
-                        raise InvalidStoredContent("conversations", "row")
-                    member.write(unescape((b",\n" if count else b"\n") + text[:-1]
-                                          + b', "mapping": {'))
-                    conversation = _Conversation(head_row[1])
-                    count += 1
-                    described: dict[str, Any] = json.loads(unescape(head_row[3]))
-                    spool.start(markdown.member_name(
-                        "conversations", UUID(head_row[1].decode()), described.get("title"),
-                        "conversation"), markdown.conversation_header(described).encode())
-                    start = at + 1
-                if chunk := await archive.ready():
+                async for chunk in _written(member, archive, made.batch(batch)):
                     yield chunk
-        if conversation is not None:
-            spool.end(conversation.count)
-            for piece in conversation.nodes():
-                member.write(piece)
-                if chunk := await archive.ready():
-                    yield chunk
-        member.write(b"\n]\n")
-        archive.done("conversations.json", member.close(), count)
+        async for chunk in _written(member, archive, made.end()):
+            yield chunk
+        archive.done("conversations.json", member.close(), made.count)
+        records = spool.records()
         markdown_member: Member | None = None
         name = ""
-        for kind, payload in spool.records():
-            if kind == spool.NAME:
-                name = payload.decode()
-                markdown_member = archive.zip.open(name)
-            elif kind == spool.DATA:
-                assert markdown_member is not None  # every member's records start with NAME
-                markdown_member.write(payload)
-            else:
-                assert markdown_member is not None
-                archive.done(name, markdown_member.close(), int(payload))
-                if chunk := await archive.ready():
-                    yield chunk
+        while read := await _off_loop(_some, records, FLUSH_BYTES):
+            for kind, payload in read:
+                if kind == spool.NAME:
+                    name = payload.decode()
+                    markdown_member = archive.zip.open(name)
+                elif kind == spool.DATA:
+                    assert markdown_member is not None  # a member's records start with NAME
+                    markdown_member.write(payload)
+                else:
+                    assert markdown_member is not None
+                    archive.done(name, markdown_member.close(), int(payload))
+            if chunk := await archive.ready():
+                yield chunk
     finally:
         spool.close()
-        if conversation is not None:
-            conversation.close()
+        made.close()
+
+
+def _some(records: Iterator[tuple[bytes, bytes]],
+          size: int) -> list[tuple[bytes, bytes]]:
+    """The next records, about ``size`` bytes of them (none at the end)."""
+    taken: list[tuple[bytes, bytes]] = []
+    for record in records:
+        taken.append(record)
+        size -= len(record[1]) + 1
+        if size <= 0:
+            break
+    return taken
 
 
 # --- markdown ----------------------------------------------------------------------------
@@ -845,15 +924,23 @@ async def _note_markdown(conn: Conn, archive: _Archive,
     async with aclosing(batches(conn, statement, {"u": user_id}, table="notes",
                                 row_chars=notes.row_chars)) as stream:
         async for batch in stream:
-            for row in batch:
-                if not row.startswith(b"{"):
-                    raise InvalidStoredContent("notes", jsonlines.flag_of(row))
-                data = json.loads(unescape(row))
-                archive.add(markdown.member_name("notes", UUID(str(data.get("id"))),
-                                                 data.get("title"), "note"),
-                            markdown.note_document(data).encode(), 1)
+            for name, document in await _off_loop(_note_documents, batch):
+                archive.add(name, document, 1)
                 if chunk := await archive.ready():
                     yield chunk
+
+
+def _note_documents(batch: list[bytes]) -> list[tuple[str, bytes]]:
+    """Each note's Markdown member: its name and bytes."""
+    documents = []
+    for row in batch:
+        if not row.startswith(b"{"):
+            raise InvalidStoredContent("notes", jsonlines.flag_of(row))
+        data = json.loads(unescape(row))
+        documents.append((markdown.member_name("notes", UUID(str(data.get("id"))),
+                                               data.get("title"), "note"),
+                          markdown.note_document(data).encode()))
+    return documents
 
 
 def _text_query(table: str, specs: dict[str, ColumnSpec], names: tuple[str, ...]) -> PageQuery:
