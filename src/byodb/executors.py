@@ -4,6 +4,9 @@ asyncio's default thread pool is shared by everything that calls ``asyncio.to_th
 ``loop.getaddrinfo``: one busy caller starves the others (an import's parsing once made
 another user's connection test on ``localhost`` answer ``dns_failure``). So:
 
+* :class:`SharedThreads` — a process-wide thread pool per kind of work, created on first
+  use: host name lookups (:func:`resolve`, here), embeddings (``assistant.cpu``), an export's
+  JSON, deflate and hashing (``services.portability.zipstream``).
 * :func:`resolve` — host name lookups (the URL guard, the health sweep) on a small thread
   pool of their own (``DNS_THREADS``), with at most ``DNS_PENDING`` lookups queued or
   running: past that a lookup fails at once (the caller reports a DNS failure) instead of
@@ -44,17 +47,31 @@ class ResolverBusy(OSError):
     """Too many host name lookups are pending; this one was not started."""
 
 
-_dns_lock = threading.Lock()
-_dns_pool: ThreadPoolExecutor | None = None
+class SharedThreads:
+    """A thread pool of ``size`` threads for one kind of work, shared by the whole process
+    and created on first use (a process that never does that work starts no thread). Its
+    threads live as long as the process: the work is the process's, not one runtime's."""
+
+    def __init__(self, size: int, *, name: str) -> None:
+        self.size = size
+        self.name = name
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.size, thread_name_prefix=self.name)
+            return self._pool
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` on the pool, awaited without blocking the event loop."""
+        return await _run(self.pool, fn, *args, **kwargs)
+
+
+_DNS = SharedThreads(DNS_THREADS, name="byodb-dns")
 _dns_slots = threading.BoundedSemaphore(DNS_PENDING)
-
-
-def _dns() -> ThreadPoolExecutor:
-    global _dns_pool
-    with _dns_lock:
-        if _dns_pool is None:
-            _dns_pool = ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="byodb-dns")
-        return _dns_pool
 
 
 async def resolve(host: str, port: int, *, kind: int = socket.SOCK_STREAM) -> list[Any]:
@@ -64,7 +81,7 @@ async def resolve(host: str, port: int, *, kind: int = socket.SOCK_STREAM) -> li
     if not _dns_slots.acquire(blocking=False):
         raise ResolverBusy(f"more than {DNS_PENDING} host name lookups are pending")
     try:
-        future = _dns().submit(socket.getaddrinfo, host, port, type=kind)
+        future = _DNS.pool.submit(socket.getaddrinfo, host, port, type=kind)
     except BaseException:
         _dns_slots.release()
         raise

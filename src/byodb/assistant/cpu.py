@@ -10,11 +10,10 @@ others wait their turn, and the rest of the process keeps its threads.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
+
+from byodb.executors import SharedThreads
 
 T = TypeVar("T")
 
@@ -22,20 +21,9 @@ EMBEDDING_THREADS = 2
 """numpy and the tokenizer release the GIL for their inner loops; two threads keep one
 request's batch from waiting behind another's without taking every core of a small host."""
 
-_lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
-
-
-def embedding_executor() -> ThreadPoolExecutor:
-    """The shared pool (created once per process, on first use)."""
-    global _executor
-    with _lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=EMBEDDING_THREADS,
-                                           thread_name_prefix="byodb-embed")
-        return _executor
+EMBEDDING = SharedThreads(EMBEDDING_THREADS, name="byodb-embed")
 
 
 async def run_embedding_work(fn: Callable[[], T]) -> T:
     """``fn()`` on the embedding pool, awaited without blocking the event loop."""
-    return await asyncio.get_running_loop().run_in_executor(embedding_executor(), fn)
+    return await EMBEDDING.run(fn)

@@ -76,10 +76,10 @@ from byodb.services.portability.pages import (
     value_of,
 )
 from byodb.services.portability.zipstream import (
+    EXPORT_THREADS,
     Member,
     MemberStats,
     ZipStream,
-    compression_pool,
 )
 from byodb.services.rows import InvalidStoredContent
 
@@ -833,7 +833,7 @@ async def _off_loop(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` on the export's threads. A thread cannot be stopped: when the export
     is cancelled meanwhile (its deadline, the client gone), the call is waited for before
     the cancellation goes on, so nothing it writes to (a spool) is closed under it."""
-    future = asyncio.get_running_loop().run_in_executor(compression_pool(), fn, *args)
+    future = asyncio.get_running_loop().run_in_executor(EXPORT_THREADS.pool, fn, *args)
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:

@@ -6,7 +6,7 @@ The archive is written by hand (the format is small: APPNOTE 6.3, with zip64) ra
 
 * deflate is ISA-L's (``isal.isal_zlib``, level 1: several times faster than zlib's level 1
   for a slightly larger archive), with the CRC-32 and the manifest's SHA-256 beside it;
-* that work runs on a small thread pool of its own (:func:`compression_pool`; ISA-L and
+* that work runs on a small thread pool of its own (:data:`EXPORT_THREADS`; ISA-L and
   hashlib release the GIL), never on the event loop or the default pool. Members are written
   into a queue; :meth:`ZipStream.drain` hands what was queued to the pool and returns what
   the previous hand-off compressed, so the database produces the next batch while the last
@@ -25,14 +25,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import struct
-import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from isal import isal_zlib
+
+from byodb.executors import SharedThreads
 
 COMPRESS_LEVEL = 1
 """ISA-L's level 1 (of 0-3): an export is bounded by how fast it is made, and JSON still
@@ -51,19 +52,9 @@ _DEFAULT_VERSION = 20
 _MADE_BY = (3 << 8) | _ZIP64_VERSION  # unix
 _FILE_ATTRIBUTES = (0o100644 << 16)
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def compression_pool() -> ThreadPoolExecutor:
-    """The process's export threads (created on first use): they deflate and hash, and
-    make a table's JSON lines (``export._table``)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=COMPRESSION_THREADS,
-                                       thread_name_prefix="export-deflate")
-        return _pool
+EXPORT_THREADS = SharedThreads(COMPRESSION_THREADS, name="byodb-export")
+"""The process's export threads: they deflate and hash, and make a table's JSON lines,
+conversations.json and the Markdown (``export``)."""
 
 
 # --- what is stored rather than deflated ------------------------------------------------
@@ -250,7 +241,7 @@ class ZipStream:
         year = min(max(when.year, 1980), 2107)
         self._writer = _Writer((when.hour << 11) | (when.minute << 5) | (when.second // 2),
                                ((year - 1980) << 9) | (when.month << 5) | when.day)
-        self._executor = executor or compression_pool()
+        self._executor = executor or EXPORT_THREADS.pool
         self._entries: list[_Entry] = []
         self._ops: list[Op] = []
         self._queued = 0
