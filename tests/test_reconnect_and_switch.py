@@ -7,12 +7,14 @@ the side it left (unless they asked to keep the old database's copy)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from byodb.maindb.embedded import PostgresCluster
 from tests.conftest import Api, count_rows
@@ -399,8 +401,39 @@ async def test_a_move_refused_by_the_database_is_not_called_unreachable(
 
     with psycopg.connect(user_db_url, autocommit=True) as conn:
         conn.execute("drop trigger refuse_rows on byodb.conversations")
-    state = await retry_is_honest(api, user, main_url)
+    with recorded_states(main_url) as seen:
+        state = await retry_is_honest(api, user, main_url)
     assert state["connection_status"] == "connected", state
     assert user_rows(main_url, user) == {}
     assert user_rows(user_db_url, user) == on_main
     assert set(await visible(api, user)) == {conversation}
+    # While the retry's move ran, no state it wrote looked final (``error`` and not
+    # deploying): a page or client polling it would have stopped there.
+    assert seen[-1] == ("connected", "deployed"), seen
+    assert all(deployment == "deploying" for connection, deployment in seen[:-1]
+               if connection == "error"), seen
+
+
+@contextlib.contextmanager
+def recorded_states(main_url: str) -> Iterator[list[tuple[str, str]]]:
+    """Every (connection, deployment) status written to main's user_database_config while
+    the block runs, in order (a trigger on main records them; the list is filled when the
+    block ends)."""
+    with psycopg.connect(main_url, autocommit=True) as conn:
+        row = conn.execute("select n.nspname from pg_class c join pg_namespace n on "
+                           "n.oid = c.relnamespace where c.relname = 'user_database_config'"
+                           ).fetchone()
+        assert row is not None
+        schema = sql.Identifier(row[0])
+        conn.execute(sql.SQL(
+            "create table {s}.test_states (n bigserial, connection text, deployment text);"
+            "create function {s}.test_record_state() returns trigger language plpgsql as $$"
+            " begin insert into {s}.test_states (connection, deployment) values"
+            " (new.connection_status, new.deployment_status); return new; end $$;"
+            "create trigger test_record_state after update on {s}.user_database_config"
+            " for each row execute function {s}.test_record_state()").format(s=schema))
+        seen: list[tuple[str, str]] = []
+        yield seen
+        seen += [(c, d) for c, d in conn.execute(sql.SQL(
+            "select connection, deployment from {}.test_states order by n").format(
+            schema)).fetchall()]

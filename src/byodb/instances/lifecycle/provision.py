@@ -61,6 +61,15 @@ class Provisioning:
                                            connection_error_code=None)
                 database = self._databases.of(self._config)
                 outcome = await self._deploy(database)
+                # Deployed and moving in one write: a state between them (deployed, the
+                # connection still ``error`` on a retry) would look final to whoever polls.
+                await self._changes.update(
+                    user_id, deployment=DeploymentStatus.deployed,
+                    connection=ConnectionStatus.moving, expect_credential_version=expect,
+                    schema_version=outcome.version, instance_id=outcome.instance_id,
+                    last_schema_deploy=self._changes.now(),
+                    deployment_progress="Moving your content from your previous database"
+                    if self._config.switching else "Moving your existing content")
                 stage = "Moving your content"
                 await self._move_in(database, outcome)
         except Exception as exc:
@@ -107,26 +116,14 @@ class Provisioning:
                                                    target_version=limits.schema_target)
 
         async with asyncio.timeout(limits.deploy_s):
-            outcome = await retrying_step(deploy_once, user_id=user_id,
-                                          deadline_s=limits.deploy_s, step=step, limits=limits)
-        await self._changes.update(user_id, deployment=DeploymentStatus.deployed,
-                                   expect_credential_version=expect,
-                                   schema_version=outcome.version,
-                                   instance_id=outcome.instance_id,
-                                   last_schema_deploy=self._changes.now(),
-                                   deployment_progress="Moving your existing content")
-        return outcome
+            return await retrying_step(deploy_once, user_id=user_id,
+                                       deadline_s=limits.deploy_s, step=step, limits=limits)
 
     async def _move_in(self, database: UserDatabase, outcome: DeployOutcome) -> None:
         """Move the user's content onto ``database`` with their requests held, then mark
         them connected — only once nothing of theirs is left anywhere else."""
         config, step, limits = self._config, self._step, self._limits
         user_id, expect = config.user_id, config.credential_version
-        await self._changes.update(user_id, connection=ConnectionStatus.moving,
-                                   expect_credential_version=expect,
-                                   deployment_progress="Moving your content from your "
-                                   "previous database" if config.switching
-                                   else "Moving your existing content")
         moved = 0
 
         async def from_previous() -> int:
