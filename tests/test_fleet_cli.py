@@ -92,16 +92,23 @@ async def test_migrate_all_prints_its_summary_and_exits_by_what_it_reached(
     assert first.exit_code == 1, first.stderr
     summary = _summary(first)
     assert set(summary) == SUMMARY_KEYS
-    assert (summary["to_version"], summary["total"], summary["completed"], summary["failed"],
-            summary["pending"], summary["already_current"]) == (2, 3, 2, 1, 0, 0)
-    assert meta_version(urls["cl1"]) == 2 and meta_version(urls["cl3"]) == 1
+    assert (summary["to_version"], summary["total"], summary["failed"],
+            summary["already_current"]) == (2, 3, 1, 0)
+    # The two healthy ones are migrated, or (a connect or lock timeout on a busy machine)
+    # left pending for the next run: a transient error is never called a failure.
+    pending = summary["pending"]
+    assert summary["completed"] + pending == 2 and pending in (0, 1), summary
+    assert sorted(meta_version(urls[u]) for u in ("cl1", "cl2")) == [1] * pending + \
+        [2] * (2 - pending)
+    assert meta_version(urls["cl3"]) == 1
 
     # The cause fixed, the next run tries the failed one again and exits 0.
     with psycopg.connect(urls["cl3"], autocommit=True) as conn:
         conn.execute("alter table byodb.messages drop column embedding_model")
     second = await _byodb(settings, main_url, "migrate-all", "--json")
     assert second.exit_code == 0, second.stdout
-    assert (_summary(second)["completed"], _summary(second)["already_current"]) == (1, 2)
+    assert (_summary(second)["completed"], _summary(second)["already_current"]) == \
+        (1 + pending, 2 - pending)
     assert all(meta_version(url) == 2 for url in urls.values())
     assert main_version(main_url, "cl3") == 2
 
