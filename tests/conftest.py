@@ -8,7 +8,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -184,19 +184,27 @@ class Api:
     async def put(self, path: str, user: str | None = None, **kw: Any) -> httpx.Response:
         return await self.request("PUT", path, user, **kw)
 
-    async def queued_reembedding_ended(self, user: str, timeout_s: float = 60) -> None:
-        """Return once no re-embedding run of ``user`` is queued or running."""
+    async def _count_on_main_until(self, query: str, params: dict[str, Any], *,
+                                   ready: Callable[[int], bool], timeout_s: float,
+                                   never: str) -> None:
+        """Poll a ``count(*)`` on main every 0.1 s until ``ready(count)``."""
         deadline = time.monotonic() + timeout_s
         while True:
             async with self.app.state.runtime.main.connect() as conn:
-                waiting = (await conn.execute(text(
-                    "select count(*) from procrastinate_jobs where task_name = :task and "
-                    "args ->> 'user_id' = :u and status in ('todo', 'doing')"),
-                    {"task": f"{REEMBED_NAMESPACE}:reembed_user", "u": user})).scalar_one()
-            if not waiting:
+                count = (await conn.execute(text(query), params)).scalar_one()
+            if ready(count):
                 return
-            assert time.monotonic() < deadline, f"{user}'s queued re-embedding never ended"
+            assert time.monotonic() < deadline, never
             await asyncio.sleep(0.1)
+
+    async def queued_reembedding_ended(self, user: str, timeout_s: float = 60) -> None:
+        """Return once no re-embedding run of ``user`` is queued or running."""
+        await self._count_on_main_until(
+            "select count(*) from procrastinate_jobs where task_name = :task and "
+            "args ->> 'user_id' = :u and status in ('todo', 'doing')",
+            {"task": f"{REEMBED_NAMESPACE}:reembed_user", "u": user},
+            ready=lambda waiting: waiting == 0, timeout_s=timeout_s,
+            never=f"{user}'s queued re-embedding never ended")
 
     async def settle_reembedding(self, user: str) -> None:
         """Let a re-embedding run the worker queued for ``user`` end, then run one now (as
@@ -210,16 +218,10 @@ class Api:
         worker starts (no sweep on record yet) and may start late on a busy machine; after
         it, the next is BYODB_HEALTH_INTERVAL away, so a test that stops a user's server
         sees only the checks it makes itself."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            async with self.app.state.runtime.main.connect() as conn:
-                swept = (await conn.execute(text(
-                    "select count(*) from health_sweeps where trigger = 'schedule' "
-                    "and finished_at is not null"))).scalar_one()
-            if swept:
-                return
-            assert time.monotonic() < deadline, "the worker never swept"
-            await asyncio.sleep(0.1)
+        await self._count_on_main_until(
+            "select count(*) from health_sweeps where trigger = 'schedule' "
+            "and finished_at is not null", {},
+            ready=lambda swept: swept > 0, timeout_s=timeout_s, never="the worker never swept")
 
     async def wait_for_state(self, user: str, *statuses: str,
                              timeout_s: float = 30) -> dict[str, Any]:
